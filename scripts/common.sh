@@ -1,0 +1,75 @@
+# scripts/common.sh: shared by demo.sh, test.sh and .ci/run.
+# Installs what the project needs from Debian's packages, builds and installs
+# the extension, and runs a throwaway PostgreSQL cluster on a private socket
+# directory. Source it; it defines functions and changes nothing by itself.
+
+PG_MAJOR=${PG_MAJOR:-15}
+PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# as_root CMD...: run as root, through sudo when we are not root.
+as_root() {
+	if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+install_deps() {
+	local pkgs="postgresql-$PG_MAJOR postgresql-contrib-$PG_MAJOR postgresql-server-dev-$PG_MAJOR make gcc libc6-dev"
+	local missing=""
+	for p in $pkgs; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
+	done
+	[ -z "$missing" ] && return 0
+	log "installing:$missing"
+	as_root apt-get update -qq
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+}
+
+build_install() {
+	log "building provider_connections"
+	make -C "$TOP" -s clean >/dev/null
+	make -C "$TOP" -s PG_CONFIG="$PG_BIN/pg_config" ${EXTRA_CFLAGS:+PG_CFLAGS="$EXTRA_CFLAGS"} >/dev/null
+	as_root make -C "$TOP" -s PG_CONFIG="$PG_BIN/pg_config" install >/dev/null
+}
+
+# The server refuses to run as root; the cluster belongs to the postgres user.
+as_pg() {
+	if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# start_cluster: sets CLUSTER_DIR, PGHOST, PGPORT, PGUSER, PGDATABASE.
+start_cluster() {
+	CLUSTER_DIR=$(mktemp -d /tmp/provider_connections.XXXXXX)
+	chmod 755 "$CLUSTER_DIR"
+	[ "$(id -u)" -eq 0 ] && chown postgres: "$CLUSTER_DIR"
+	export PGHOST=$CLUSTER_DIR PGPORT=${PGPORT:-54329} PGUSER=postgres PGDATABASE=postgres
+	log "starting a throwaway cluster in $CLUSTER_DIR"
+	as_pg "$PG_BIN/initdb" -D "$CLUSTER_DIR/data" -U postgres -A trust --no-sync >/dev/null
+	# A random key per cluster: it lives only in this throwaway configuration.
+	local key
+	key=$(head -c 48 /dev/urandom | od -An -tx1 | tr -d ' \n')
+	as_pg tee -a "$CLUSTER_DIR/data/postgresql.conf" >/dev/null <<CONF
+listen_addresses = ''
+unix_socket_directories = '$CLUSTER_DIR'
+port = $PGPORT
+shared_preload_libraries = 'provider_connections'
+provider_connections.encryption_key = '$key'
+max_prepared_transactions = 10
+fsync = off
+log_line_prefix = '%m [%p] %q%a '
+CONF
+	as_pg "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/server.log" -w start >/dev/null
+	trap stop_cluster EXIT
+}
+
+stop_cluster() {
+	[ -n "${CLUSTER_DIR:-}" ] || return 0
+	as_pg "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
+	if [ -n "${KEEP_CLUSTER:-}" ]; then
+		log "cluster kept in $CLUSTER_DIR"
+	else
+		rm -rf "$CLUSTER_DIR"
+	fi
+	CLUSTER_DIR=
+}

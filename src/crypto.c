@@ -1,0 +1,215 @@
+/*
+ * crypto.c
+ *		Sealing and opening credentials with pgcrypto.
+ *
+ * Credentials are sealed with pgcrypto's pgp_sym_encrypt_bytea: AES-256,
+ * a fresh random salt and session prefix per message, and PGP's
+ * modification detection code, so tampering is detected on opening. The
+ * key is handed to pgcrypto as a function argument through fmgr; it never
+ * appears in SQL text, so it cannot reach a log or pg_stat_statements.
+ *
+ * Each sealed value starts with a 7-byte header: "PC", format version 1,
+ * then a 4-byte key id (the first bytes of HMAC-SHA256 of a fixed label
+ * under the key). The id names the key that sealed the value without
+ * revealing it, which is what key rotation needs.
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_type.h"
+#include "common/cryptohash.h"
+#include "common/hmac.h"
+#include "common/sha2.h"
+#include "fmgr.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/fmgroids.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "crypto.h"
+#include "settings.h"
+
+#define PC_SEAL_VERSION 1
+
+/* The key is random and long (settings.c insists), so salted S2K suffices. */
+#define PC_PGP_OPTIONS "cipher-algo=aes256, compress-algo=0, s2k-mode=1, s2k-digest-algo=sha1"
+
+static FmgrInfo pc_encrypt_fn;
+static FmgrInfo pc_decrypt_fn;
+static bool pc_crypto_ready = false;
+
+/* The schema pgcrypto was created in, or InvalidOid. */
+static Oid
+PgcryptoSchema(void)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			nsp = InvalidOid;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum("pgcrypto"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		nsp = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return nsp;
+}
+
+/* Find pgcrypto's functions by signature in pgcrypto's own schema. */
+static void
+LookupPgcrypto(void)
+{
+	Oid			nsp;
+	char	   *schema;
+	Oid			enc_args[3] = {BYTEAOID, TEXTOID, TEXTOID};
+	Oid			dec_args[2] = {BYTEAOID, TEXTOID};
+	Oid			enc,
+				dec;
+
+	if (pc_crypto_ready)
+		return;
+	nsp = PgcryptoSchema();
+	if (!OidIsValid(nsp))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("provider_connections needs the pgcrypto extension"),
+				 errhint("Run CREATE EXTENSION pgcrypto.")));
+	schema = get_namespace_name(nsp);
+	enc = LookupFuncName(list_make2(makeString(schema), makeString("pgp_sym_encrypt_bytea")),
+						 3, enc_args, false);
+	dec = LookupFuncName(list_make2(makeString(schema), makeString("pgp_sym_decrypt_bytea")),
+						 2, dec_args, false);
+	/* pgcrypto's C code stays loaded, so these stay valid for the backend. */
+	fmgr_info_cxt(enc, &pc_encrypt_fn, TopMemoryContext);
+	fmgr_info_cxt(dec, &pc_decrypt_fn, TopMemoryContext);
+	pc_crypto_ready = true;
+}
+
+uint32
+pc_key_id(const char *key)
+{
+	static const char label[] = "provider_connections key id";
+	uint8		mac[PG_SHA256_DIGEST_LENGTH];
+	pg_hmac_ctx *ctx = pg_hmac_create(PG_SHA256);
+
+	if (ctx == NULL ||
+		pg_hmac_init(ctx, (const uint8 *) key, strlen(key)) < 0 ||
+		pg_hmac_update(ctx, (const uint8 *) label, strlen(label)) < 0 ||
+		pg_hmac_final(ctx, mac, sizeof(mac)) < 0)
+	{
+		pg_hmac_free(ctx);
+		elog(ERROR, "could not compute the encryption key id");
+	}
+	pg_hmac_free(ctx);
+	return ((uint32) mac[0] << 24) | ((uint32) mac[1] << 16) |
+		((uint32) mac[2] << 8) | (uint32) mac[3];
+}
+
+int64
+pc_sealed_key_id(const bytea *sealed)
+{
+	const uint8 *p = (const uint8 *) VARDATA_ANY(sealed);
+
+	if (VARSIZE_ANY_EXHDR(sealed) <= PC_SEAL_HEADER_LEN ||
+		p[0] != 'P' || p[1] != 'C' || p[2] != PC_SEAL_VERSION)
+		return -1;
+	return ((int64) p[3] << 24) | ((int64) p[4] << 16) |
+		((int64) p[5] << 8) | (int64) p[6];
+}
+
+bytea *
+pc_seal(const bytea *plain)
+{
+	text	   *key = cstring_to_text(pc_encryption_key);
+	uint32		id = pc_key_id(pc_encryption_key);
+	bytea	   *msg;
+	bytea	   *out;
+	Size		len;
+	uint8	   *p;
+
+	LookupPgcrypto();
+	msg = DatumGetByteaPP(FunctionCall3(&pc_encrypt_fn,
+										PointerGetDatum(plain),
+										PointerGetDatum(key),
+										CStringGetTextDatum(PC_PGP_OPTIONS)));
+	len = VARSIZE_ANY_EXHDR(msg);
+	out = palloc(VARHDRSZ + PC_SEAL_HEADER_LEN + len);
+	SET_VARSIZE(out, VARHDRSZ + PC_SEAL_HEADER_LEN + len);
+	p = (uint8 *) VARDATA(out);
+	p[0] = 'P';
+	p[1] = 'C';
+	p[2] = PC_SEAL_VERSION;
+	p[3] = (uint8) (id >> 24);
+	p[4] = (uint8) (id >> 16);
+	p[5] = (uint8) (id >> 8);
+	p[6] = (uint8) id;
+	memcpy(p + PC_SEAL_HEADER_LEN, VARDATA_ANY(msg), len);
+
+	/* Do not leave the key in freed memory longer than needed. */
+	explicit_bzero(VARDATA(key), VARSIZE(key) - VARHDRSZ);
+	pfree(key);
+	return out;
+}
+
+/* The configured key whose id is id, or NULL. */
+static const char *
+KeyWithId(int64 id)
+{
+	if (pc_encryption_key && pc_encryption_key[0] != '\0' &&
+		pc_key_id(pc_encryption_key) == id)
+		return pc_encryption_key;
+	if (pc_encryption_key_previous && pc_encryption_key_previous[0] != '\0' &&
+		pc_key_id(pc_encryption_key_previous) == id)
+		return pc_encryption_key_previous;
+	return NULL;
+}
+
+bytea *
+pc_open(const bytea *sealed)
+{
+	int64		id = pc_sealed_key_id(sealed);
+	const char *keystr;
+	text	   *key;
+	bytea	   *msg;
+	bytea	   *plain;
+	Size		len;
+
+	if (id < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("stored provider credentials are not in a format provider_connections can open")));
+	keystr = KeyWithId(id);
+	if (keystr == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("provider credentials were sealed with a key that is not configured"),
+				 errdetail("The credentials carry key id %08llx.", (unsigned long long) id),
+				 errhint("Set provider_connections.encryption_key or provider_connections.encryption_key_previous to that key.")));
+
+	LookupPgcrypto();
+	len = VARSIZE_ANY_EXHDR(sealed) - PC_SEAL_HEADER_LEN;
+	msg = palloc(VARHDRSZ + len);
+	SET_VARSIZE(msg, VARHDRSZ + len);
+	memcpy(VARDATA(msg), (const char *) VARDATA_ANY(sealed) + PC_SEAL_HEADER_LEN, len);
+
+	key = cstring_to_text(keystr);
+	plain = DatumGetByteaPP(FunctionCall2(&pc_decrypt_fn,
+										  PointerGetDatum(msg),
+										  PointerGetDatum(key)));
+	explicit_bzero(VARDATA(key), VARSIZE(key) - VARHDRSZ);
+	pfree(key);
+	pfree(msg);
+	return plain;
+}

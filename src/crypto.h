@@ -1,0 +1,31 @@
+/*
+ * crypto.h
+ *		Sealing and opening credentials with pgcrypto.
+ */
+#ifndef PC_CRYPTO_H
+#define PC_CRYPTO_H
+
+#include "postgres.h"
+
+/* Bytes of our header in front of each pgcrypto message. */
+#define PC_SEAL_HEADER_LEN 7
+
+/*
+ * Seal plain bytes under the current key. The caller has checked
+ * pc_key_problem() first.
+ */
+extern bytea *pc_seal(const bytea *plain);
+
+/*
+ * Open sealed bytes with whichever configured key (current or previous)
+ * sealed them; raises an error if neither did.
+ */
+extern bytea *pc_open(const bytea *sealed);
+
+/* The id recorded in sealed bytes, or -1 if they carry no valid header. */
+extern int64 pc_sealed_key_id(const bytea *sealed);
+
+/* The id of a key as recorded in what it seals. */
+extern uint32 pc_key_id(const char *key);
+
+#endif							/* PC_CRYPTO_H */

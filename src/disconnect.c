@@ -1,0 +1,71 @@
+/*
+ * disconnect.c
+ *		provider_disconnect: end a connection and drop its credentials.
+ */
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "command.h"
+#include "plans.h"
+#include "settings.h"
+
+/* Inside the guarded subtransaction: waits for the row lock if held. */
+static void
+MarkDisconnected(PcCall *call, void *arg)
+{
+	Datum		values[2];
+
+	values[0] = UUIDPGetDatum((pg_uuid_t *) arg);
+	values[1] = TimestampTzGetDatum(pc_now());
+	if (SPI_execute_plan(pc_plan(PC_PLAN_DISCONNECT), values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update provider connection");
+	/* Deleted by someone else while we waited. */
+	if (SPI_processed == 0)
+		pc_call_fail(call, "connection_not_found", "Connection not found");
+}
+
+/* SQL function: provider_disconnect(user_id, connection_id) */
+PG_FUNCTION_INFO_V1(provider_disconnect);
+
+/*
+ * Disconnect connection_id on behalf of user_id, who must own it: status
+ * disconnected, credentials, their type and expiry cleared, the row kept
+ * for the audit trail. Disconnecting twice succeeds twice.
+ */
+Datum
+provider_disconnect(PG_FUNCTION_ARGS)
+{
+	PcCall		call;
+	pg_uuid_t  *user_id = pc_arg_uuid(fcinfo, 0);
+	pg_uuid_t  *connection_id = pc_arg_uuid(fcinfo, 1);
+	PcConnectionRow row;
+	bool		found = false;
+
+	pc_call_begin(&call, fcinfo, PC_CMD_DISCONNECT);
+	if (connection_id != NULL)
+		found = pc_find_connection(connection_id, &row);
+
+	call.event.user_id = user_id;
+	call.event.connection_id = connection_id;
+	call.event.provider_id = found ? &row.provider_id : NULL;
+	call.event.provider_slug = found ? row.provider_slug : NULL;
+	call.result_connection_id = connection_id;
+	pc_call_attempted(&call);
+
+	if (user_id == NULL)
+		pc_call_fail(&call, "invalid_argument", "user_id cannot be null");
+	else if (connection_id == NULL)
+		pc_call_fail(&call, "invalid_argument", "connection_id cannot be null");
+	else if (!found)
+		pc_call_fail(&call, "connection_not_found", "Connection not found");
+	else if (memcmp(&row.user_id, user_id, sizeof(pg_uuid_t)) != 0)
+		pc_call_fail(&call, "not_owned_by_user", "Connection not owned by user");
+	else
+		pc_guarded_write(&call, MarkDisconnected, connection_id);
+
+	return pc_call_finish(&call, fcinfo);
+}

@@ -1,0 +1,126 @@
+/*
+ * plans.c
+ *		The SQL statements the commands run, prepared once per backend.
+ *
+ * Every statement names its tables with the extension's schema, quoted, and
+ * its operators as OPERATOR(pg_catalog.=), so nothing a caller puts on the
+ * search_path can stand in for them; values always travel as parameters.
+ * Plans are prepared on first use and kept (SPI_keepplan); PostgreSQL
+ * replans them if the tables are dropped and created again, and they are
+ * rebuilt if the extension comes back in another schema.
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "plans.h"
+
+typedef struct PcPlanSpec
+{
+	const char *sql;			/* %1$s is the quoted extension schema */
+	int			nargs;
+	Oid			argtypes[12];
+} PcPlanSpec;
+
+static const PcPlanSpec pc_plan_specs[PC_NUM_PLANS] = {
+	[PC_PLAN_INSERT_AUDIT] = {
+		"INSERT INTO %1$s.provider_audit_log (id, event_id, event_type, action, user_id,"
+		" connection_id, provider_id, provider_slug, reason, needs_user_action, occurred_at, context)"
+		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::pg_catalog.jsonb)",
+		12, {INT8OID, UUIDOID, TEXTOID, TEXTOID, UUIDOID, UUIDOID, UUIDOID, TEXTOID,
+		TEXTOID, BOOLOID, TIMESTAMPTZOID, TEXTOID}
+	},
+	[PC_PLAN_INSERT_CONNECTION] = {
+		"INSERT INTO %1$s.provider_connections (id, user_id, provider_id, provider_slug, status,"
+		" alias, credential_type, encrypted_credentials, credentials_expires_at,"
+		" connected_at, created_at, updated_at)"
+		" VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8, $9, $9, $9)",
+		9, {UUIDOID, UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID, BYTEAOID,
+		TIMESTAMPTZOID, TIMESTAMPTZOID}
+	},
+	[PC_PLAN_FIND_CONNECTION] = {
+		"SELECT user_id, provider_id, provider_slug::pg_catalog.text, status::pg_catalog.text"
+		" FROM %1$s.provider_connections WHERE id OPERATOR(pg_catalog.=) $1",
+		1, {UUIDOID}
+	},
+	[PC_PLAN_DISCONNECT] = {
+		"UPDATE %1$s.provider_connections SET status = 'disconnected',"
+		" encrypted_credentials = NULL, credential_type = NULL,"
+		" credentials_expires_at = NULL, updated_at = $2"
+		" WHERE id OPERATOR(pg_catalog.=) $1",
+		2, {UUIDOID, TIMESTAMPTZOID}
+	},
+	[PC_PLAN_REFRESH] = {
+		/* Rechecked on the newest row version after a lock wait. */
+		"UPDATE %1$s.provider_connections SET encrypted_credentials = $2,"
+		" credentials_expires_at = $3,"
+		" credential_type = COALESCE($4, credential_type), updated_at = $5"
+		" WHERE id OPERATOR(pg_catalog.=) $1"
+		" AND status OPERATOR(pg_catalog.=) 'active'::%1$s.provider_connection_status",
+		5, {UUIDOID, BYTEAOID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID}
+	},
+	[PC_PLAN_CREDENTIALS] = {
+		"SELECT encrypted_credentials FROM %1$s.provider_connections"
+		" WHERE id OPERATOR(pg_catalog.=) $1",
+		1, {UUIDOID}
+	},
+};
+
+static Oid	pc_plans_schema = InvalidOid;
+static SPIPlanPtr pc_plans[PC_NUM_PLANS];
+static Oid	pc_audit_seq = InvalidOid;
+
+void
+pc_plans_use_schema(Oid nsp)
+{
+	int			i;
+
+	if (nsp == pc_plans_schema)
+		return;
+	/* Created again elsewhere: plans made for the old schema are stale. */
+	for (i = 0; i < PC_NUM_PLANS; i++)
+	{
+		if (pc_plans[i] != NULL)
+			SPI_freeplan(pc_plans[i]);
+		pc_plans[i] = NULL;
+	}
+	pc_audit_seq = InvalidOid;
+	pc_plans_schema = nsp;
+}
+
+SPIPlanPtr
+pc_plan(PcPlanId id)
+{
+	const PcPlanSpec *spec = &pc_plan_specs[id];
+	SPIPlanPtr	plan;
+
+	Assert(OidIsValid(pc_plans_schema));
+	if (pc_plans[id] != NULL)
+		return pc_plans[id];
+
+	plan = SPI_prepare(psprintf(spec->sql, quote_identifier(get_namespace_name(pc_plans_schema))),
+					   spec->nargs,
+					   (Oid *) spec->argtypes);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed for provider_connections statement %d: %s",
+			 (int) id, SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "SPI_keepplan failed for provider_connections statement %d", (int) id);
+	pc_plans[id] = plan;
+	return plan;
+}
+
+Oid
+pc_audit_sequence(void)
+{
+	if (!OidIsValid(pc_audit_seq))
+		pc_audit_seq = get_relname_relid("provider_audit_log_id_seq", pc_plans_schema);
+	if (!OidIsValid(pc_audit_seq))
+		elog(ERROR, "sequence provider_audit_log_id_seq is missing");
+	return pc_audit_seq;
+}

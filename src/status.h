@@ -1,0 +1,34 @@
+/*
+ * status.h
+ *		The connection status state machine: one transition table used by
+ *		the SQL functions and by the trigger that guards direct writes.
+ */
+#ifndef PC_STATUS_H
+#define PC_STATUS_H
+
+#include "postgres.h"
+
+typedef enum PcStatus
+{
+	PC_PENDING,
+	PC_ACTIVE,
+	PC_EXPIRED,
+	PC_REVOKED,
+	PC_FAILED,
+	PC_DISCONNECTED,
+	PC_NUM_STATUSES
+} PcStatus;
+
+/* The enum label of a status, as in provider_connection_status. */
+extern const char *pc_status_name(PcStatus status);
+
+/* The status for a label; raises an error for an unknown label. */
+extern PcStatus pc_status_from_name(const char *name);
+
+/*
+ * Whether a row may move from one status to another. A status kept as it is
+ * is not a transition and is always allowed.
+ */
+extern bool pc_transition_allowed(PcStatus from, PcStatus to);
+
+#endif							/* PC_STATUS_H */

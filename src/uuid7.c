@@ -1,0 +1,75 @@
+/*
+ * uuid7.c
+ *		UUIDv7 generation (RFC 9562).
+ *
+ * Layout: 48 bits of Unix time in milliseconds, version 7, 12 bits of
+ * sub-millisecond time (RFC 9562 method 3, as PostgreSQL 18's uuidv7()
+ * does), variant 10, then 62 random bits. Ids made by one backend are
+ * strictly increasing even when the clock stalls or steps back, so a
+ * connection's ids sort by creation within a session.
+ */
+#include "postgres.h"
+
+#include "port.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "settings.h"
+#include "uuid7.h"
+
+/* Microseconds between the Unix epoch and PostgreSQL's. */
+#define PC_UNIX_EPOCH_OFFSET_US \
+	((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY)
+
+/* The last (ms << 12 | sub-ms) this backend used, to stay monotonic. */
+static uint64 pc_last_stamp = 0;
+
+static uint64
+TimeStamp60(TimestampTz now)
+{
+	int64		unix_us = (int64) now + PC_UNIX_EPOCH_OFFSET_US;
+	uint64		ms;
+	uint64		sub;
+
+	if (unix_us < 0)
+		unix_us = 0;
+	ms = (uint64) unix_us / 1000;
+	/* The remaining microseconds scaled to 12 bits (0..4095). */
+	sub = ((uint64) unix_us % 1000) * 4096 / 1000;
+	return (ms << 12) | sub;
+}
+
+void
+pc_uuid7(pg_uuid_t *out, TimestampTz now, uint64 test_seed)
+{
+	uint64		stamp = TimeStamp60(now);
+	uint8		rnd[8];
+	int			i;
+
+	if (pc_test_clock_active())
+	{
+		/* Pinned clock: the seed stands in for the random bits. */
+		for (i = 0; i < 8; i++)
+			rnd[i] = (uint8) (test_seed >> (56 - 8 * i));
+	}
+	else
+	{
+		if (stamp <= pc_last_stamp)
+			stamp = pc_last_stamp + 1;
+		pc_last_stamp = stamp;
+		if (!pg_strong_random(rnd, sizeof(rnd)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not generate random bytes for a UUID")));
+	}
+
+	/* 48-bit millisecond timestamp, big-endian. */
+	for (i = 0; i < 6; i++)
+		out->data[i] = (uint8) (stamp >> (12 + 8 * (5 - i)));
+	/* Version 7 and the 12 sub-millisecond bits. */
+	out->data[6] = 0x70 | (uint8) ((stamp >> 8) & 0x0F);
+	out->data[7] = (uint8) (stamp & 0xFF);
+	/* Variant 10 and 62 random bits. */
+	memcpy(&out->data[8], rnd, 8);
+	out->data[8] = (out->data[8] & 0x3F) | 0x80;
+}

@@ -1,0 +1,19 @@
+/*
+ * uuid7.h
+ *		UUIDv7 generation (RFC 9562) for connection ids and event ids.
+ */
+#ifndef PC_UUID7_H
+#define PC_UUID7_H
+
+#include "postgres.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+/*
+ * Fill *out with a UUIDv7 stamped with "now". test_seed is used only under
+ * provider_connections.test_clock, where it replaces the random bits so the
+ * id is reproducible; callers pass something unique per id.
+ */
+extern void pc_uuid7(pg_uuid_t *out, TimestampTz now, uint64 test_seed);
+
+#endif							/* PC_UUID7_H */
