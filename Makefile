@@ -5,7 +5,8 @@ OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 DATA = $(sort $(wildcard provider_connections--*.sql))
 PGFILEDESC = "provider_connections - provider connections with audit events and encrypted credentials"
 
-REGRESS = $(basename $(notdir $(sort $(wildcard sql/*.sql))))
+# install first: it creates the extension the other files use.
+REGRESS = install connect disconnect refresh state_machine audit_log encryption uuid7
 REGRESS_OPTS = --load-extension=pgcrypto
 ISOLATION = $(basename $(notdir $(sort $(wildcard specs/*.spec))))
 ISOLATION_OPTS = --load-extension=pgcrypto

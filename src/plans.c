@@ -73,7 +73,6 @@ static const PcPlanSpec pc_plan_specs[PC_NUM_PLANS] = {
 
 static Oid	pc_plans_schema = InvalidOid;
 static SPIPlanPtr pc_plans[PC_NUM_PLANS];
-static Oid	pc_audit_seq = InvalidOid;
 
 void
 pc_plans_use_schema(Oid nsp)
@@ -89,7 +88,6 @@ pc_plans_use_schema(Oid nsp)
 			SPI_freeplan(pc_plans[i]);
 		pc_plans[i] = NULL;
 	}
-	pc_audit_seq = InvalidOid;
 	pc_plans_schema = nsp;
 }
 
@@ -115,12 +113,16 @@ pc_plan(PcPlanId id)
 	return plan;
 }
 
+/*
+ * Looked up on each call (a syscache hit): an OID kept across calls would go
+ * stale when the extension is dropped and created again.
+ */
 Oid
 pc_audit_sequence(void)
 {
-	if (!OidIsValid(pc_audit_seq))
-		pc_audit_seq = get_relname_relid("provider_audit_log_id_seq", pc_plans_schema);
-	if (!OidIsValid(pc_audit_seq))
+	Oid			seq = get_relname_relid("provider_audit_log_id_seq", pc_plans_schema);
+
+	if (!OidIsValid(seq))
 		elog(ERROR, "sequence provider_audit_log_id_seq is missing");
-	return pc_audit_seq;
+	return seq;
 }
