@@ -15,7 +15,8 @@ as_root() {
 }
 
 install_deps() {
-	local pkgs="postgresql-$PG_MAJOR postgresql-contrib-$PG_MAJOR postgresql-server-dev-$PG_MAJOR make gcc libc6-dev"
+	# Debian ships contrib (pgcrypto) inside postgresql-NN.
+	local pkgs="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR make gcc libc6-dev"
 	local missing=""
 	for p in $pkgs; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
