@@ -27,6 +27,7 @@
 #include "utils/uuid.h"
 
 #include "events.h"
+#include "feed.h"
 #include "plans.h"
 #include "settings.h"
 #include "uuid7.h"
@@ -195,5 +196,6 @@ pc_emit_event(const PcEvent *ev)
 
 	Async_Notify(PC_CHANNEL, PayloadJson(ev, audit_id, &event_id, occurred_at,
 										 slug, reason));
+	pc_feed_note_event(pc_plans_schema(), audit_id);
 	return audit_id;
 }

@@ -69,9 +69,40 @@ static const PcPlanSpec pc_plan_specs[PC_NUM_PLANS] = {
 		" WHERE id OPERATOR(pg_catalog.=) $1",
 		1, {UUIDOID}
 	},
+	[PC_PLAN_FEED_OWN_ROWS] = {
+		/* The caller keeps the rows whose xmin is one of its own xids. */
+		"SELECT id, xmin FROM %1$s.provider_audit_log"
+		" WHERE id OPERATOR(pg_catalog.>=) $1 AND id OPERATOR(pg_catalog.<=) $2 ORDER BY id",
+		2, {INT8OID, INT8OID}
+	},
+	[PC_PLAN_FEED_INSERT] = {
+		"INSERT INTO %1$s.provider_event_positions (global_position, audit_id)"
+		" SELECT * FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"
+		" pg_catalog.unnest($2::pg_catalog.int8[]))",
+		2, {INT8ARRAYOID, INT8ARRAYOID}
+	},
+	[PC_PLAN_ROTATE_BATCH] = {
+		/* SKIP LOCKED: rows a caller is changing are left for a later batch. */
+		"SELECT id, encrypted_credentials FROM %1$s.provider_connections"
+		" WHERE encrypted_credentials IS NOT NULL"
+		" AND pg_catalog.substring(encrypted_credentials, 4, 4) OPERATOR(pg_catalog.<>) $1"
+		" LIMIT $2 FOR UPDATE SKIP LOCKED",
+		2, {BYTEAOID, INT4OID}
+	},
+	[PC_PLAN_ROTATE_STORE] = {
+		"UPDATE %1$s.provider_connections SET encrypted_credentials = $2"
+		" WHERE id OPERATOR(pg_catalog.=) $1",
+		2, {UUIDOID, BYTEAOID}
+	},
+	[PC_PLAN_ROTATE_REMAINING] = {
+		"SELECT pg_catalog.count(*) FROM %1$s.provider_connections"
+		" WHERE encrypted_credentials IS NOT NULL"
+		" AND pg_catalog.substring(encrypted_credentials, 4, 4) OPERATOR(pg_catalog.<>) $1",
+		1, {BYTEAOID}
+	},
 };
 
-static Oid	pc_plans_schema = InvalidOid;
+static Oid	pc_schema = InvalidOid;
 static SPIPlanPtr pc_plans[PC_NUM_PLANS];
 
 void
@@ -79,7 +110,7 @@ pc_plans_use_schema(Oid nsp)
 {
 	int			i;
 
-	if (nsp == pc_plans_schema)
+	if (nsp == pc_schema)
 		return;
 	/* Created again elsewhere: plans made for the old schema are stale. */
 	for (i = 0; i < PC_NUM_PLANS; i++)
@@ -88,7 +119,7 @@ pc_plans_use_schema(Oid nsp)
 			SPI_freeplan(pc_plans[i]);
 		pc_plans[i] = NULL;
 	}
-	pc_plans_schema = nsp;
+	pc_schema = nsp;
 }
 
 SPIPlanPtr
@@ -97,11 +128,11 @@ pc_plan(PcPlanId id)
 	const PcPlanSpec *spec = &pc_plan_specs[id];
 	SPIPlanPtr	plan;
 
-	Assert(OidIsValid(pc_plans_schema));
+	Assert(OidIsValid(pc_schema));
 	if (pc_plans[id] != NULL)
 		return pc_plans[id];
 
-	plan = SPI_prepare(psprintf(spec->sql, quote_identifier(get_namespace_name(pc_plans_schema))),
+	plan = SPI_prepare(psprintf(spec->sql, quote_identifier(get_namespace_name(pc_schema))),
 					   spec->nargs,
 					   (Oid *) spec->argtypes);
 	if (plan == NULL)
@@ -113,6 +144,12 @@ pc_plan(PcPlanId id)
 	return plan;
 }
 
+Oid
+pc_plans_schema(void)
+{
+	return pc_schema;
+}
+
 /*
  * Looked up on each call (a syscache hit): an OID kept across calls would go
  * stale when the extension is dropped and created again.
@@ -120,7 +157,7 @@ pc_plan(PcPlanId id)
 Oid
 pc_audit_sequence(void)
 {
-	Oid			seq = get_relname_relid("provider_audit_log_id_seq", pc_plans_schema);
+	Oid			seq = get_relname_relid("provider_audit_log_id_seq", pc_schema);
 
 	if (!OidIsValid(seq))
 		elog(ERROR, "sequence provider_audit_log_id_seq is missing");

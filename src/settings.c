@@ -25,6 +25,7 @@
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 
+#include "feed.h"
 #include "settings.h"
 
 PG_MODULE_MAGIC;
@@ -196,4 +197,5 @@ _PG_init(void)
 							   CheckTestClock, AssignTestClock, NULL);
 
 	MarkGUCPrefixReserved("provider_connections");
+	pc_feed_init();
 }
