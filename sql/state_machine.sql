@@ -103,5 +103,7 @@ UPDATE provider_connections SET status = 'expired', encrypted_credentials = '\x0
 SELECT status, count(*) FROM provider_connections WHERE provider_slug = 'matrix'
  GROUP BY 1 ORDER BY 1;
 
-DELETE FROM provider_connections WHERE provider_slug = 'matrix';
+-- These rows hold placeholder bytes, not sealed credentials: remove them.
+DELETE FROM provider_connections
+ WHERE provider_slug = 'matrix' OR id = '5a000000-0000-7000-8000-000000000001';
 DROP FUNCTION try_transition(provider_connection_status, provider_connection_status);

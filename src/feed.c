@@ -28,15 +28,18 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/fmgrprotos.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "feed.h"
 #include "plans.h"
@@ -55,6 +58,8 @@ pc_feed_note_event(Oid nsp, int64 audit_id)
 	pc_feed_max_id = Max(pc_feed_max_id, audit_id);
 	pc_feed_schema = nsp;
 }
+
+static Oid	RelationOwner(Oid relid);
 
 static void
 Forget(void)
@@ -78,12 +83,25 @@ AssignPositions(void)
 	uint64		i;
 	Oid			seq;
 
+	Oid			save_userid;
+	int			save_sec_context;
+
 	/* Before 1.1 there is no feed table: nothing to do. */
 	seq = get_relname_relid("provider_event_position_seq", pc_feed_schema);
 	if (!OidIsValid(seq))
 		return;
 
 	LockSharedObject(DatabaseRelationId, InvalidOid, 0, AccessExclusiveLock);
+
+	/*
+	 * At commit the caller's SECURITY DEFINER context is gone; callers hold
+	 * no rights on the feed tables, so act as their owner, restricted the way
+	 * PostgreSQL's own maintenance commands are.
+	 */
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(RelationOwner(seq),
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
 
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -120,6 +138,21 @@ AssignPositions(void)
 
 	SPI_finish();
 	PopActiveSnapshot();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+}
+
+/* The owner of a relation, from the syscache. */
+static Oid
+RelationOwner(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
 }
 
 static void

@@ -42,6 +42,14 @@ CurrentKeyId(void)
 	return out;
 }
 
+/* Error context: which connection's credentials could not be rotated. */
+static void
+RotateErrorContext(void *arg)
+{
+	errcontext("while rotating the credentials of provider connection %s",
+			   DatumGetCString(DirectFunctionCall1(uuid_out, *(Datum *) arg)));
+}
+
 /* SQL function: provider_rotate_credentials(batch_size) */
 PG_FUNCTION_INFO_V1(provider_rotate_credentials);
 
@@ -92,10 +100,16 @@ provider_rotate_credentials(PG_FUNCTION_ARGS)
 	n = SPI_processed;
 	{
 		SPITupleTable *batch = SPI_tuptable;
+		Datum		store[2];
+		ErrorContextCallback errcallback;
+
+		errcallback.callback = RotateErrorContext;
+		errcallback.arg = &store[0];
+		errcallback.previous = error_context_stack;
+		error_context_stack = &errcallback;
 
 		for (i = 0; i < n; i++)
 		{
-			Datum		store[2];
 			bytea	   *plain;
 
 			store[0] = SPI_getbinval(batch->vals[i], batch->tupdesc, 1, &isnull);
@@ -107,6 +121,7 @@ provider_rotate_credentials(PG_FUNCTION_ARGS)
 				elog(ERROR, "could not store rotated credentials");
 			rotated += SPI_processed;
 		}
+		error_context_stack = errcallback.previous;
 	}
 
 	if (SPI_execute_plan(pc_plan(PC_PLAN_ROTATE_REMAINING), args, NULL, false, 1) != SPI_OK_SELECT)

@@ -1,0 +1,54 @@
+-- The event feed outside concurrency (specs/feed.spec covers that): every
+-- committed audit row has exactly one position; rolled-back work has none.
+\set VERBOSITY terse
+SET provider_connections.encryption_key = 'regress-key-0123456789abcdef-0123456789';
+
+SELECT (SELECT count(*) FROM provider_audit_log) = (SELECT count(*) FROM provider_event_positions)
+       AS every_event_positioned,
+       (SELECT count(*) FROM provider_event_positions p
+         WHERE NOT EXISTS (SELECT 1 FROM provider_audit_log a WHERE a.id = p.audit_id)) AS orphans;
+
+-- One session: positions follow commit order, which here is id order.
+SELECT bool_and(audit_id > lag) AS in_commit_order
+  FROM (SELECT audit_id, lag(audit_id) OVER (ORDER BY global_position)
+          FROM provider_event_positions) s WHERE lag IS NOT NULL;
+
+SELECT coalesce(max(global_position), 0) AS head FROM provider_event_positions \gset
+
+-- A rolled-back call leaves no position; a rolled-back savepoint drops only
+-- its own events.
+BEGIN;
+SELECT ok FROM provider_connect('13131313-1313-1313-1313-131313131313',
+    'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'rolled-back', '\x01');
+ROLLBACK;
+BEGIN;
+SELECT ok FROM provider_connect('13131313-1313-1313-1313-131313131313',
+    'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'kept', '\x01');
+SAVEPOINT s;
+SELECT ok FROM provider_connect('13131313-1313-1313-1313-131313131313',
+    'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'undone', '\x01');
+ROLLBACK TO SAVEPOINT s;
+SELECT ok FROM provider_connect('13131313-1313-1313-1313-131313131313',
+    'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'kept-too', '\x01');
+COMMIT;
+SELECT global_position - :head AS position, provider_slug, event_type
+  FROM provider_events_since(:head) ORDER BY global_position;
+
+-- max_events bounds a page; a consumer resumes from the last position.
+SELECT count(*) AS page FROM provider_events_since(:head, 3);
+SELECT min(global_position) - :head AS next_page_starts_at
+  FROM provider_events_since(:head + 3, 3);
+SELECT count(*) AS past_the_head FROM provider_events_since(:head + 100);
+SELECT * FROM provider_events_since(0, -1);
+
+-- The feed never carries credentials: its columns.
+SELECT string_agg(attname, ', ' ORDER BY attnum) AS columns
+  FROM pg_attribute WHERE attrelid = 'provider_event_positions'::regclass AND attnum > 0;
+SELECT string_agg(name, ', ') AS feed_columns
+  FROM (SELECT unnest(proargnames) AS name, unnest(proargmodes) AS mode
+          FROM pg_proc WHERE proname = 'provider_events_since') s WHERE mode = 't';
+
+-- Positions are append-only too.
+UPDATE provider_event_positions SET global_position = global_position + 1000;
+DELETE FROM provider_event_positions;
+TRUNCATE provider_event_positions;

@@ -1,0 +1,91 @@
+-- Least privilege: the grants README.md documents for an application role
+-- and a worker role, and what each can and cannot do. Then a hostile caller
+-- who plants look-alike objects on its search_path.
+\set VERBOSITY terse
+SET provider_connections.encryption_key = 'regress-key-0123456789abcdef-0123456789';
+SET provider_connections.test_clock = '2026-01-06 00:00:00+00';
+
+CREATE ROLE pc_app;
+CREATE ROLE pc_worker IN ROLE pc_app;
+GRANT EXECUTE ON FUNCTION provider_connect(uuid, uuid, text, bytea, text, timestamptz, text),
+                          provider_disconnect(uuid, uuid),
+                          provider_refresh_tokens(uuid, bytea, timestamptz, text),
+                          provider_events_since(bigint, integer) TO pc_app;
+GRANT SELECT (id, user_id, provider_id, provider_slug, status, alias, credential_type,
+              credentials_expires_at, connected_at, last_sync_at, created_at, updated_at)
+      ON provider_connections TO pc_app;
+GRANT SELECT ON provider_audit_log TO pc_app;
+GRANT EXECUTE ON FUNCTION provider_credentials(uuid) TO pc_worker;
+
+-- Before any grant, a role can call nothing.
+CREATE ROLE pc_nobody;
+SET ROLE pc_nobody;
+SELECT ok FROM provider_connect('99999999-0000-0000-0000-000000000001',
+    'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', '\x01');
+SELECT count(*) FROM provider_connections;
+RESET ROLE;
+
+-- The application role: the commands work and are recorded as its own.
+SET ROLE pc_app;
+SELECT (provider_connect('99999999-0000-0000-0000-000000000001',
+        'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', '\x6170702d736563726574')).connection_id AS app_conn \gset
+SELECT ok FROM provider_refresh_tokens(:'app_conn', '\x6170702d736563726574');
+SELECT status, credential_type FROM provider_connections WHERE id = :'app_conn';
+SELECT context->>'current_user' AS recorded_as FROM provider_audit_log ORDER BY id DESC LIMIT 1;
+SELECT count(*) > 0 AS reads_feed FROM provider_events_since(0, 10);
+-- ...but it cannot read sealed credentials, open them, or write the tables.
+SELECT encrypted_credentials FROM provider_connections WHERE id = :'app_conn';
+SELECT provider_credentials(:'app_conn');
+UPDATE provider_connections SET status = 'disconnected', encrypted_credentials = NULL WHERE id = :'app_conn';
+INSERT INTO provider_connections (id, user_id, provider_id, provider_slug, status, created_at, updated_at)
+VALUES (gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), 'x', 'pending', now(), now());
+DELETE FROM provider_connections;
+UPDATE provider_audit_log SET reason = 'x';
+DELETE FROM provider_audit_log;
+INSERT INTO provider_audit_log (event_id, event_type, action, occurred_at, context)
+VALUES (gen_random_uuid(), 'Forged', 'forged', now(), '{}');
+SELECT * FROM provider_rotate_credentials();
+SHOW provider_connections.encryption_key;
+RESET ROLE;
+
+-- The worker role: also the plain credentials.
+SET ROLE pc_worker;
+SELECT provider_credentials(:'app_conn') AS opened;
+RESET ROLE;
+
+-- A hostile caller plants look-alikes of everything the functions use:
+-- tables, an always-true uuid "=", nextval, and a pgcrypto stand-in that
+-- would steal the key. The functions use none of them.
+CREATE SCHEMA evil AUTHORIZATION pc_app;
+SET ROLE pc_app;
+CREATE TABLE evil.stolen (what text);
+CREATE TABLE evil.provider_audit_log (id bigint, event_id uuid, event_type text);
+CREATE TABLE evil.provider_connections (id uuid, user_id uuid, status text);
+CREATE FUNCTION evil.always_equal(uuid, uuid) RETURNS boolean LANGUAGE sql AS 'SELECT true';
+CREATE OPERATOR evil.= (LEFTARG = uuid, RIGHTARG = uuid, FUNCTION = evil.always_equal);
+CREATE FUNCTION evil.nextval(regclass) RETURNS bigint LANGUAGE sql AS 'SELECT 1::bigint';
+CREATE FUNCTION evil.pgp_sym_encrypt_bytea(bytea, text, text) RETURNS bytea LANGUAGE sql
+    AS $$ INSERT INTO evil.stolen VALUES ($2) RETURNING $1 $$;
+CREATE FUNCTION evil.substring(bytea, integer, integer) RETURNS bytea LANGUAGE sql
+    AS $$ INSERT INTO evil.stolen VALUES ('substring') RETURNING $1 $$;
+CREATE TEMP TABLE provider_connections (id uuid, user_id uuid, status text);
+SET search_path = evil, pg_temp, public;
+SELECT (provider_connect('99999999-0000-0000-0000-000000000001',
+        'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', '\x01')).ok AS connected;
+-- With an always-true "=", another user's connection would look owned.
+SELECT ok, error_code FROM provider_disconnect('99999999-0000-0000-0000-000000000002', :'app_conn');
+SELECT ok FROM provider_refresh_tokens(:'app_conn', '\x02');
+SELECT (SELECT count(*) FROM evil.stolen) AS stolen,
+       (SELECT count(*) FROM evil.provider_audit_log) AS decoy_audit,
+       (SELECT count(*) FROM evil.provider_connections) AS decoy_connections,
+       (SELECT count(*) FROM pg_temp.provider_connections) AS temp_connections;
+RESET search_path;
+RESET ROLE;
+-- (The temp table still shadows public's for this session: name it.)
+SELECT status FROM public.provider_connections WHERE id = :'app_conn';
+
+DROP SCHEMA evil CASCADE;
+REVOKE ALL ON ALL TABLES IN SCHEMA public FROM pc_app, pc_worker;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA public FROM pc_app, pc_worker;
+DROP OWNED BY pc_app, pc_worker, pc_nobody;
+DROP ROLE pc_worker, pc_app, pc_nobody;

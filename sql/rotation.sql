@@ -1,0 +1,59 @@
+-- Key rotation: re-seal every credential under a new key, in batches, then
+-- drop the old key; everything still opens. specs/ and test/rotation.sh
+-- cover rotation while calls run.
+\set VERBOSITY terse
+SET provider_connections.encryption_key = 'regress-key-0123456789abcdef-0123456789';
+
+CREATE TEMP TABLE plain AS
+SELECT id, provider_credentials(id) AS credentials
+  FROM provider_connections WHERE encrypted_credentials IS NOT NULL;
+SELECT count(*) > 3 AS populated FROM plain;
+SELECT count(*) AS sealed_now FROM provider_connections WHERE encrypted_credentials IS NOT NULL \gset
+
+-- Not without a superuser, a key, or a sensible batch.
+CREATE ROLE pc_rotator;
+SET ROLE pc_rotator;
+SELECT * FROM provider_rotate_credentials();
+RESET ROLE;
+DROP ROLE pc_rotator;
+SELECT * FROM provider_rotate_credentials(0);
+
+-- Credentials nobody can open stop the rotation, naming the connection, and
+-- nothing of the batch is changed.
+INSERT INTO provider_connections (id, user_id, provider_id, provider_slug, status,
+                                  encrypted_credentials, created_at, updated_at)
+VALUES ('0bad0000-0000-7000-8000-000000000001', gen_random_uuid(), gen_random_uuid(),
+        'broken', 'active', '\x0011223344', now(), now());
+SET provider_connections.encryption_key = 'rotated-key-0123456789abcdef-0123456789';
+SET provider_connections.encryption_key_previous = 'regress-key-0123456789abcdef-0123456789';
+\set VERBOSITY default
+SELECT * FROM provider_rotate_credentials(100000);
+\set VERBOSITY terse
+SELECT count(*) AS still_under_old_key FROM provider_connections
+ WHERE substr(encrypted_credentials, 1, 7) = (SELECT substr(encrypted_credentials, 1, 7)
+                                                FROM provider_connections WHERE id = (SELECT id FROM plain LIMIT 1))
+   AND id IN (SELECT id FROM plain);
+DELETE FROM provider_connections WHERE id = '0bad0000-0000-7000-8000-000000000001';
+SET provider_connections.encryption_key = 'regress-key-0123456789abcdef-0123456789';
+RESET provider_connections.encryption_key_previous;
+
+-- New key current, old key previous: batches until nothing remains.
+SET provider_connections.encryption_key = 'rotated-key-0123456789abcdef-0123456789';
+SET provider_connections.encryption_key_previous = 'regress-key-0123456789abcdef-0123456789';
+SELECT rotated, remaining = :sealed_now - 2 AS remaining_ok FROM provider_rotate_credentials(2);
+SELECT rotated = :sealed_now - 2 AS rest_rotated, remaining FROM provider_rotate_credentials(100000);
+SELECT * FROM provider_rotate_credentials();
+
+-- Drop the old key: every credential opens with the new one alone.
+RESET provider_connections.encryption_key_previous;
+SELECT count(*) AS checked, count(*) FILTER (WHERE provider_credentials(p.id) = p.credentials) AS same
+  FROM plain p;
+SELECT count(DISTINCT substr(encrypted_credentials, 1, 7)) AS key_ids
+  FROM provider_connections WHERE encrypted_credentials IS NOT NULL;
+
+-- Rotation touches only the sealed bytes: no status change, no event.
+SELECT count(*) AS rotation_events FROM provider_audit_log WHERE event_type LIKE '%Rotat%';
+SET provider_connections.encryption_key = 'regress-key-0123456789abcdef-0123456789';
+SET provider_connections.encryption_key_previous = 'rotated-key-0123456789abcdef-0123456789';
+SELECT remaining FROM provider_rotate_credentials(100000);
+RESET provider_connections.encryption_key_previous;
