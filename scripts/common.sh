@@ -44,7 +44,7 @@ start_cluster() {
 	CLUSTER_DIR=$(mktemp -d /tmp/provider_connections.XXXXXX)
 	chmod 755 "$CLUSTER_DIR"
 	[ "$(id -u)" -eq 0 ] && chown postgres: "$CLUSTER_DIR"
-	export PGHOST=$CLUSTER_DIR PGPORT=${PGPORT:-54329} PGUSER=postgres PGDATABASE=postgres
+	export CLUSTER_DIR PGHOST=$CLUSTER_DIR PGPORT=${PGPORT:-54329} PGUSER=postgres PGDATABASE=postgres
 	log "starting a throwaway cluster in $CLUSTER_DIR"
 	as_pg "$PG_BIN/initdb" -D "$CLUSTER_DIR/data" -U postgres -A trust --no-sync >/dev/null
 	# A random key per cluster: it lives only in this throwaway configuration.
@@ -64,6 +64,30 @@ CONF
 	trap stop_cluster EXIT
 }
 
+# start_second_cluster PORT: another throwaway cluster with the same key, for
+# dump and restore. Sets SECOND_DIR; stop it with stop_second_cluster.
+start_second_cluster() {
+	SECOND_DIR=$(mktemp -d /tmp/provider_connections.XXXXXX)
+	chmod 755 "$SECOND_DIR"
+	[ "$(id -u)" -eq 0 ] && chown postgres: "$SECOND_DIR"
+	as_pg "$PG_BIN/initdb" -D "$SECOND_DIR/data" -U postgres -A trust --no-sync >/dev/null
+	{
+		grep -E "^(shared_preload_libraries|provider_connections\.encryption_key) " "$CLUSTER_DIR/data/postgresql.conf"
+		echo "listen_addresses = ''"
+		echo "unix_socket_directories = '$SECOND_DIR'"
+		echo "port = $1"
+		echo "fsync = off"
+	} | as_pg tee -a "$SECOND_DIR/data/postgresql.conf" >/dev/null
+	as_pg "$PG_BIN/pg_ctl" -D "$SECOND_DIR/data" -l "$SECOND_DIR/server.log" -w start >/dev/null
+}
+
+stop_second_cluster() {
+	[ -n "${SECOND_DIR:-}" ] || return 0
+	as_pg "$PG_BIN/pg_ctl" -D "$SECOND_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
+	rm -rf "$SECOND_DIR"
+	SECOND_DIR=
+}
+
 stop_cluster() {
 	[ -n "${CLUSTER_DIR:-}" ] || return 0
 	as_pg "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
@@ -73,4 +97,22 @@ stop_cluster() {
 		rm -rf "$CLUSTER_DIR"
 	fi
 	CLUSTER_DIR=
+}
+
+# For the script tests in test/: a fresh database with the extension.
+fresh_db() {
+	psql -qX -d postgres -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" >/dev/null
+	psql -qX -d "$1" -c "CREATE EXTENSION provider_connections CASCADE" 2>/dev/null
+}
+
+# check NAME SQL: run SQL (one boolean); print and fail unless it is true.
+check() {
+	local got
+	got=$(psql -qAtX -v ON_ERROR_STOP=1 -c "$2" 2>&1) || got="error: $got"
+	if [ "$got" = "t" ]; then
+		echo "  ok: $1"
+	else
+		echo "  FAILED: $1 ($got)"
+		CHECKS_FAILED=$((${CHECKS_FAILED:-0} + 1))
+	fi
 }

@@ -107,3 +107,24 @@ SELECT status, count(*) FROM provider_connections WHERE provider_slug = 'matrix'
 DELETE FROM provider_connections
  WHERE provider_slug = 'matrix' OR id = '5a000000-0000-7000-8000-000000000001';
 DROP FUNCTION try_transition(provider_connection_status, provider_connection_status);
+
+-- Rows that lived elsewhere keep their status: COPY (what pg_restore uses)
+-- and logical replication may insert any status, invariants still held.
+COPY provider_connections (id, user_id, provider_id, provider_slug, status,
+                           created_at, updated_at) FROM stdin;
+5b000000-0000-7000-8000-000000000001	55555555-5555-5555-5555-555555555555	aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa	schwab	disconnected	2025-01-01 00:00:00+00	2025-02-01 00:00:00+00
+\.
+COPY provider_connections (id, user_id, provider_id, provider_slug, status,
+                           created_at, updated_at) FROM stdin;
+5b000000-0000-7000-8000-000000000002	55555555-5555-5555-5555-555555555555	aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa	schwab	active	2025-01-01 00:00:00+00	2025-02-01 00:00:00+00
+\.
+SET session_replication_role = replica;
+INSERT INTO provider_connections (id, user_id, provider_id, provider_slug, status,
+                                  created_at, updated_at)
+VALUES ('5b000000-0000-7000-8000-000000000003', '55555555-5555-5555-5555-555555555555',
+        'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', 'expired', now(), now());
+-- ...but transitions are still checked.
+UPDATE provider_connections SET status = 'pending' WHERE id = '5b000000-0000-7000-8000-000000000003';
+RESET session_replication_role;
+SELECT id, status FROM provider_connections WHERE id::text LIKE '5b000000%' ORDER BY id;
+DELETE FROM provider_connections WHERE id::text LIKE '5b000000%';

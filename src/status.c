@@ -13,6 +13,11 @@
  * a disconnected row holds none. New rows start pending or active, and a
  * row's identity (id, user_id, provider_id, created_at) never changes,
  * which is what lets the functions check ownership before taking the lock.
+ *
+ * Rows that already lived elsewhere come in with the status they had: a
+ * COPY (pg_restore, a bulk load of existing connections) and logical
+ * replication (session_replication_role = replica) may insert any status.
+ * The credentials invariants still apply to them.
  */
 #include "postgres.h"
 
@@ -21,6 +26,7 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "tcop/pquery.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/lsyscache.h"
@@ -92,6 +98,14 @@ AttnumOf(Relation rel, const char *name)
 	if (attnum <= 0)
 		elog(ERROR, "provider_connections has no column \"%s\"", name);
 	return attnum;
+}
+
+/* Whether the rows being inserted existed before (a restore or a replica). */
+static bool
+InsertingExistingRows(void)
+{
+	return SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA ||
+		(ActivePortal != NULL && ActivePortal->commandTag == CMDTAG_COPY);
 }
 
 /* Identity columns must keep their value across an UPDATE. */
@@ -167,7 +181,7 @@ provider_connections_guard(PG_FUNCTION_ARGS)
 
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 	{
-		if (to != PC_PENDING && to != PC_ACTIVE)
+		if (to != PC_PENDING && to != PC_ACTIVE && !InsertingExistingRows())
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("a new provider connection cannot start as \"%s\"",

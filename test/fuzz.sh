@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# test/fuzz.sh: thousands of calls with random valid and invalid arguments
+# from several concurrent sessions (pgbench), some rolled back, some direct
+# status UPDATEs, then the invariants: one Attempted and one outcome per
+# committed call, the state machine on every row, no active row without
+# credentials, every credential opens, every event positioned, no crash.
+# FUZZ_CALLS transactions per session (default 12000, 4 sessions), and never
+# more than a minute. Needs the cluster of scripts/test.sh.
+set -euo pipefail
+. "$(dirname "$0")/../scripts/common.sh"
+export PGDATABASE=fuzz
+fresh_db fuzz
+log_start=$(stat -c %s "$CLUSTER_DIR/server.log")
+
+psql -qX -v ON_ERROR_STOP=1 <<'SQL'
+-- One call with random arguments, NULLs and out-of-range values included.
+CREATE FUNCTION pick(VARIADIC options anyarray) RETURNS anyelement
+    LANGUAGE sql AS 'SELECT options[1 + floor(random() * array_length(options, 1))::int]';
+
+CREATE FUNCTION fuzz_call() RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    users uuid[] := ARRAY['f0000000-0000-0000-0000-000000000001', 'f0000000-0000-0000-0000-000000000002',
+                          'f0000000-0000-0000-0000-000000000003']::uuid[];
+    u uuid := pick(VARIADIC users || NULL::uuid);
+    conn uuid;
+    creds bytea := pick(NULL, '', '\x01'::bytea, gen_random_bytes(1 + floor(random() * 1024)::int),
+                        gen_random_bytes(64));
+    ctype text := pick('oauth2', 'api_key', 'link_token', 'certificate', 'file_import', 'custom',
+                       NULL, '', 'OAuth2', repeat('t', 300));
+    expires timestamptz := pick(NULL, 'infinity'::timestamptz, '-infinity'::timestamptz,
+                                now() + interval '1 hour', now() - interval '1 day');
+    r provider_result;
+BEGIN
+    IF random() < 0.001 THEN
+        creds := decode(repeat('ab', 1024 * 1024 + 1), 'hex');
+    END IF;
+    SELECT id INTO conn FROM provider_connections
+     WHERE user_id = users[1 + floor(random() * 3)::int]
+     ORDER BY status = 'active' DESC, created_at DESC OFFSET floor(random() * 5)::int LIMIT 1;
+    conn := pick(conn, conn, conn, gen_random_uuid(), NULL::uuid);
+    CASE floor(random() * 5)::int
+        WHEN 0, 1 THEN
+            r := provider_connect(u, pick('aaaaaaaa-0000-0000-0000-000000000001'::uuid, NULL),
+                     pick('schwab', 'chase', '', repeat('s', 51), repeat('é', 50), NULL, E'x"\\\n'),
+                     creds, ctype, expires, pick(NULL, 'main', repeat('a', 101), repeat('ä', 100)));
+        WHEN 2 THEN
+            r := provider_disconnect(pick(u, (SELECT user_id FROM provider_connections WHERE id = conn)), conn);
+        ELSE
+            r := provider_refresh_tokens(conn, creds, expires, pick(NULL, ctype));
+    END CASE;
+    RETURN r.error_code;
+END $$;
+
+-- A direct UPDATE to a random status, refused or not by the state machine.
+CREATE FUNCTION fuzz_direct() RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE provider_connections
+       SET status = (enum_range(NULL::provider_connection_status))[1 + floor(random() * 6)::int],
+           encrypted_credentials = CASE WHEN random() < 0.5 THEN NULL ELSE encrypted_credentials END
+     WHERE id = (SELECT id FROM provider_connections ORDER BY created_at DESC
+                  OFFSET floor(random() * 20)::int LIMIT 1);
+    RETURN 'updated';
+EXCEPTION WHEN object_not_in_prerequisite_state OR check_violation THEN
+    RETURN SQLSTATE;
+END $$;
+SQL
+
+work=$(mktemp -d)
+echo "SELECT fuzz_call();" >"$work/call.sql"
+printf 'BEGIN;\nSELECT fuzz_call();\nROLLBACK;\n' >"$work/rollback.sql"
+echo "SELECT fuzz_direct();" >"$work/direct.sql"
+# A fixed count (-t) so every committed call can be accounted for.
+timeout 60 "$PG_BIN/pgbench" -n -c 4 -j 2 -t "${FUZZ_CALLS:-12000}" \
+	-f "$work/call.sql@8" -f "$work/rollback.sql@1" -f "$work/direct.sql@1" >"$work/out" 2>&1 || {
+	cat "$work/out"; exit 1; }
+# pgbench prints, per script, "SQL script N: ..." then "- weight: ..." then
+# "- <count> transactions (...)".
+count_of() { awk -v n="SQL script $1:" 'index($0, n) == 1 {f = 1} f && / transactions / {print $2; exit}' "$work/out"; }
+committed=$(count_of 1)
+rolled_back=$(count_of 2)
+direct=$(count_of 3)
+rm -rf "$work"
+echo "fuzz: $committed committed calls, $rolled_back rolled back, $direct direct updates, 4 sessions"
+psql -qAtX -c "SELECT '  outcomes: ' || string_agg(coalesce(e, 'ok') || ' ' || n, ', ' ORDER BY n DESC)
+                 FROM (SELECT substring(reason FROM '^[^:(]*') AS e, count(*) AS n
+                         FROM provider_audit_log WHERE event_type NOT LIKE '%Attempted' GROUP BY 1) s"
+
+check "every committed call wrote one Attempted row ($committed)" \
+	"SELECT count(*) = $committed FROM provider_audit_log WHERE event_type LIKE '%Attempted'"
+check "each call's transaction holds exactly one Attempted and one outcome of the same command" \
+	"SELECT count(*) = 0 FROM (SELECT context->>'transaction_id' AS t, count(*) AS n,
+	        count(*) FILTER (WHERE event_type LIKE '%Attempted') AS attempted,
+	        count(DISTINCT regexp_replace(event_type, '(Attempted|Succeeded|Failed)$', '')) AS commands,
+	        min(id) FILTER (WHERE event_type LIKE '%Attempted') = min(id) AS attempted_first
+	   FROM provider_audit_log GROUP BY 1) s
+	  WHERE n <> 2 OR attempted <> 1 OR commands <> 1 OR NOT attempted_first"
+check "no active row without credentials, no disconnected row with them" \
+	"SELECT count(*) = 0 FROM provider_connections
+	  WHERE (status = 'active' AND encrypted_credentials IS NULL)
+	     OR (status = 'disconnected' AND encrypted_credentials IS NOT NULL)"
+check "every stored credential opens" \
+	"SELECT count(*) FILTER (WHERE provider_credentials(id) IS NULL) = 0 AND count(*) > 0
+	   FROM provider_connections WHERE encrypted_credentials IS NOT NULL"
+check "every connection was created by a recorded, successful connect" \
+	"SELECT count(*) = 0 FROM provider_connections c WHERE NOT EXISTS
+	   (SELECT 1 FROM provider_audit_log a WHERE a.connection_id = c.id
+	       AND a.event_type = 'ProviderConnectionSucceeded')"
+check "every committed event has exactly one feed position" \
+	"SELECT (SELECT count(*) FROM provider_audit_log) = (SELECT count(*) FROM provider_event_positions)
+	    AND (SELECT count(*) FROM provider_event_positions p
+	          WHERE NOT EXISTS (SELECT 1 FROM provider_audit_log a WHERE a.id = p.audit_id)) = 0"
+check "no NOTIFY payload could have been too large (longest reason <= 800 bytes)" \
+	"SELECT coalesce(max(octet_length(reason)), 0) <= 800 FROM provider_audit_log"
+
+crashes=$(tail -c +"$((log_start + 1))" "$CLUSTER_DIR/server.log" | grep -cE 'terminated by signal|PANIC|TRAP:' || true)
+if [ "$crashes" -eq 0 ]; then echo "  ok: no backend crashed"; else
+	echo "  FAILED: the server log reports $crashes crash lines"; CHECKS_FAILED=$((${CHECKS_FAILED:-0} + 1)); fi
+
+[ "${CHECKS_FAILED:-0}" -eq 0 ]
