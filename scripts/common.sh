@@ -35,8 +35,9 @@ build_install() {
 }
 
 # The server refuses to run as root; the cluster belongs to the postgres user.
+# From /: the checkout may sit where postgres cannot enter (e.g. /root).
 as_pg() {
-	if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+	if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 # start_cluster: sets CLUSTER_DIR, PGHOST, PGPORT, PGUSER, PGDATABASE.
