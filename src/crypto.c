@@ -125,15 +125,26 @@ pc_sealed_key_id(const bytea *sealed)
 	if (VARSIZE_ANY_EXHDR(sealed) <= PC_SEAL_HEADER_LEN ||
 		p[0] != 'P' || p[1] != 'C' || p[2] != PC_SEAL_VERSION)
 		return -1;
-	return ((int64) p[3] << 24) | ((int64) p[4] << 16) |
-		((int64) p[5] << 8) | (int64) p[6];
+	p += PC_SEAL_KEY_ID_OFFSET;
+	return ((int64) p[0] << 24) | ((int64) p[1] << 16) |
+		((int64) p[2] << 8) | (int64) p[3];
+}
+
+void
+pc_key_id_bytes(const char *key, uint8 out[4])
+{
+	uint32		id = pc_key_id(key);
+
+	out[0] = (uint8) (id >> 24);
+	out[1] = (uint8) (id >> 16);
+	out[2] = (uint8) (id >> 8);
+	out[3] = (uint8) id;
 }
 
 bytea *
 pc_seal(const bytea *plain)
 {
 	text	   *key = cstring_to_text(pc_encryption_key);
-	uint32		id = pc_key_id(pc_encryption_key);
 	bytea	   *msg;
 	bytea	   *out;
 	Size		len;
@@ -151,10 +162,7 @@ pc_seal(const bytea *plain)
 	p[0] = 'P';
 	p[1] = 'C';
 	p[2] = PC_SEAL_VERSION;
-	p[3] = (uint8) (id >> 24);
-	p[4] = (uint8) (id >> 16);
-	p[5] = (uint8) (id >> 8);
-	p[6] = (uint8) id;
+	pc_key_id_bytes(pc_encryption_key, p + PC_SEAL_KEY_ID_OFFSET);
 	memcpy(p + PC_SEAL_HEADER_LEN, VARDATA_ANY(msg), len);
 
 	/* Do not leave the key in freed memory longer than needed. */

@@ -82,7 +82,10 @@ static const PcPlanSpec pc_plan_specs[PC_NUM_PLANS] = {
 		2, {INT8ARRAYOID, INT8ARRAYOID}
 	},
 	[PC_PLAN_ROTATE_BATCH] = {
-		/* SKIP LOCKED: rows a caller is changing are left for a later batch. */
+		/*
+		 * SKIP LOCKED: rows a caller is changing are left for a later batch.
+		 * substring(.., 4, 4) is the key id at PC_SEAL_KEY_ID_OFFSET (crypto.h).
+		 */
 		"SELECT id, encrypted_credentials FROM %1$s.provider_connections"
 		" WHERE encrypted_credentials IS NOT NULL"
 		" AND pg_catalog.substring(encrypted_credentials, 4, 4) OPERATOR(pg_catalog.<>) $1"

@@ -26,19 +26,14 @@
 #include "plans.h"
 #include "settings.h"
 
-/* The 4-byte key id of the current key, as stored after "PC\x01". */
+/* The current key's id as a bytea, as sealed values store it. */
 static bytea *
 CurrentKeyId(void)
 {
-	uint32		id = pc_key_id(pc_encryption_key);
 	bytea	   *out = palloc(VARHDRSZ + 4);
-	uint8	   *p = (uint8 *) VARDATA(out);
 
 	SET_VARSIZE(out, VARHDRSZ + 4);
-	p[0] = (uint8) (id >> 24);
-	p[1] = (uint8) (id >> 16);
-	p[2] = (uint8) (id >> 8);
-	p[3] = (uint8) id;
+	pc_key_id_bytes(pc_encryption_key, (uint8 *) VARDATA(out));
 	return out;
 }
 
