@@ -65,20 +65,26 @@ CONF
 	trap stop_cluster EXIT
 }
 
+# init_sibling_cluster DIR PORT: initdb a cluster in DIR for PORT, with the
+# main cluster's preload and key (dump/restore and valgrind need both).
+init_sibling_cluster() {
+	chmod 755 "$1"
+	[ "$(id -u)" -eq 0 ] && chown postgres: "$1"
+	as_pg "$PG_BIN/initdb" -D "$1/data" -U postgres -A trust --no-sync >/dev/null
+	{
+		grep -E "^(shared_preload_libraries|provider_connections\.encryption_key) " "$CLUSTER_DIR/data/postgresql.conf"
+		echo "listen_addresses = ''"
+		echo "unix_socket_directories = '$1'"
+		echo "port = $2"
+		echo "fsync = off"
+	} | as_pg tee -a "$1/data/postgresql.conf" >/dev/null
+}
+
 # start_second_cluster PORT: another throwaway cluster with the same key, for
 # dump and restore. Sets SECOND_DIR; stop it with stop_second_cluster.
 start_second_cluster() {
 	SECOND_DIR=$(mktemp -d /tmp/provider_connections.XXXXXX)
-	chmod 755 "$SECOND_DIR"
-	[ "$(id -u)" -eq 0 ] && chown postgres: "$SECOND_DIR"
-	as_pg "$PG_BIN/initdb" -D "$SECOND_DIR/data" -U postgres -A trust --no-sync >/dev/null
-	{
-		grep -E "^(shared_preload_libraries|provider_connections\.encryption_key) " "$CLUSTER_DIR/data/postgresql.conf"
-		echo "listen_addresses = ''"
-		echo "unix_socket_directories = '$SECOND_DIR'"
-		echo "port = $1"
-		echo "fsync = off"
-	} | as_pg tee -a "$SECOND_DIR/data/postgresql.conf" >/dev/null
+	init_sibling_cluster "$SECOND_DIR" "$1"
 	as_pg "$PG_BIN/pg_ctl" -D "$SECOND_DIR/data" -l "$SECOND_DIR/server.log" -w start >/dev/null
 }
 

@@ -12,19 +12,10 @@ command -v valgrind >/dev/null || {
 }
 
 dir=$(mktemp -d /tmp/provider_connections.vg.XXXXXX)
-chmod 755 "$dir"
-[ "$(id -u)" -eq 0 ] && chown postgres: "$dir"
 port=$((PGPORT + 2))
 trap 'as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
-as_pg "$PG_BIN/initdb" -D "$dir/data" -U postgres -A trust --no-sync >/dev/null
-{
-	grep -E "^(shared_preload_libraries|provider_connections\.encryption_key) " "$CLUSTER_DIR/data/postgresql.conf"
-	echo "listen_addresses = ''"
-	echo "unix_socket_directories = '$dir'"
-	echo "port = $port"
-	echo "fsync = off"
-	echo "max_connections = 20"
-} | as_pg tee -a "$dir/data/postgresql.conf" >/dev/null
+init_sibling_cluster "$dir" "$port"
+echo "max_connections = 20" | as_pg tee -a "$dir/data/postgresql.conf" >/dev/null
 
 as_pg bash -c "valgrind --quiet --error-limit=no --num-callers=40 --track-origins=no \
 	--log-file='$dir/vg.%p.log' '$PG_BIN/postgres' -D '$dir/data' >'$dir/server.log' 2>&1 &"
