@@ -40,6 +40,14 @@ as_pg() {
 	if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
+# write_key_file PATH [KEY]: a key file the server accepts (0600, owned by
+# the server's user); a random key unless KEY is given.
+write_key_file() {
+	local key=${2:-$(head -c 48 /dev/urandom | od -An -tx1 | tr -d ' \n')}
+	printf '%s\n' "$key" | as_pg tee "$1" >/dev/null
+	as_pg chmod 600 "$1"
+}
+
 # start_cluster: sets CLUSTER_DIR, PGHOST, PGPORT, PGUSER, PGDATABASE.
 start_cluster() {
 	CLUSTER_DIR=$(mktemp -d /tmp/provider_connections.XXXXXX)
@@ -48,15 +56,13 @@ start_cluster() {
 	export CLUSTER_DIR PGHOST=$CLUSTER_DIR PGPORT=${PGPORT:-54329} PGUSER=postgres PGDATABASE=postgres
 	log "starting a throwaway cluster in $CLUSTER_DIR"
 	as_pg "$PG_BIN/initdb" -D "$CLUSTER_DIR/data" -U postgres -A trust --no-sync >/dev/null
-	# A random key per cluster: it lives only in this throwaway configuration.
-	local key
-	key=$(head -c 48 /dev/urandom | od -An -tx1 | tr -d ' \n')
+	write_key_file "$CLUSTER_DIR/data/provider_connections.key"
 	as_pg tee -a "$CLUSTER_DIR/data/postgresql.conf" >/dev/null <<CONF
 listen_addresses = ''
 unix_socket_directories = '$CLUSTER_DIR'
 port = $PGPORT
 shared_preload_libraries = 'provider_connections'
-provider_connections.encryption_key = '$key'
+provider_connections.encryption_key_file = 'provider_connections.key'
 max_prepared_transactions = 10
 fsync = off
 log_line_prefix = '%m [%p] %q%a '
@@ -66,13 +72,14 @@ CONF
 }
 
 # init_sibling_cluster DIR PORT: initdb a cluster in DIR for PORT, with the
-# main cluster's preload and key (dump/restore and valgrind need both).
+# main cluster's preload and key file (dump/restore and valgrind need both).
 init_sibling_cluster() {
 	chmod 755 "$1"
 	[ "$(id -u)" -eq 0 ] && chown postgres: "$1"
 	as_pg "$PG_BIN/initdb" -D "$1/data" -U postgres -A trust --no-sync >/dev/null
+	write_key_file "$1/data/provider_connections.key" "$(as_pg cat "$CLUSTER_DIR/data/provider_connections.key")"
 	{
-		grep -E "^(shared_preload_libraries|provider_connections\.encryption_key) " "$CLUSTER_DIR/data/postgresql.conf"
+		grep -E "^(shared_preload_libraries|provider_connections\.encryption_key_file) " "$CLUSTER_DIR/data/postgresql.conf"
 		echo "listen_addresses = ''"
 		echo "unix_socket_directories = '$1'"
 		echo "port = $2"

@@ -1,7 +1,10 @@
 -- provider_connect: the cases of the original ConnectProvider handler's
 -- unit tests, and the argument checks the SQL interface adds.
 \set VERBOSITY terse
-SET provider_connections.encryption_key = 'regress-key-0123456789abcdef-0123456789';
+-- This suite's own key files, written by the server into its data directory
+-- (relative key paths are relative to it), readable by the server only.
+COPY (SELECT 'regress-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_regress.key && chmod 600 pc_regress.key';
+SET provider_connections.encryption_key_file = 'pc_regress.key';
 -- Pin the clock and generated ids so rows and events print the same each run.
 SET provider_connections.test_clock = '2026-01-02 03:04:05.678901+00';
 SET timezone = 'UTC';
@@ -119,14 +122,14 @@ DROP TRIGGER refuse_insert ON provider_connections;
 DROP FUNCTION refuse_insert();
 
 -- No key configured: a clear failure, nothing stored.
-SET provider_connections.encryption_key = '';
+SET provider_connections.encryption_key_file = '';
 SELECT count(*) AS before FROM provider_connections \gset
 SELECT ok, error_code, error FROM provider_connect('11111111-1111-1111-1111-111111111111',
     'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', '\x01');
 SELECT count(*) = :before AS nothing_stored FROM provider_connections;
 SELECT event_type, reason FROM events ORDER BY id DESC LIMIT 1;
-RESET provider_connections.encryption_key;
-SET provider_connections.encryption_key = 'regress-key-0123456789abcdef-0123456789';
+RESET provider_connections.encryption_key_file;
+SET provider_connections.encryption_key_file = 'pc_regress.key';
 
 -- Fail closed: if the audit row cannot be written the call raises and
 -- changes nothing.

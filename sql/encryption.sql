@@ -1,7 +1,11 @@
 -- Credentials at rest: sealed with pgcrypto (AES-256 with integrity check)
 -- under the configured key, never stored or echoed in plain.
 \set VERBOSITY terse
-SET provider_connections.encryption_key = 'regress-key-0123456789abcdef-0123456789';
+-- This suite's own key files, written by the server into its data directory
+-- (relative key paths are relative to it), readable by the server only.
+COPY (SELECT 'regress-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_regress.key && chmod 600 pc_regress.key';
+COPY (SELECT 'another-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_another.key && chmod 600 pc_another.key';
+SET provider_connections.encryption_key_file = 'pc_regress.key';
 
 -- Round trip of arbitrary bytes, zero bytes included.
 SELECT (provider_connect('77777777-7777-7777-7777-777777777777',
@@ -41,12 +45,12 @@ SELECT provider_credentials(:'c1');
 ROLLBACK;
 
 -- Another key cannot open it; keeping the old key as the previous one can.
-SET provider_connections.encryption_key = 'another-key-0123456789abcdef-0123456789';
+SET provider_connections.encryption_key_file = 'pc_another.key';
 SELECT provider_credentials(:'c1');
-SET provider_connections.encryption_key_previous = 'regress-key-0123456789abcdef-0123456789';
+SET provider_connections.encryption_key_previous_file = 'pc_regress.key';
 SELECT provider_credentials(:'c1') = '\x00ff00746f702d7365637265742d746f6b656e00'::bytea AS opened_with_previous;
-RESET provider_connections.encryption_key_previous;
-SET provider_connections.encryption_key = 'regress-key-0123456789abcdef-0123456789';
+RESET provider_connections.encryption_key_previous_file;
+SET provider_connections.encryption_key_file = 'pc_regress.key';
 
 -- Connections without credentials and unknown ids give NULL.
 SELECT provider_credentials(NULL) IS NULL AS null_id,
@@ -64,9 +68,12 @@ SELECT ok, error_code FROM provider_refresh_tokens(:'c1',
     decode(repeat('ab', 10 * 1024 * 1024), 'hex'));
 SELECT provider_credentials(:'c1') = '\x00ff00746f702d7365637265742d746f6b656e00'::bytea AS unchanged;
 
--- The key: too short a key is refused, and so is any place that stores it
--- in a catalog every role can read.
-SET provider_connections.encryption_key = 'short';
+-- The key comes from a file, never from a setting's value: the 1.1 settings
+-- that held the key refuse any value, wherever it would be set, and the
+-- message never quotes it.
+SET provider_connections.encryption_key = 'regress-key-0123456789abcdef-0123456789';
+SET provider_connections.encryption_key_previous = 'regress-key-0123456789abcdef-0123456789';
+ALTER SYSTEM SET provider_connections.encryption_key = 'regress-key-0123456789abcdef-0123456789';
 ALTER ROLE CURRENT_USER SET provider_connections.encryption_key = 'regress-key-0123456789abcdef-0123456789';
 ALTER DATABASE contrib_regression SET provider_connections.encryption_key = 'regress-key-0123456789abcdef-0123456789';
 CREATE FUNCTION leaky() RETURNS int LANGUAGE sql
@@ -74,13 +81,57 @@ CREATE FUNCTION leaky() RETURNS int LANGUAGE sql
     AS 'SELECT 1';
 SELECT count(*) AS stored_settings FROM pg_db_role_setting
  WHERE array_to_string(setconfig, ',') LIKE '%encryption_key%';
+SHOW provider_connections.encryption_key;
 
--- Other roles can neither read nor set it; it is not listed in pg_settings.
+-- A key file that group or others can read is refused when set, as
+-- PostgreSQL refuses such an ssl_key_file, and so is a missing one; the
+-- setting keeps its value.
+COPY (SELECT 'readable-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_readable.key && chmod 644 pc_readable.key';
+\set VERBOSITY default
+SET provider_connections.encryption_key_file = 'pc_readable.key';
+SET provider_connections.encryption_key_file = 'pc_missing.key';
+\set VERBOSITY terse
+SHOW provider_connections.encryption_key_file;
+
+-- A file that becomes readable by others later, or holds too short a key,
+-- or a zero byte, is refused when the key is loaded: calls fail with
+-- encryption_unavailable, naming the file and never its content.
+COPY (SELECT 'later-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_another.key';
+SET provider_connections.encryption_key_file = 'pc_another.key';
+COPY (SELECT 1) TO PROGRAM 'chmod 640 pc_another.key';
+SELECT ok, error_code, error FROM provider_connect('77777777-7777-7777-7777-777777777777',
+    'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', '\x01');
+COPY (SELECT 'short') TO PROGRAM 'cat > pc_short.key && chmod 600 pc_short.key';
+SET provider_connections.encryption_key_file = 'pc_short.key';
+SELECT ok, error_code, error FROM provider_connect('77777777-7777-7777-7777-777777777777',
+    'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', '\x01');
+COPY (SELECT 1) TO PROGRAM 'printf ''zero-byte-key-0123456789abcdef\000-0123456789'' > pc_zero.key && chmod 600 pc_zero.key';
+SET provider_connections.encryption_key_file = 'pc_zero.key';
+SELECT ok, error_code, error FROM provider_connect('77777777-7777-7777-7777-777777777777',
+    'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', '\x01');
+SET provider_connections.encryption_key_file = 'pc_regress.key';
+
+-- The key file is read once per backend and again whenever the setting is
+-- assigned (a SET, or any reload): a new file content is used after that.
+COPY (SELECT 'rewritten-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_another.key';
+COPY (SELECT 1) TO PROGRAM 'chmod 600 pc_another.key';
+SET provider_connections.encryption_key_file = 'pc_another.key';
+SELECT (provider_connect('77777777-7777-7777-7777-777777777777',
+        'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', '\x02')).connection_id AS c3 \gset
+COPY (SELECT 'rewritten-again-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_another.key';
+SELECT provider_credentials(:'c3') = '\x02' AS cached_key_opens;
+SET provider_connections.encryption_key_file = 'pc_another.key';
+SELECT provider_credentials(:'c3');
+SELECT ok FROM provider_disconnect('77777777-7777-7777-7777-777777777777', :'c3');
+SET provider_connections.encryption_key_file = 'pc_regress.key';
+
+-- Other roles can neither read nor set where the key is, and the key
+-- settings are not listed for them in pg_settings.
 CREATE ROLE key_reader;
 SET ROLE key_reader;
-SHOW provider_connections.encryption_key;
-SELECT current_setting('provider_connections.encryption_key');
-SET provider_connections.encryption_key = 'attacker-key-0123456789abcdef-0123456789';
-SELECT count(*) AS listed FROM pg_settings WHERE name LIKE 'provider_connections.%';
+SHOW provider_connections.encryption_key_file;
+SELECT current_setting('provider_connections.encryption_key_file');
+SET provider_connections.encryption_key_file = 'pc_attacker.key';
+SELECT count(*) AS listed FROM pg_settings WHERE name LIKE 'provider_connections.%key%';
 RESET ROLE;
 DROP ROLE key_reader;

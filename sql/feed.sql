@@ -1,8 +1,15 @@
--- The event feed outside concurrency (specs/feed.spec covers that): every
--- committed audit row has exactly one position; rolled-back work has none.
+-- The event feed outside concurrency (specs/feed_order.spec covers that):
+-- every committed audit row has exactly one position once the feed is read;
+-- rolled-back work has none.
 \set VERBOSITY terse
-SET provider_connections.encryption_key = 'regress-key-0123456789abcdef-0123456789';
+-- This suite's own key files, written by the server into its data directory
+-- (relative key paths are relative to it), readable by the server only.
+COPY (SELECT 'regress-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_regress.key && chmod 600 pc_regress.key';
+SET provider_connections.encryption_key_file = 'pc_regress.key';
 
+-- Positions are assigned after commit; a read of the feed first numbers
+-- everything committed before it.
+SELECT count(*) AS read FROM provider_events_since(0, 0);
 SELECT (SELECT count(*) FROM provider_audit_log) = (SELECT count(*) FROM provider_event_positions)
        AS every_event_positioned,
        (SELECT count(*) FROM provider_event_positions p

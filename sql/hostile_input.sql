@@ -1,7 +1,10 @@
 -- NULL in every argument position of every function: always a failure
 -- result naming the problem, never a NULL result, an error or a crash.
 \set VERBOSITY terse
-SET provider_connections.encryption_key = 'regress-key-0123456789abcdef-0123456789';
+-- This suite's own key files, written by the server into its data directory
+-- (relative key paths are relative to it), readable by the server only.
+COPY (SELECT 'regress-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_regress.key && chmod 600 pc_regress.key';
+SET provider_connections.encryption_key_file = 'pc_regress.key';
 
 SELECT (provider_connect('12121212-1212-1212-1212-121212121212',
         'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', '\x01')).connection_id AS conn \gset

@@ -2,7 +2,10 @@
 -- and a worker role, and what each can and cannot do. Then a hostile caller
 -- who plants look-alike objects on its search_path.
 \set VERBOSITY terse
-SET provider_connections.encryption_key = 'regress-key-0123456789abcdef-0123456789';
+-- This suite's own key files, written by the server into its data directory
+-- (relative key paths are relative to it), readable by the server only.
+COPY (SELECT 'regress-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_regress.key && chmod 600 pc_regress.key';
+SET provider_connections.encryption_key_file = 'pc_regress.key';
 SET provider_connections.test_clock = '2026-01-06 00:00:00+00';
 
 CREATE ROLE pc_app;
@@ -45,7 +48,7 @@ DELETE FROM provider_audit_log;
 INSERT INTO provider_audit_log (event_id, event_type, action, occurred_at, context)
 VALUES (gen_random_uuid(), 'Forged', 'forged', now(), '{}');
 SELECT * FROM provider_rotate_credentials();
-SHOW provider_connections.encryption_key;
+SHOW provider_connections.encryption_key_file;
 RESET ROLE;
 
 -- The worker role: also the plain credentials.

@@ -1,7 +1,10 @@
 -- provider_refresh_tokens: the cases of the original RefreshProviderTokens
 -- handler's unit tests.
 \set VERBOSITY terse
-SET provider_connections.encryption_key = 'regress-key-0123456789abcdef-0123456789';
+-- This suite's own key files, written by the server into its data directory
+-- (relative key paths are relative to it), readable by the server only.
+COPY (SELECT 'regress-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_regress.key && chmod 600 pc_regress.key';
+SET provider_connections.encryption_key_file = 'pc_regress.key';
 SET provider_connections.test_clock = '2026-01-04 00:00:00+00';
 SET timezone = 'UTC';
 
@@ -78,7 +81,7 @@ DROP TRIGGER refuse_update ON provider_connections;
 DROP FUNCTION refuse_update();
 
 -- No key configured: refused, nothing stored.
-SET provider_connections.encryption_key = '';
+SET provider_connections.encryption_key_file = '';
 SELECT ok, error_code, error FROM provider_refresh_tokens(:'keep', '\x01');
-SET provider_connections.encryption_key = 'regress-key-0123456789abcdef-0123456789';
+SET provider_connections.encryption_key_file = 'pc_regress.key';
 SELECT provider_credentials(:'keep') AS unchanged;

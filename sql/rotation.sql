@@ -2,7 +2,11 @@
 -- drop the old key; everything still opens. specs/ and test/rotation.sh
 -- cover rotation while calls run.
 \set VERBOSITY terse
-SET provider_connections.encryption_key = 'regress-key-0123456789abcdef-0123456789';
+-- This suite's own key files, written by the server into its data directory
+-- (relative key paths are relative to it), readable by the server only.
+COPY (SELECT 'regress-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_regress.key && chmod 600 pc_regress.key';
+COPY (SELECT 'rotated-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_rotated.key && chmod 600 pc_rotated.key';
+SET provider_connections.encryption_key_file = 'pc_regress.key';
 
 CREATE TEMP TABLE plain AS
 SELECT id, provider_credentials(id) AS credentials
@@ -24,8 +28,8 @@ INSERT INTO provider_connections (id, user_id, provider_id, provider_slug, statu
                                   encrypted_credentials, created_at, updated_at)
 VALUES ('0bad0000-0000-7000-8000-000000000001', gen_random_uuid(), gen_random_uuid(),
         'broken', 'active', '\x0011223344', now(), now());
-SET provider_connections.encryption_key = 'rotated-key-0123456789abcdef-0123456789';
-SET provider_connections.encryption_key_previous = 'regress-key-0123456789abcdef-0123456789';
+SET provider_connections.encryption_key_file = 'pc_rotated.key';
+SET provider_connections.encryption_key_previous_file = 'pc_regress.key';
 \set VERBOSITY default
 SELECT * FROM provider_rotate_credentials(100000);
 \set VERBOSITY terse
@@ -34,18 +38,20 @@ SELECT count(*) AS still_under_old_key FROM provider_connections
                                                 FROM provider_connections WHERE id = (SELECT id FROM plain LIMIT 1))
    AND id IN (SELECT id FROM plain);
 DELETE FROM provider_connections WHERE id = '0bad0000-0000-7000-8000-000000000001';
-SET provider_connections.encryption_key = 'regress-key-0123456789abcdef-0123456789';
-RESET provider_connections.encryption_key_previous;
+SET provider_connections.encryption_key_file = 'pc_regress.key';
+RESET provider_connections.encryption_key_previous_file;
 
 -- New key current, old key previous: batches until nothing remains.
-SET provider_connections.encryption_key = 'rotated-key-0123456789abcdef-0123456789';
-SET provider_connections.encryption_key_previous = 'regress-key-0123456789abcdef-0123456789';
-SELECT rotated, remaining = :sealed_now - 2 AS remaining_ok FROM provider_rotate_credentials(2);
+SET provider_connections.encryption_key_file = 'pc_rotated.key';
+SET provider_connections.encryption_key_previous_file = 'pc_regress.key';
+-- A full batch does not count what is left (that would scan every row per
+-- batch): remaining is NULL, "call again".
+SELECT rotated, remaining IS NULL AS call_again FROM provider_rotate_credentials(2);
 SELECT rotated = :sealed_now - 2 AS rest_rotated, remaining FROM provider_rotate_credentials(100000);
 SELECT * FROM provider_rotate_credentials();
 
 -- Drop the old key: every credential opens with the new one alone.
-RESET provider_connections.encryption_key_previous;
+RESET provider_connections.encryption_key_previous_file;
 SELECT count(*) AS checked, count(*) FILTER (WHERE provider_credentials(p.id) = p.credentials) AS same
   FROM plain p;
 SELECT count(DISTINCT substr(encrypted_credentials, 1, 7)) AS key_ids
@@ -53,7 +59,7 @@ SELECT count(DISTINCT substr(encrypted_credentials, 1, 7)) AS key_ids
 
 -- Rotation touches only the sealed bytes: no status change, no event.
 SELECT count(*) AS rotation_events FROM provider_audit_log WHERE event_type LIKE '%Rotat%';
-SET provider_connections.encryption_key = 'regress-key-0123456789abcdef-0123456789';
-SET provider_connections.encryption_key_previous = 'rotated-key-0123456789abcdef-0123456789';
+SET provider_connections.encryption_key_file = 'pc_regress.key';
+SET provider_connections.encryption_key_previous_file = 'pc_rotated.key';
 SELECT remaining FROM provider_rotate_credentials(100000);
-RESET provider_connections.encryption_key_previous;
+RESET provider_connections.encryption_key_previous_file;

@@ -2,7 +2,10 @@
 -- ALTER EXTENSION; its data survives, every old event gets a position, and
 -- the result is the same set of objects as a fresh 1.1 install.
 \set VERBOSITY terse
-SET provider_connections.encryption_key = 'regress-key-0123456789abcdef-0123456789';
+-- This suite's own key files, written by the server into its data directory
+-- (relative key paths are relative to it), readable by the server only.
+COPY (SELECT 'regress-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_regress.key && chmod 600 pc_regress.key';
+SET provider_connections.encryption_key_file = 'pc_regress.key';
 
 CREATE TEMP TABLE fresh_objects AS
 SELECT pg_describe_object(classid, objid, 0) AS object

@@ -1,6 +1,9 @@
 -- Ids are UUIDv7 (RFC 9562), made in C: version 7, variant 10, a Unix
 -- millisecond timestamp in front, increasing within a session.
-SET provider_connections.encryption_key = 'regress-key-0123456789abcdef-0123456789';
+-- This suite's own key files, written by the server into its data directory
+-- (relative key paths are relative to it), readable by the server only.
+COPY (SELECT 'regress-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_regress.key && chmod 600 pc_regress.key';
+SET provider_connections.encryption_key_file = 'pc_regress.key';
 RESET provider_connections.test_clock;
 
 CREATE TEMP TABLE made AS

@@ -28,14 +28,58 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
-#include "command.h"
-#include "plans.h"
-#include "settings.h"
+#include "catalog/pg_type.h"
+#include "lib/stringinfo.h"
 
+#include "command.h"
+#include "status.h"
+#include "plans.h"
+#include "keys.h"
+
+/* What pc_find_connection reads, by column position. */
+enum
+{
+	Anum_pc_find_user_id = 1,
+	Anum_pc_find_provider_id,
+	Anum_pc_find_provider_slug,
+	Anum_pc_find_status
+};
+
+static PcStatement pc_find_connection_stmt = {
+	"SELECT user_id, provider_id, provider_slug::pg_catalog.text, status::pg_catalog.text"
+	" FROM %1$s.provider_connections WHERE id OPERATOR(pg_catalog.=) $1",
+	1, {UUIDOID}
+};
+
+/* The credential types a connection may hold: the one list (README too). */
 static const char *const pc_credential_types[] = {
 	"oauth2", "api_key", "link_token", "certificate", "file_import", "custom"
 };
 
+/* Each result code's error_code text and message; %s is the argument. */
+static const struct
+{
+	const char *code;
+	const char *message;
+}			pc_result_codes[PC_NUM_RESULT_CODES] = {
+	[PC_RESULT_INVALID_ARGUMENT] = {"invalid_argument", "%s"},
+	[PC_RESULT_INVALID_PROVIDER_SLUG] = {"invalid_provider_slug", "Invalid provider slug"},
+	[PC_RESULT_INVALID_CREDENTIALS] = {"invalid_credentials", "Invalid or missing credentials"},
+	[PC_RESULT_CREDENTIALS_TOO_LARGE] = {"credentials_too_large",
+	"Credentials exceed the maximum size of " CppAsString2(PC_MAX_CREDENTIAL_BYTES) " bytes"},
+	[PC_RESULT_INVALID_CREDENTIAL_TYPE] = {"invalid_credential_type", "Invalid credential type (expected %s)"},
+	[PC_RESULT_INVALID_ALIAS] = {"invalid_alias", "Alias exceeds maximum length"},
+	[PC_RESULT_CONNECTION_NOT_FOUND] = {"connection_not_found", "Connection not found"},
+	[PC_RESULT_NOT_OWNED_BY_USER] = {"not_owned_by_user", "Connection not owned by user"},
+	[PC_RESULT_NOT_ACTIVE] = {"not_active", "Connection is not active"},
+	[PC_RESULT_ENCRYPTION_UNAVAILABLE] = {"encryption_unavailable", "%s"},
+	[PC_RESULT_DATABASE_ERROR] = {"database_error", "Database error occurred: %s"},
+};
+
+/*
+ * Connect to SPI and prepare a call of the given command, whose objects live
+ * in the schema of the SQL function being called.
+ */
 void
 pc_call_begin(PcCall *call, FunctionCallInfo fcinfo, PcCommand command)
 {
@@ -48,6 +92,7 @@ pc_call_begin(PcCall *call, FunctionCallInfo fcinfo, PcCommand command)
 		elog(ERROR, "SPI_connect failed");
 }
 
+/* Write the Attempted event from call->event. */
 void
 pc_call_attempted(PcCall *call)
 {
@@ -55,16 +100,38 @@ pc_call_attempted(PcCall *call)
 	call->attempted_id = pc_emit_event(&call->event);
 }
 
+/*
+ * Record a failure with its code's message, arg standing for its %s (NULL
+ * for codes without one). The first failure recorded wins.
+ */
 void
-pc_call_fail(PcCall *call, const char *error_code, const char *error)
+pc_call_fail(PcCall *call, PcResultCode code, const char *arg)
 {
+	MemoryContext old;
+
+	Assert(code >= 0 && code < PC_NUM_RESULT_CODES);
 	if (!call->ok)
 		return;
+	old = MemoryContextSwitchTo(call->callcxt);
 	call->ok = false;
-	call->error_code = error_code;
-	call->error = MemoryContextStrdup(call->callcxt, error);
+	call->error_code = pc_result_codes[code].code;
+	call->error = strchr(pc_result_codes[code].message, '%') ?
+		psprintf(pc_result_codes[code].message, arg ? arg : "") :
+		pstrdup(pc_result_codes[code].message);
+	MemoryContextSwitchTo(old);
 }
 
+/* Record the invalid_argument failure of a NULL argument. */
+void
+pc_call_fail_null(PcCall *call, const char *argname)
+{
+	pc_call_fail(call, PC_RESULT_INVALID_ARGUMENT, psprintf("%s cannot be null", argname));
+}
+
+/*
+ * Write the outcome event (Succeeded unless a failure was recorded),
+ * disconnect from SPI and return the provider_result row.
+ */
 Datum
 pc_call_finish(PcCall *call, FunctionCallInfo fcinfo)
 {
@@ -106,6 +173,30 @@ pc_call_finish(PcCall *call, FunctionCallInfo fcinfo)
 	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
 }
 
+/*
+ * Whether an error caught in a call must be raised again instead of becoming
+ * a database_error result: the caller asked to stop (a cancel or
+ * statement_timeout, 57xxx) or must retry its transaction (serialization
+ * failure, deadlock, class 40). Recording them would commit a failure the
+ * client never asked for, and hide the SQLSTATE it retries on.
+ */
+static bool
+MustReraise(int sqlerrcode)
+{
+	int			category = ERRCODE_TO_CATEGORY(sqlerrcode);
+
+	return category == ERRCODE_TRANSACTION_ROLLBACK ||
+		category == ERRCODE_OPERATOR_INTERVENTION;
+}
+
+/*
+ * Run write(call, arg) in a subtransaction, as a PL/pgSQL exception block
+ * does. An error inside it is rolled back and recorded as database_error
+ * (its message only: a detail may quote the row, credentials included), and
+ * the caller's transaction stays usable; returns false if that happened.
+ * Cancels, timeouts, serialization failures and deadlocks are raised again
+ * after the rollback (MustReraise).
+ */
 bool
 pc_guarded_write(PcCall *call, PcWriteFn write, void *arg)
 {
@@ -134,9 +225,9 @@ pc_guarded_write(PcCall *call, PcWriteFn write, void *arg)
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;
 
-		/* Only the message: a detail may quote the row, credentials included. */
-		pc_call_fail(call, "database_error",
-					 psprintf("Database error occurred: %s", edata->message));
+		if (MustReraise(edata->sqlerrcode))
+			ReThrowError(edata);
+		pc_call_fail(call, PC_RESULT_DATABASE_ERROR, edata->message);
 		FreeErrorData(edata);
 		caught = true;
 	}
@@ -145,35 +236,27 @@ pc_guarded_write(PcCall *call, PcWriteFn write, void *arg)
 	return !caught;
 }
 
+/*
+ * Credentials argument argno: present, not empty, at most
+ * PC_MAX_CREDENTIAL_BYTES, measured before detoasting so an oversized value
+ * is never copied.
+ */
 bool
 pc_check_credentials(PcCall *call, FunctionCallInfo fcinfo, int argno)
 {
 	Size		size;
 
-	if (PG_ARGISNULL(argno))
-	{
-		pc_call_fail(call, "invalid_credentials", "Invalid or missing credentials");
-		return false;
-	}
-	/* Measure before detoasting, so an oversized value is never copied. */
-	size = toast_raw_datum_size(PG_GETARG_DATUM(argno)) - VARHDRSZ;
+	size = PG_ARGISNULL(argno) ? 0 : toast_raw_datum_size(PG_GETARG_DATUM(argno)) - VARHDRSZ;
 	if (size == 0)
-	{
-		pc_call_fail(call, "invalid_credentials", "Invalid or missing credentials");
-		return false;
-	}
-	if (size > PC_MAX_CREDENTIAL_BYTES)
-	{
-		pc_call_fail(call, "credentials_too_large",
-					 psprintf("Credentials exceed the maximum size of %d bytes",
-							  PC_MAX_CREDENTIAL_BYTES));
-		return false;
-	}
-	return true;
+		pc_call_fail(call, PC_RESULT_INVALID_CREDENTIALS, NULL);
+	else if (size > PC_MAX_CREDENTIAL_BYTES)
+		pc_call_fail(call, PC_RESULT_CREDENTIALS_TOO_LARGE, NULL);
+	return size > 0 && size <= PC_MAX_CREDENTIAL_BYTES;
 }
 
+/* Whether type is one of pc_credential_types. */
 bool
-pc_check_credential_type(PcCall *call, const char *type)
+pc_credential_type_valid(const char *type)
 {
 	int			i;
 
@@ -181,35 +264,65 @@ pc_check_credential_type(PcCall *call, const char *type)
 		for (i = 0; i < lengthof(pc_credential_types); i++)
 			if (strcmp(type, pc_credential_types[i]) == 0)
 				return true;
-	pc_call_fail(call, "invalid_credential_type",
-				 "Invalid credential type (expected oauth2, api_key, link_token, certificate, file_import or custom)");
 	return false;
 }
 
+/* A credential type; the failure's message lists the valid ones. */
+bool
+pc_check_credential_type(PcCall *call, const char *type)
+{
+	StringInfoData list;
+	int			i;
+
+	if (pc_credential_type_valid(type))
+		return true;
+	initStringInfo(&list);
+	for (i = 0; i < lengthof(pc_credential_types); i++)
+		appendStringInfo(&list, "%s%s",
+						 i == 0 ? "" : (i == lengthof(pc_credential_types) - 1 ? " or " : ", "),
+						 pc_credential_types[i]);
+	pc_call_fail(call, PC_RESULT_INVALID_CREDENTIAL_TYPE, list.data);
+	return false;
+}
+
+/* SQL function: provider_credential_type_valid(text), for the table's CHECK */
+PG_FUNCTION_INFO_V1(provider_credential_type_valid);
+
+/* Whether a credential type is one of pc_credential_types. */
+Datum
+provider_credential_type_valid(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(pc_credential_type_valid(text_to_cstring(PG_GETARG_TEXT_PP(0))));
+}
+
+/* An expiry argument: NULL (never expires) or a real time, not -infinity. */
 bool
 pc_check_expires_at(PcCall *call, FunctionCallInfo fcinfo, int argno)
 {
 	if (!PG_ARGISNULL(argno) && TIMESTAMP_IS_NOBEGIN(PG_GETARG_TIMESTAMPTZ(argno)))
 	{
-		pc_call_fail(call, "invalid_argument", "expires_at cannot be -infinity");
+		pc_call_fail(call, PC_RESULT_INVALID_ARGUMENT, "expires_at cannot be -infinity");
 		return false;
 	}
 	return true;
 }
 
+/* The encryption key can be used (keys.c says why not). */
 bool
 pc_check_key(PcCall *call)
 {
 	const char *problem = pc_key_problem();
 
 	if (problem != NULL)
-	{
-		pc_call_fail(call, "encryption_unavailable", problem);
-		return false;
-	}
-	return true;
+		pc_call_fail(call, PC_RESULT_ENCRYPTION_UNAVAILABLE, problem);
+	return problem == NULL;
 }
 
+/*
+ * Read connection id without locking it; false if there is none. The row's
+ * owner and provider cannot change (status.c), so checks made on them here
+ * still hold once the row is locked.
+ */
 bool
 pc_find_connection(const pg_uuid_t *id, PcConnectionRow *row)
 {
@@ -218,20 +331,23 @@ pc_find_connection(const pg_uuid_t *id, PcConnectionRow *row)
 	TupleDesc	desc;
 	bool		isnull;
 
-	if (SPI_execute_plan(pc_plan(PC_PLAN_FIND_CONNECTION), &arg, NULL, false, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(pc_statement_plan(&pc_find_connection_stmt), &arg, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read provider connection");
 	if (SPI_processed == 0)
 		return false;
 
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
-	memcpy(&row->user_id, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)), sizeof(pg_uuid_t));
-	memcpy(&row->provider_id, DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull)), sizeof(pg_uuid_t));
-	row->provider_slug = SPI_getvalue(tup, desc, 3);
-	row->status = SPI_getvalue(tup, desc, 4);
+	memcpy(&row->user_id, DatumGetUUIDP(SPI_getbinval(tup, desc, Anum_pc_find_user_id, &isnull)),
+		   sizeof(pg_uuid_t));
+	memcpy(&row->provider_id, DatumGetUUIDP(SPI_getbinval(tup, desc, Anum_pc_find_provider_id, &isnull)),
+		   sizeof(pg_uuid_t));
+	row->provider_slug = SPI_getvalue(tup, desc, Anum_pc_find_provider_slug);
+	row->status = pc_status_from_name(SPI_getvalue(tup, desc, Anum_pc_find_status));
 	return true;
 }
 
+/* Argument helpers: NULL for a NULL argument. */
 pg_uuid_t *
 pc_arg_uuid(FunctionCallInfo fcinfo, int argno)
 {

@@ -11,11 +11,32 @@
 #include "utils/uuid.h"
 
 #include "events.h"
+#include "status.h"
 
-/* Largest credentials accepted, in bytes (README, "Limits"). */
-#define PC_MAX_CREDENTIAL_BYTES (1024 * 1024)
+/* Largest credentials accepted, in bytes (README, "Limits"): 1 MiB. */
+#define PC_MAX_CREDENTIAL_BYTES 1048576
 #define PC_MAX_SLUG_CHARS 50
 #define PC_MAX_ALIAS_CHARS 100
+
+/*
+ * The error_code of a failure result. Each has one message, in
+ * pc_result_codes (command.c); the README's error table lists the same.
+ */
+typedef enum PcResultCode
+{
+	PC_RESULT_INVALID_ARGUMENT,
+	PC_RESULT_INVALID_PROVIDER_SLUG,
+	PC_RESULT_INVALID_CREDENTIALS,
+	PC_RESULT_CREDENTIALS_TOO_LARGE,
+	PC_RESULT_INVALID_CREDENTIAL_TYPE,
+	PC_RESULT_INVALID_ALIAS,
+	PC_RESULT_CONNECTION_NOT_FOUND,
+	PC_RESULT_NOT_OWNED_BY_USER,
+	PC_RESULT_NOT_ACTIVE,
+	PC_RESULT_ENCRYPTION_UNAVAILABLE,
+	PC_RESULT_DATABASE_ERROR,
+	PC_NUM_RESULT_CODES
+} PcResultCode;
 
 typedef struct PcCall
 {
@@ -28,30 +49,20 @@ typedef struct PcCall
 	const pg_uuid_t *result_connection_id;
 } PcCall;
 
-/* Connect to SPI and prepare a call of the given command. */
 extern void pc_call_begin(PcCall *call, FunctionCallInfo fcinfo, PcCommand command);
 
-/* Write the Attempted event from call->event. */
 extern void pc_call_attempted(PcCall *call);
 
-/* Record a failure; the first one recorded wins. */
-extern void pc_call_fail(PcCall *call, const char *error_code, const char *error);
+extern void pc_call_fail(PcCall *call, PcResultCode code, const char *arg);
+extern void pc_call_fail_null(PcCall *call, const char *argname);
 
-/*
- * Write the outcome event (Succeeded unless a failure was recorded),
- * disconnect from SPI and return the provider_result row.
- */
 extern Datum pc_call_finish(PcCall *call, FunctionCallInfo fcinfo);
 
-/*
- * Run write(call, arg) in a subtransaction. An error inside it is caught,
- * rolled back, and recorded as database_error; the caller's transaction
- * stays usable. Returns false if that happened.
- */
+/* The data change of a call, run by pc_guarded_write. */
 typedef void (*PcWriteFn) (PcCall *call, void *arg);
 extern bool pc_guarded_write(PcCall *call, PcWriteFn write, void *arg);
 
-/* Argument checks shared by the commands; each records a failure. */
+extern bool pc_credential_type_valid(const char *type);
 extern bool pc_check_credentials(PcCall *call, FunctionCallInfo fcinfo, int argno);
 extern bool pc_check_credential_type(PcCall *call, const char *type);
 extern bool pc_check_expires_at(PcCall *call, FunctionCallInfo fcinfo, int argno);
@@ -63,17 +74,11 @@ typedef struct PcConnectionRow
 	pg_uuid_t	user_id;
 	pg_uuid_t	provider_id;
 	char	   *provider_slug;
-	char	   *status;
+	PcStatus	status;
 } PcConnectionRow;
 
-/*
- * Read connection id without locking it; false if there is none. The row's
- * owner and provider cannot change (status.c), so checks made on them here
- * still hold once the row is locked.
- */
 extern bool pc_find_connection(const pg_uuid_t *id, PcConnectionRow *row);
 
-/* Argument helpers: NULL for a NULL argument. */
 extern pg_uuid_t *pc_arg_uuid(FunctionCallInfo fcinfo, int argno);
 extern char *pc_arg_text(FunctionCallInfo fcinfo, int argno);
 

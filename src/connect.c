@@ -14,8 +14,9 @@
 
 #include "command.h"
 #include "crypto.h"
+#include "catalog/pg_type.h"
 #include "plans.h"
-#include "settings.h"
+#include "clock.h"
 #include "uuid7.h"
 
 /* Under test_clock, connection ids are seeded apart from event ids. */
@@ -34,55 +35,81 @@ typedef struct ConnectArgs
 	pg_uuid_t	new_id;
 } ConnectArgs;
 
+/* The new row's columns, in the order the INSERT below binds them. */
+enum
+{
+	Anum_pc_insert_id = 1,
+	Anum_pc_insert_user_id,
+	Anum_pc_insert_provider_id,
+	Anum_pc_insert_provider_slug,
+	Anum_pc_insert_alias,
+	Anum_pc_insert_credential_type,
+	Anum_pc_insert_credentials,
+	Anum_pc_insert_expires_at,
+	Anum_pc_insert_now,
+	Natts_pc_insert = Anum_pc_insert_now
+};
+
+static PcStatement pc_insert_connection = {
+	"INSERT INTO %1$s.provider_connections (id, user_id, provider_id, provider_slug, status,"
+	" alias, credential_type, encrypted_credentials, credentials_expires_at,"
+	" connected_at, created_at, updated_at)"
+	" VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8, $9, $9, $9)",
+	Natts_pc_insert, {UUIDOID, UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID, BYTEAOID,
+	TIMESTAMPTZOID, TIMESTAMPTZOID}
+};
+
 /* Inside the guarded subtransaction: seal and insert. */
 static void
 InsertConnection(PcCall *call, void *arg)
 {
 	ConnectArgs *a = (ConnectArgs *) arg;
 	TimestampTz now = pc_now();
-	Datum		values[9];
-	char		nulls[9];
+	Datum		values[Natts_pc_insert];
+	char		nulls[Natts_pc_insert];
 
 	pc_uuid7(&a->new_id, now, PC_CONNECTION_SEED_BIT | (uint64) call->attempted_id);
 
 	memset(nulls, ' ', sizeof(nulls));
-	values[0] = UUIDPGetDatum(&a->new_id);
-	values[1] = UUIDPGetDatum(a->user_id);
-	values[2] = UUIDPGetDatum(a->provider_id);
-	values[3] = CStringGetTextDatum(a->provider_slug);
-	values[4] = a->alias ? CStringGetTextDatum(a->alias) : (Datum) 0;
-	nulls[4] = a->alias ? ' ' : 'n';
-	values[5] = CStringGetTextDatum(a->credential_type);
-	values[6] = PointerGetDatum(pc_seal(a->credentials));
-	values[7] = a->expires_at;
-	nulls[7] = a->expires_at_null ? 'n' : ' ';
-	values[8] = TimestampTzGetDatum(now);
+	values[Anum_pc_insert_id - 1] = UUIDPGetDatum(&a->new_id);
+	values[Anum_pc_insert_user_id - 1] = UUIDPGetDatum(a->user_id);
+	values[Anum_pc_insert_provider_id - 1] = UUIDPGetDatum(a->provider_id);
+	values[Anum_pc_insert_provider_slug - 1] = CStringGetTextDatum(a->provider_slug);
+	values[Anum_pc_insert_alias - 1] = a->alias ? CStringGetTextDatum(a->alias) : (Datum) 0;
+	nulls[Anum_pc_insert_alias - 1] = a->alias ? ' ' : 'n';
+	values[Anum_pc_insert_credential_type - 1] = CStringGetTextDatum(a->credential_type);
+	values[Anum_pc_insert_credentials - 1] = PointerGetDatum(pc_seal(a->credentials));
+	values[Anum_pc_insert_expires_at - 1] = a->expires_at;
+	nulls[Anum_pc_insert_expires_at - 1] = a->expires_at_null ? 'n' : ' ';
+	values[Anum_pc_insert_now - 1] = TimestampTzGetDatum(now);
 
-	if (SPI_execute_plan(pc_plan(PC_PLAN_INSERT_CONNECTION), values, nulls, false, 0) != SPI_OK_INSERT)
+	if (SPI_execute_plan(pc_statement_plan(&pc_insert_connection), values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not insert provider connection");
 
 	call->event.connection_id = &a->new_id;
 	call->result_connection_id = &a->new_id;
 }
 
+/* A provider slug: not NULL, not empty, at most PC_MAX_SLUG_CHARS characters. */
 static bool
 CheckSlug(PcCall *call, const char *slug)
 {
 	if (slug == NULL || slug[0] == '\0' ||
 		pg_mbstrlen(slug) > PC_MAX_SLUG_CHARS)
 	{
-		pc_call_fail(call, "invalid_provider_slug", "Invalid provider slug");
+		pc_call_fail(call, PC_RESULT_INVALID_PROVIDER_SLUG, NULL);
 		return false;
 	}
 	return true;
 }
 
+/* An alias: NULL, or at most PC_MAX_ALIAS_CHARS characters. */
 static bool
 CheckAlias(PcCall *call, const char *alias)
 {
 	if (alias != NULL && pg_mbstrlen(alias) > PC_MAX_ALIAS_CHARS)
 	{
-		pc_call_fail(call, "invalid_alias", "Alias exceeds maximum length");
+		pc_call_fail(call, PC_RESULT_INVALID_ALIAS, NULL);
 		return false;
 	}
 	return true;
@@ -119,13 +146,13 @@ provider_connect(PG_FUNCTION_ARGS)
 	pc_call_attempted(&call);
 
 	if (a.user_id == NULL)
-		pc_call_fail(&call, "invalid_argument", "user_id cannot be null");
+		pc_call_fail_null(&call, "user_id");
 	else if (a.provider_id == NULL)
-		pc_call_fail(&call, "invalid_argument", "provider_id cannot be null");
+		pc_call_fail_null(&call, "provider_id");
 	else if (pc_check_credentials(&call, fcinfo, 3) &&
 			 CheckSlug(&call, a.provider_slug) &&
-			 pc_check_credential_type(&call, a.credential_type) &&
 			 CheckAlias(&call, a.alias) &&
+			 pc_check_credential_type(&call, a.credential_type) &&
 			 pc_check_expires_at(&call, fcinfo, 5) &&
 			 pc_check_key(&call))
 	{

@@ -11,7 +11,14 @@
 #include "utils/uuid.h"
 
 #include "crypto.h"
+#include "catalog/pg_type.h"
 #include "plans.h"
+
+static PcStatement pc_read_credentials = {
+	"SELECT encrypted_credentials FROM %1$s.provider_connections"
+	" WHERE id OPERATOR(pg_catalog.=) $1",
+	1, {UUIDOID}
+};
 
 /* SQL function: provider_credentials(connection_id) */
 PG_FUNCTION_INFO_V1(provider_credentials);
@@ -37,7 +44,7 @@ provider_credentials(PG_FUNCTION_ARGS)
 	pc_plans_use_schema(get_func_namespace(fcinfo->flinfo->fn_oid));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_plan(pc_plan(PC_PLAN_CREDENTIALS), &arg, NULL, true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(pc_statement_plan(&pc_read_credentials), &arg, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read provider connection");
 	if (SPI_processed > 0)
 		sealed = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -48,6 +55,8 @@ provider_credentials(PG_FUNCTION_ARGS)
 
 		plain = DatumGetByteaPCopy(PointerGetDatum(opened));
 		MemoryContextSwitchTo(spicxt);
+		/* The copy is the caller's; leave no other plain copy behind. */
+		explicit_bzero(VARDATA_ANY(opened), VARSIZE_ANY_EXHDR(opened));
 	}
 	SPI_finish();
 

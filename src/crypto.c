@@ -10,8 +10,11 @@
  *
  * Each sealed value starts with a 7-byte header: "PC", format version 1,
  * then a 4-byte key id (the first bytes of HMAC-SHA256 of a fixed label
- * under the key). The id names the key that sealed the value without
- * revealing it, which is what key rotation needs.
+ * under the key, computed once per loaded key in keys.c). The id names the
+ * key that sealed the value without revealing it, which is what key
+ * rotation needs.
+ *
+ * Copyright (c) 2026, provider_connections developers.
  */
 #include "postgres.h"
 
@@ -21,9 +24,6 @@
 #include "catalog/indexing.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
-#include "common/cryptohash.h"
-#include "common/hmac.h"
-#include "common/sha2.h"
 #include "fmgr.h"
 #include "nodes/value.h"
 #include "parser/parse_func.h"
@@ -34,7 +34,7 @@
 #include "utils/rel.h"
 
 #include "crypto.h"
-#include "settings.h"
+#include "keys.h"
 
 #define PC_SEAL_VERSION 1
 
@@ -97,26 +97,6 @@ LookupPgcrypto(void)
 	pc_crypto_ready = true;
 }
 
-uint32
-pc_key_id(const char *key)
-{
-	static const char label[] = "provider_connections key id";
-	uint8		mac[PG_SHA256_DIGEST_LENGTH];
-	pg_hmac_ctx *ctx = pg_hmac_create(PG_SHA256);
-
-	if (ctx == NULL ||
-		pg_hmac_init(ctx, (const uint8 *) key, strlen(key)) < 0 ||
-		pg_hmac_update(ctx, (const uint8 *) label, strlen(label)) < 0 ||
-		pg_hmac_final(ctx, mac, sizeof(mac)) < 0)
-	{
-		pg_hmac_free(ctx);
-		elog(ERROR, "could not compute the encryption key id");
-	}
-	pg_hmac_free(ctx);
-	return ((uint32) mac[0] << 24) | ((uint32) mac[1] << 16) |
-		((uint32) mac[2] << 8) | (uint32) mac[3];
-}
-
 int64
 pc_sealed_key_id(const bytea *sealed)
 {
@@ -130,10 +110,11 @@ pc_sealed_key_id(const bytea *sealed)
 		((int64) p[2] << 8) | (int64) p[3];
 }
 
+/* The current key's id as the 4 bytes sealed values store, big-endian. */
 void
-pc_key_id_bytes(const char *key, uint8 out[4])
+pc_current_key_id_bytes(uint8 out[4])
 {
-	uint32		id = pc_key_id(key);
+	uint32		id = pc_current_key_id();
 
 	out[0] = (uint8) (id >> 24);
 	out[1] = (uint8) (id >> 16);
@@ -144,7 +125,7 @@ pc_key_id_bytes(const char *key, uint8 out[4])
 bytea *
 pc_seal(const bytea *plain)
 {
-	text	   *key = cstring_to_text(pc_encryption_key);
+	text	   *key = cstring_to_text(pc_current_key());
 	bytea	   *msg;
 	bytea	   *out;
 	Size		len;
@@ -162,26 +143,13 @@ pc_seal(const bytea *plain)
 	p[0] = 'P';
 	p[1] = 'C';
 	p[2] = PC_SEAL_VERSION;
-	pc_key_id_bytes(pc_encryption_key, p + PC_SEAL_KEY_ID_OFFSET);
+	pc_current_key_id_bytes(p + PC_SEAL_KEY_ID_OFFSET);
 	memcpy(p + PC_SEAL_HEADER_LEN, VARDATA_ANY(msg), len);
 
 	/* Do not leave the key in freed memory longer than needed. */
 	explicit_bzero(VARDATA(key), VARSIZE(key) - VARHDRSZ);
 	pfree(key);
 	return out;
-}
-
-/* The configured key whose id is id, or NULL. */
-static const char *
-KeyWithId(int64 id)
-{
-	if (pc_encryption_key && pc_encryption_key[0] != '\0' &&
-		pc_key_id(pc_encryption_key) == id)
-		return pc_encryption_key;
-	if (pc_encryption_key_previous && pc_encryption_key_previous[0] != '\0' &&
-		pc_key_id(pc_encryption_key_previous) == id)
-		return pc_encryption_key_previous;
-	return NULL;
 }
 
 bytea *
@@ -198,13 +166,20 @@ pc_open(const bytea *sealed)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("stored provider credentials are not in a format provider_connections can open")));
-	keystr = KeyWithId(id);
+	keystr = pc_key_with_id((uint32) id);
 	if (keystr == NULL)
+	{
+		const char *previous = pc_previous_key_problem();
+
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("provider credentials were sealed with a key that is not configured"),
+				 previous ?
+				 errdetail("The credentials carry key id %08llx. The previous key cannot be used: %s.",
+						   (unsigned long long) id, previous) :
 				 errdetail("The credentials carry key id %08llx.", (unsigned long long) id),
-				 errhint("Set provider_connections.encryption_key or provider_connections.encryption_key_previous to that key.")));
+				 errhint("Point provider_connections.encryption_key_file or provider_connections.encryption_key_previous_file at that key.")));
+	}
 
 	LookupPgcrypto();
 	len = VARSIZE_ANY_EXHDR(sealed) - PC_SEAL_HEADER_LEN;

@@ -25,13 +25,9 @@ extern bytea *pc_open(const bytea *sealed);
 /* The id recorded in sealed bytes, or -1 if they carry no valid header. */
 extern int64 pc_sealed_key_id(const bytea *sealed);
 
-/* The id of a key as recorded in what it seals. */
-extern uint32 pc_key_id(const char *key);
-
 /* Where the 4-byte key id sits in sealed bytes (after "PC" and a version). */
 #define PC_SEAL_KEY_ID_OFFSET 3
 
-/* The key id of key as the 4 bytes sealed values store, big-endian. */
-extern void pc_key_id_bytes(const char *key, uint8 out[4]);
+extern void pc_current_key_id_bytes(uint8 out[4]);
 
 #endif							/* PC_CRYPTO_H */

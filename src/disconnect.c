@@ -10,8 +10,17 @@
 #include "utils/uuid.h"
 
 #include "command.h"
+#include "catalog/pg_type.h"
 #include "plans.h"
-#include "settings.h"
+#include "clock.h"
+
+static PcStatement pc_disconnect = {
+	"UPDATE %1$s.provider_connections SET status = 'disconnected',"
+	" encrypted_credentials = NULL, credential_type = NULL,"
+	" credentials_expires_at = NULL, updated_at = $2"
+	" WHERE id OPERATOR(pg_catalog.=) $1",
+	2, {UUIDOID, TIMESTAMPTZOID}
+};
 
 /* Inside the guarded subtransaction: waits for the row lock if held. */
 static void
@@ -21,11 +30,11 @@ MarkDisconnected(PcCall *call, void *arg)
 
 	values[0] = UUIDPGetDatum((pg_uuid_t *) arg);
 	values[1] = TimestampTzGetDatum(pc_now());
-	if (SPI_execute_plan(pc_plan(PC_PLAN_DISCONNECT), values, NULL, false, 0) != SPI_OK_UPDATE)
+	if (SPI_execute_plan(pc_statement_plan(&pc_disconnect), values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update provider connection");
 	/* Deleted by someone else while we waited. */
 	if (SPI_processed == 0)
-		pc_call_fail(call, "connection_not_found", "Connection not found");
+		pc_call_fail(call, PC_RESULT_CONNECTION_NOT_FOUND, NULL);
 }
 
 /* SQL function: provider_disconnect(user_id, connection_id) */
@@ -57,14 +66,15 @@ provider_disconnect(PG_FUNCTION_ARGS)
 	pc_call_attempted(&call);
 
 	if (user_id == NULL)
-		pc_call_fail(&call, "invalid_argument", "user_id cannot be null");
+		pc_call_fail_null(&call, "user_id");
 	else if (connection_id == NULL)
-		pc_call_fail(&call, "invalid_argument", "connection_id cannot be null");
+		pc_call_fail_null(&call, "connection_id");
 	else if (!found)
-		pc_call_fail(&call, "connection_not_found", "Connection not found");
+		pc_call_fail(&call, PC_RESULT_CONNECTION_NOT_FOUND, NULL);
 	else if (memcmp(&row.user_id, user_id, sizeof(pg_uuid_t)) != 0)
-		pc_call_fail(&call, "not_owned_by_user", "Connection not owned by user");
+		pc_call_fail(&call, PC_RESULT_NOT_OWNED_BY_USER, NULL);
 	else
+		/* Every status may move to disconnected (status.c); the trigger re-checks. */
 		pc_guarded_write(&call, MarkDisconnected, connection_id);
 
 	return pc_call_finish(&call, fcinfo);

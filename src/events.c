@@ -2,12 +2,18 @@
  * events.c
  *		Domain events: one audit row and one NOTIFY per event.
  *
- * Every event is written to provider_audit_log and sent on the channel
- * provider_events in the caller's transaction, so listeners see only events
- * of committed transactions, in the order they were written. The payload is
- * a small JSON object of ids and facts; free text (the reason, an invalid
- * slug) is clipped so that no payload can reach PostgreSQL's 8000-byte
- * limit, which would abort the caller. Credentials never reach an event.
+ * Every event is written to provider_audit_log in the caller's
+ * transaction. Its notification on the channel provider_events is sent,
+ * depending on provider_connections.notify, by the caller in the same
+ * transaction (commit: listeners see only events of committed transactions,
+ * in the order they were written), by the background worker after the
+ * caller committed, in feed order (worker), or not at all (off). The
+ * payload is a small JSON object of ids and facts; free text (the reason,
+ * an invalid slug) is clipped so that no payload can reach PostgreSQL's
+ * 8000-byte limit, which would abort the caller. Credentials never reach an
+ * event.
+ *
+ * Copyright (c) 2026, provider_connections developers.
  */
 #include "postgres.h"
 
@@ -25,37 +31,152 @@
 #include "utils/json.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
+#include "utils/xid8.h"
 
 #include "events.h"
 #include "feed.h"
 #include "plans.h"
-#include "settings.h"
+#include "clock.h"
 #include "uuid7.h"
 
-#define PC_CHANNEL "provider_events"
-
-static const char *const pc_event_types[PC_NUM_COMMANDS][PC_NUM_OUTCOMES] = {
-	[PC_CMD_CONNECT] = {"ProviderConnectionAttempted", "ProviderConnectionSucceeded",
-	"ProviderConnectionFailed"},
-	[PC_CMD_DISCONNECT] = {"ProviderDisconnectionAttempted", "ProviderDisconnectionSucceeded",
-	"ProviderDisconnectionFailed"},
-	[PC_CMD_REFRESH] = {"ProviderTokenRefreshAttempted", "ProviderTokenRefreshSucceeded",
-	"ProviderTokenRefreshFailed"},
+/* The audit row's columns, in the order the INSERT below binds them. */
+enum
+{
+	Anum_pc_audit_id = 1,
+	Anum_pc_audit_event_id,
+	Anum_pc_audit_event_type,
+	Anum_pc_audit_action,
+	Anum_pc_audit_user_id,
+	Anum_pc_audit_connection_id,
+	Anum_pc_audit_provider_id,
+	Anum_pc_audit_provider_slug,
+	Anum_pc_audit_reason,
+	Anum_pc_audit_needs_user_action,
+	Anum_pc_audit_occurred_at,
+	Anum_pc_audit_context,
+	Anum_pc_audit_xid,			/* 1.2 on */
+	Natts_pc_audit_insert = Anum_pc_audit_xid
 };
 
-static const char *const pc_actions[PC_NUM_COMMANDS][PC_NUM_OUTCOMES] = {
-	[PC_CMD_CONNECT] = {"provider_connection_attempted", "provider_connected",
-	"provider_connection_failed"},
-	[PC_CMD_DISCONNECT] = {"provider_disconnection_attempted", "provider_disconnected",
-	"provider_disconnection_failed"},
-	[PC_CMD_REFRESH] = {"provider_token_refresh_attempted", "provider_token_refreshed",
-	"provider_token_refresh_failed"},
+#define PC_AUDIT_COLUMNS_1_1 \
+	"id, event_id, event_type, action, user_id, connection_id, provider_id," \
+	" provider_slug, reason, needs_user_action, occurred_at, context"
+#define PC_AUDIT_VALUES_1_1 \
+	"$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::pg_catalog.jsonb"
+#define PC_AUDIT_ARGTYPES_1_1 \
+	INT8OID, UUIDOID, TEXTOID, TEXTOID, UUIDOID, UUIDOID, UUIDOID, TEXTOID, \
+	TEXTOID, BOOLOID, TIMESTAMPTZOID, TEXTOID
+
+static PcStatement pc_insert_audit = {
+	"INSERT INTO %1$s.provider_audit_log (" PC_AUDIT_COLUMNS_1_1 ", xid)"
+	" VALUES (" PC_AUDIT_VALUES_1_1 ", $13)",
+	Natts_pc_audit_insert, {PC_AUDIT_ARGTYPES_1_1, XID8OID}
 };
 
+/* The same for a schema still at 1.1, whose audit rows have no xid. */
+static PcStatement pc_insert_audit_1_1 = {
+	"INSERT INTO %1$s.provider_audit_log (" PC_AUDIT_COLUMNS_1_1 ")"
+	" VALUES (" PC_AUDIT_VALUES_1_1 ")",
+	Natts_pc_audit_insert - 1, {PC_AUDIT_ARGTYPES_1_1}
+};
+
+/* Every event: its command and outcome, event_type and action. */
+typedef struct PcEventKind
+{
+	PcCommand	command;
+	PcOutcome	outcome;
+	const char *event_type;
+	const char *action;
+} PcEventKind;
+
+static const PcEventKind pc_event_kinds[] = {
+	{PC_CMD_CONNECT, PC_ATTEMPTED, "ProviderConnectionAttempted", "provider_connection_attempted"},
+	{PC_CMD_CONNECT, PC_SUCCEEDED, "ProviderConnectionSucceeded", "provider_connected"},
+	{PC_CMD_CONNECT, PC_FAILED, "ProviderConnectionFailed", "provider_connection_failed"},
+	{PC_CMD_DISCONNECT, PC_ATTEMPTED, "ProviderDisconnectionAttempted", "provider_disconnection_attempted"},
+	{PC_CMD_DISCONNECT, PC_SUCCEEDED, "ProviderDisconnectionSucceeded", "provider_disconnected"},
+	{PC_CMD_DISCONNECT, PC_FAILED, "ProviderDisconnectionFailed", "provider_disconnection_failed"},
+	{PC_CMD_REFRESH, PC_ATTEMPTED, "ProviderTokenRefreshAttempted", "provider_token_refresh_attempted"},
+	{PC_CMD_REFRESH, PC_SUCCEEDED, "ProviderTokenRefreshSucceeded", "provider_token_refreshed"},
+	{PC_CMD_REFRESH, PC_FAILED, "ProviderTokenRefreshFailed", "provider_token_refresh_failed"},
+};
+
+/* provider_connections.notify: who sends the notifications. */
+typedef enum PcNotifyMode
+{
+	PC_NOTIFY_COMMIT,			/* the caller, in its transaction */
+	PC_NOTIFY_WORKER,			/* the background worker, after commit */
+	PC_NOTIFY_OFF				/* nobody: the feed only */
+} PcNotifyMode;
+
+static const struct config_enum_entry pc_notify_options[] = {
+	{"commit", PC_NOTIFY_COMMIT, false},
+	{"worker", PC_NOTIFY_WORKER, false},
+	{"off", PC_NOTIFY_OFF, false},
+	{NULL, 0, false}
+};
+
+/* provider_connections.notify_payload: what a notification says. */
+typedef enum PcPayloadMode
+{
+	PC_PAYLOAD_FULL,			/* ids and facts of the event */
+	PC_PAYLOAD_IDS				/* event_type, event_id, audit_id, global_position */
+} PcPayloadMode;
+
+static const struct config_enum_entry pc_payload_options[] = {
+	{"full", PC_PAYLOAD_FULL, false},
+	{"ids", PC_PAYLOAD_IDS, false},
+	{NULL, 0, false}
+};
+
+static int	pc_notify_mode = PC_NOTIFY_COMMIT;
+static int	pc_payload_mode = PC_PAYLOAD_FULL;
+static bool pc_events_preloaded = false;
+
+/* The entry of pc_event_kinds for command and outcome. */
+static const PcEventKind *
+EventKind(PcCommand command, PcOutcome outcome)
+{
+	int			i;
+
+	for (i = 0; i < lengthof(pc_event_kinds); i++)
+		if (pc_event_kinds[i].command == command && pc_event_kinds[i].outcome == outcome)
+			return &pc_event_kinds[i];
+	elog(ERROR, "unknown provider_connections event %d/%d", (int) command, (int) outcome);
+	return NULL;				/* keep compiler quiet */
+}
+
+/* The event_type of a command's outcome, e.g. "ProviderConnectionFailed". */
 const char *
 pc_event_type(PcCommand command, PcOutcome outcome)
 {
-	return pc_event_types[command][outcome];
+	return EventKind(command, outcome)->event_type;
+}
+
+/* The command and outcome an event_type names; false for an unknown one. */
+bool
+pc_event_from_type(const char *event_type, PcCommand *command, PcOutcome *outcome)
+{
+	int			i;
+
+	for (i = 0; i < lengthof(pc_event_kinds); i++)
+		if (strcmp(pc_event_kinds[i].event_type, event_type) == 0)
+		{
+			*command = pc_event_kinds[i].command;
+			*outcome = pc_event_kinds[i].outcome;
+			return true;
+		}
+	return false;
+}
+
+/*
+ * Whether the background worker sends the notifications. In worker mode
+ * without the library preloaded there is no worker: callers notify.
+ */
+bool
+pc_events_notify_by_worker(void)
+{
+	return pc_notify_mode == PC_NOTIFY_WORKER && pc_events_preloaded;
 }
 
 /* s cut to at most maxbytes without splitting a character; NULL stays NULL. */
@@ -118,84 +239,137 @@ ContextJson(void)
 	return buf.data;
 }
 
-static char *
-PayloadJson(const PcEvent *ev, int64 audit_id, const pg_uuid_t *event_id,
-			TimestampTz occurred_at, const char *slug, const char *reason)
+/*
+ * The notification payload of a written event: a small JSON object of ids
+ * and facts (provider_connections.notify_payload = full) or of ids only
+ * (ids). Free text is already clipped, so no payload nears the 8000-byte
+ * limit. global_position is included once known (worker mode).
+ */
+char *
+pc_event_payload(const PcWrittenEvent *w)
 {
+	const PcEvent *ev = &w->event;
 	StringInfoData buf;
 	const int	utc = 0;
 
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '{');
 	JsonText(&buf, "event_type", pc_event_type(ev->command, ev->outcome));
-	JsonUuid(&buf, "event_id", event_id);
+	JsonUuid(&buf, "event_id", &w->event_id);
 	JsonKey(&buf, "audit_id");
-	appendStringInfo(&buf, INT64_FORMAT, audit_id);
-	JsonText(&buf, "occurred_at",
-			 JsonEncodeDateTime(NULL, TimestampTzGetDatum(occurred_at),
-								TIMESTAMPTZOID, &utc));
-	JsonUuid(&buf, "user_id", ev->user_id);
-	JsonUuid(&buf, "connection_id", ev->connection_id);
-	JsonUuid(&buf, "provider_id", ev->provider_id);
-	JsonText(&buf, "provider_slug", slug);
-	if (ev->outcome == PC_FAILED)
-		JsonText(&buf, "reason", reason);
-	if (ev->outcome == PC_FAILED && ev->command == PC_CMD_REFRESH)
+	appendStringInfo(&buf, INT64_FORMAT, w->audit_id);
+	if (w->global_position > 0)
 	{
-		JsonKey(&buf, "needs_user_action");
-		appendStringInfoString(&buf, ev->needs_user_action ? "true" : "false");
+		JsonKey(&buf, "global_position");
+		appendStringInfo(&buf, INT64_FORMAT, w->global_position);
+	}
+	if (pc_payload_mode == PC_PAYLOAD_FULL)
+	{
+		JsonText(&buf, "occurred_at",
+				 JsonEncodeDateTime(NULL, TimestampTzGetDatum(w->occurred_at),
+									TIMESTAMPTZOID, &utc));
+		JsonUuid(&buf, "user_id", ev->user_id);
+		JsonUuid(&buf, "connection_id", ev->connection_id);
+		JsonUuid(&buf, "provider_id", ev->provider_id);
+		JsonText(&buf, "provider_slug", ev->provider_slug);
+		if (ev->outcome == PC_FAILED)
+			JsonText(&buf, "reason", ev->reason);
+		if (ev->outcome == PC_FAILED && ev->command == PC_CMD_REFRESH)
+		{
+			JsonKey(&buf, "needs_user_action");
+			appendStringInfoString(&buf, ev->needs_user_action ? "true" : "false");
+		}
 	}
 	appendStringInfoChar(&buf, '}');
 	return buf.data;
 }
 
+/*
+ * Write the event's audit row in the current transaction and, in commit
+ * mode, queue its notification. Returns the audit row's id. Raises an error
+ * if the row cannot be written: no change goes unrecorded. The caller is
+ * connected to SPI. The row carries the top-level transaction id, which is
+ * how the feed finds it once that transaction has committed (feed.c).
+ */
 int64
 pc_emit_event(const PcEvent *ev)
 {
-	Datum		values[12];
-	char		nulls[12];
-	int64		audit_id;
-	pg_uuid_t	event_id;
-	TimestampTz occurred_at = pc_now();
-	const char *slug = Clip(ev->provider_slug, PC_MAX_EVENT_SLUG_BYTES);
+	Datum		values[Natts_pc_audit_insert];
+	char		nulls[Natts_pc_audit_insert];
+	PcWrittenEvent w;
 	const char *reason = ev->outcome == PC_FAILED ?
 		Clip(ev->reason, PC_MAX_REASON_BYTES) : NULL;
 	bool		has_needs_action = (ev->outcome == PC_FAILED &&
 									ev->command == PC_CMD_REFRESH);
+	bool		with_xid = pc_schema_has_feed_state();
 	int			rc;
 
-	audit_id = DatumGetInt64(DirectFunctionCall1(nextval_oid,
-												 ObjectIdGetDatum(pc_audit_sequence())));
-	pc_uuid7(&event_id, occurred_at, (uint64) audit_id);
+	memset(&w, 0, sizeof(w));
+	w.event = *ev;
+	w.event.provider_slug = Clip(ev->provider_slug, PC_MAX_EVENT_SLUG_BYTES);
+	w.event.reason = reason;
+	w.occurred_at = pc_now();
+	w.audit_id = DatumGetInt64(DirectFunctionCall1(nextval_oid,
+												   ObjectIdGetDatum(pc_audit_sequence())));
+	pc_uuid7(&w.event_id, w.occurred_at, (uint64) w.audit_id);
 
 	memset(nulls, ' ', sizeof(nulls));
-	values[0] = Int64GetDatum(audit_id);
-	values[1] = UUIDPGetDatum(&event_id);
-	values[2] = CStringGetTextDatum(pc_event_type(ev->command, ev->outcome));
-	values[3] = CStringGetTextDatum(pc_actions[ev->command][ev->outcome]);
-	values[4] = UUIDPGetDatum(ev->user_id);
-	nulls[4] = ev->user_id ? ' ' : 'n';
-	values[5] = UUIDPGetDatum(ev->connection_id);
-	nulls[5] = ev->connection_id ? ' ' : 'n';
-	values[6] = UUIDPGetDatum(ev->provider_id);
-	nulls[6] = ev->provider_id ? ' ' : 'n';
-	values[7] = slug ? CStringGetTextDatum(slug) : (Datum) 0;
-	nulls[7] = slug ? ' ' : 'n';
-	values[8] = reason ? CStringGetTextDatum(reason) : (Datum) 0;
-	nulls[8] = reason ? ' ' : 'n';
-	values[9] = BoolGetDatum(ev->needs_user_action);
-	nulls[9] = has_needs_action ? ' ' : 'n';
-	values[10] = TimestampTzGetDatum(occurred_at);
-	values[11] = CStringGetTextDatum(ContextJson());
+	values[Anum_pc_audit_id - 1] = Int64GetDatum(w.audit_id);
+	values[Anum_pc_audit_event_id - 1] = UUIDPGetDatum(&w.event_id);
+	values[Anum_pc_audit_event_type - 1] = CStringGetTextDatum(EventKind(ev->command, ev->outcome)->event_type);
+	values[Anum_pc_audit_action - 1] = CStringGetTextDatum(EventKind(ev->command, ev->outcome)->action);
+	values[Anum_pc_audit_user_id - 1] = UUIDPGetDatum(ev->user_id);
+	nulls[Anum_pc_audit_user_id - 1] = ev->user_id ? ' ' : 'n';
+	values[Anum_pc_audit_connection_id - 1] = UUIDPGetDatum(ev->connection_id);
+	nulls[Anum_pc_audit_connection_id - 1] = ev->connection_id ? ' ' : 'n';
+	values[Anum_pc_audit_provider_id - 1] = UUIDPGetDatum(ev->provider_id);
+	nulls[Anum_pc_audit_provider_id - 1] = ev->provider_id ? ' ' : 'n';
+	values[Anum_pc_audit_provider_slug - 1] = w.event.provider_slug ? CStringGetTextDatum(w.event.provider_slug) : (Datum) 0;
+	nulls[Anum_pc_audit_provider_slug - 1] = w.event.provider_slug ? ' ' : 'n';
+	values[Anum_pc_audit_reason - 1] = reason ? CStringGetTextDatum(reason) : (Datum) 0;
+	nulls[Anum_pc_audit_reason - 1] = reason ? ' ' : 'n';
+	values[Anum_pc_audit_needs_user_action - 1] = BoolGetDatum(ev->needs_user_action);
+	nulls[Anum_pc_audit_needs_user_action - 1] = has_needs_action ? ' ' : 'n';
+	values[Anum_pc_audit_occurred_at - 1] = TimestampTzGetDatum(w.occurred_at);
+	values[Anum_pc_audit_context - 1] = CStringGetTextDatum(ContextJson());
+	values[Anum_pc_audit_xid - 1] = FullTransactionIdGetDatum(GetTopFullTransactionId());
 
-	rc = SPI_execute_plan(pc_plan(PC_PLAN_INSERT_AUDIT), values, nulls, false, 0);
+	rc = SPI_execute_plan(pc_statement_plan(with_xid ? &pc_insert_audit : &pc_insert_audit_1_1),
+						  values, nulls, false, 0);
 	if (rc != SPI_OK_INSERT || SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not write the provider_connections audit row")));
 
-	Async_Notify(PC_CHANNEL, PayloadJson(ev, audit_id, &event_id, occurred_at,
-										 slug, reason));
-	pc_feed_note_event(pc_plans_schema(), audit_id);
-	return audit_id;
+	if (pc_notify_mode == PC_NOTIFY_COMMIT ||
+		(pc_notify_mode == PC_NOTIFY_WORKER && !pc_events_preloaded))
+		Async_Notify(PC_CHANNEL, pc_event_payload(&w));
+	pc_feed_note_event();
+	return w.audit_id;
+}
+
+/* Define the notification settings; called from _PG_init. */
+void
+pc_events_init(void)
+{
+	pc_events_preloaded = process_shared_preload_libraries_in_progress;
+
+	DefineCustomEnumVariable("provider_connections.notify",
+							 "Who sends each event's notification on provider_events.",
+							 "commit: the caller, in its transaction; worker: the background worker, after commit, in feed order; off: nobody (read the feed).",
+							 &pc_notify_mode,
+							 PC_NOTIFY_COMMIT,
+							 pc_notify_options,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+	DefineCustomEnumVariable("provider_connections.notify_payload",
+							 "What a notification carries.",
+							 "full: the event's ids and facts; ids: event_type, event_id, audit_id and global_position only (any role can LISTEN).",
+							 &pc_payload_mode,
+							 PC_PAYLOAD_FULL,
+							 pc_payload_options,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
 }

@@ -1,11 +1,15 @@
 /*
  * events.h
- *		Domain events: one audit row and one NOTIFY per event.
+ *		Domain events: one audit row per event, and its notification.
+ *
+ * Copyright (c) 2026, provider_connections developers.
  */
 #ifndef PC_EVENTS_H
 #define PC_EVENTS_H
 
 #include "postgres.h"
+#include "lib/stringinfo.h"
+#include "utils/timestamp.h"
 #include "utils/uuid.h"
 
 typedef enum PcCommand
@@ -37,20 +41,28 @@ typedef struct PcEvent
 	bool		needs_user_action;	/* ProviderTokenRefreshFailed only */
 } PcEvent;
 
+/* An event as written: what its audit row adds to it. */
+typedef struct PcWrittenEvent
+{
+	PcEvent		event;
+	int64		audit_id;
+	pg_uuid_t	event_id;
+	TimestampTz occurred_at;
+	int64		global_position;	/* 0: not known yet */
+} PcWrittenEvent;
+
 /* Longest reason, in bytes, kept in an audit row and a payload. */
 #define PC_MAX_REASON_BYTES 800
 /* Longest provider_slug, in bytes, kept in an event (valid ones are shorter). */
 #define PC_MAX_EVENT_SLUG_BYTES 200
+/* The channel every notification goes to. */
+#define PC_CHANNEL "provider_events"
 
-/*
- * Write the event's audit row and queue its NOTIFY on provider_events, in
- * the current transaction. Returns the audit row's id. Raises an error if the
- * row cannot be written: no change goes unrecorded. The caller is connected
- * to SPI.
- */
+extern void pc_events_init(void);
 extern int64 pc_emit_event(const PcEvent *event);
-
-/* The event_type of a command's outcome, e.g. "ProviderConnectionFailed". */
 extern const char *pc_event_type(PcCommand command, PcOutcome outcome);
+extern bool pc_event_from_type(const char *event_type, PcCommand *command, PcOutcome *outcome);
+extern char *pc_event_payload(const PcWrittenEvent *written);
+extern bool pc_events_notify_by_worker(void);
 
 #endif							/* PC_EVENTS_H */

@@ -1,186 +1,390 @@
 /*
  * feed.c
- *		Commit-ordered positions for the event feed.
+ *		Positions for the event feed, assigned after the writers commit.
  *
- * A consumer that was not listening when a NOTIFY went out catches up with
- * provider_events_since(after_position), reading audit rows in
+ * A consumer that was not listening when a notification went out catches up
+ * with provider_events_since(after_position), reading audit rows in
  * global_position order. For "never miss, never twice" a position must be
  * final once a reader can see it: no event may later become visible with a
- * smaller position. Neither audit ids nor transaction ids give that: a
- * transaction can take id 5, another id 6 and commit first (so a reader
- * that saw 6 skips 5), and xids are taken in start order, not commit order.
+ * smaller position. Audit ids do not give that (a transaction can take id
+ * 5, another id 6 and commit first), and neither do transaction ids.
  *
- * Positions are therefore handed out in commit order. At pre-commit, a
- * transaction that wrote audit rows takes the lock PostgreSQL's own NOTIFY
- * uses to put notifications in commit order (async.c, PreCommit_Notify: an
- * AccessExclusiveLock on database 0, held until after the commit is
- * visible), numbers its rows from provider_event_position_seq and commits.
- * The next such transaction can only number its rows after the previous one
- * is visible, so a snapshot that sees position p sees every committed
- * position below p. Our transactions NOTIFY anyway and would take that lock
- * a moment later, so this adds no new point of serialization.
+ * Callers therefore do nothing for the feed but write their audit rows,
+ * each stamped with its top-level transaction id (xid8). Positions are
+ * handed out afterwards, in rounds, by one assigner at a time: the
+ * background worker (worker.c), or provider_events_since itself when no
+ * worker serves the database. This is PgQ's ticker technique:
  *
- * Positions live in provider_event_positions, dumped with the extension's
- * data, so they survive pg_dump and restore, and restored rows (which do not
- * pass through this code) keep theirs.
+ *	- provider_feed_state holds what the previous round's snapshot could not
+ *	  see yet: its xmax and its in-progress xids (plus the assigner's own).
+ *	- A round locks that row (one assigner at a time), takes a snapshot cur
+ *	  and numbers, in audit id order, the rows whose transaction is
+ *	  committed in cur but was not in the previous snapshot: xid in
+ *	  [last_xmax, cur.xmax) or among the last in-progress xids. An index on
+ *	  xid serves both, so a round costs what it numbers, however long the log.
+ *	- It stores cur's xmax and in-progress xids, and commits.
+ *
+ * Rounds commit one after another (the row lock), and each numbers only
+ * events that were visible before it began, so a reader that sees position
+ * p sees every position below p, and a position never changes. Rows that
+ * already have a position are never numbered again (NOT EXISTS on the
+ * audit_id key), which also covers rows restored by pg_dump with another
+ * cluster's xids. With no previous round (a new install, or a restore:
+ * provider_feed_state is not dumped) the first round numbers every visible
+ * row without a position.
+ *
+ * In notify = worker mode the worker also sends each newly numbered event's
+ * notification, in feed order, from the same transaction.
+ *
+ * Copyright (c) 2026, provider_connections developers.
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
-#include "catalog/pg_class.h"
-#include "catalog/pg_database.h"
+#include "access/xlog.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "storage/lmgr.h"
 #include "utils/array.h"
-#include "utils/fmgrprotos.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
 #include "utils/lsyscache.h"
-#include "utils/snapmgr.h"
-#include "utils/syscache.h"
+#include "utils/uuid.h"
+#include "utils/xid8.h"
 
+#include "events.h"
 #include "feed.h"
 #include "plans.h"
+#include "worker.h"
 
-/* The range of audit ids the current transaction wrote; 0 when none. */
-static int64 pc_feed_min_id = 0;
-static int64 pc_feed_max_id = 0;
-static Oid	pc_feed_schema = InvalidOid;
+/* Most notifications sent per round; the worker comes back for the rest. */
+#define PC_FEED_NOTIFY_BATCH 10000
 
-void
-pc_feed_note_event(Oid nsp, int64 audit_id)
+/* Whether the current transaction wrote events (the worker is woken at commit). */
+static bool pc_feed_wrote = false;
+
+/* The state row, locked for the round: NOWAIT-free, so rounds queue up. */
+static PcStatement pc_lock_state_wait = {
+	"SELECT last_xmax, last_xip FROM %1$s.provider_feed_state FOR UPDATE",
+	0, {InvalidOid}
+};
+
+/* The same for the worker, which leaves the round to whoever holds it. */
+static PcStatement pc_lock_state_skip = {
+	"SELECT last_xmax, last_xip FROM %1$s.provider_feed_state FOR UPDATE SKIP LOCKED",
+	0, {InvalidOid}
+};
+
+/*
+ * One round, in one statement so that cur is the statement's own snapshot:
+ * number what committed since the last round and remember what cur could
+ * not see. $1 last_xmax, $2 last in-progress xids, $3 the assigner's own
+ * xid, which cur counts as committed but is not. OFFSET 0 keeps the
+ * ordered subquery from being flattened, so positions follow audit ids.
+ */
+#define PC_ROUND_SQL(candidates) \
+	"WITH cur AS (SELECT pg_catalog.pg_current_snapshot() AS s)," \
+	" numbered AS (" \
+	"  INSERT INTO %1$s.provider_event_positions (global_position, audit_id)" \
+	"  SELECT pg_catalog.nextval('%1$s.provider_event_position_seq'), c.id FROM (" \
+	"   SELECT a.id FROM %1$s.provider_audit_log a, cur WHERE " candidates \
+	"   AND NOT EXISTS (SELECT 1 FROM %1$s.provider_event_positions p" \
+	"                    WHERE p.audit_id OPERATOR(pg_catalog.=) a.id)" \
+	"   ORDER BY a.id OFFSET 0) c" \
+	"  RETURNING global_position)," \
+	" remembered AS (" \
+	"  UPDATE %1$s.provider_feed_state SET last_xmax = pg_catalog.pg_snapshot_xmax(cur.s)," \
+	"   last_xip = pg_catalog.array_append(ARRAY(SELECT pg_catalog.pg_snapshot_xip(cur.s)), $3)" \
+	"  FROM cur)" \
+	" SELECT pg_catalog.count(*) FROM numbered"
+
+static PcStatement pc_round = {
+	PC_ROUND_SQL("((a.xid OPERATOR(pg_catalog.>=) $1"
+				 " AND a.xid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmax(cur.s))"
+				 " OR a.xid OPERATOR(pg_catalog.=) ANY ($2))"
+				 " AND pg_catalog.pg_visible_in_snapshot(a.xid, cur.s)"
+				 " AND a.xid OPERATOR(pg_catalog.<>) $3"),
+	3, {XID8OID, XID8ARRAYOID, XID8OID}
+};
+
+/* The first round: every visible row without a position. */
+static PcStatement pc_first_round = {
+	PC_ROUND_SQL("$1 IS NULL AND $2 IS NULL AND $3 IS NOT NULL"),
+	3, {XID8OID, XID8ARRAYOID, XID8OID}
+};
+
+/* The newest position, where a new worker's notifications start. */
+static PcStatement pc_feed_head = {
+	"SELECT pg_catalog.coalesce(pg_catalog.max(global_position), 0)"
+	" FROM %1$s.provider_event_positions",
+	0, {InvalidOid}
+};
+
+/* Numbered events to notify, in feed order: $1 after this position, $2 at most. */
+enum
 {
-	if (pc_feed_max_id == 0)
-		pc_feed_min_id = audit_id;
-	pc_feed_min_id = Min(pc_feed_min_id, audit_id);
-	pc_feed_max_id = Max(pc_feed_max_id, audit_id);
-	pc_feed_schema = nsp;
+	Anum_pc_notify_position = 1,
+	Anum_pc_notify_audit_id,
+	Anum_pc_notify_event_id,
+	Anum_pc_notify_event_type,
+	Anum_pc_notify_user_id,
+	Anum_pc_notify_connection_id,
+	Anum_pc_notify_provider_id,
+	Anum_pc_notify_provider_slug,
+	Anum_pc_notify_reason,
+	Anum_pc_notify_needs_user_action,
+	Anum_pc_notify_occurred_at
+};
+
+static PcStatement pc_to_notify = {
+	"SELECT p.global_position, a.id, a.event_id, a.event_type, a.user_id, a.connection_id,"
+	" a.provider_id, a.provider_slug, a.reason, a.needs_user_action, a.occurred_at"
+	" FROM %1$s.provider_event_positions p"
+	" JOIN %1$s.provider_audit_log a ON a.id OPERATOR(pg_catalog.=) p.audit_id"
+	" WHERE p.global_position OPERATOR(pg_catalog.>) $1"
+	" ORDER BY p.global_position LIMIT $2",
+	2, {INT8OID, INT8OID}
+};
+
+/* Note that the current transaction wrote an event. */
+void
+pc_feed_note_event(void)
+{
+	pc_feed_wrote = true;
 }
 
-static Oid	RelationOwner(Oid relid);
-
-static void
-Forget(void)
+/* The schema of extension ext (extension.c keeps its own lookup static before 16). */
+static Oid
+ExtensionSchema(Oid ext)
 {
-	pc_feed_min_id = pc_feed_max_id = 0;
-	pc_feed_schema = InvalidOid;
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			nsp = InvalidOid;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(ext));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		nsp = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return nsp;
 }
 
 /*
- * Give this transaction's audit rows their positions. Rows of ours in the
- * noted id range are those inserted by this transaction or one of its
- * committed subtransactions; rows of aborted subtransactions are invisible.
+ * The schema of the extension in the current database when it is installed
+ * at a version whose feed is assigned after commit (1.2 on), else InvalidOid.
+ * The caller is in a transaction.
  */
-static void
-AssignPositions(void)
+Oid
+pc_feed_schema(void)
+{
+	Oid			ext = get_extension_oid("provider_connections", true);
+	Oid			nsp;
+
+	if (!OidIsValid(ext))
+		return InvalidOid;
+	nsp = ExtensionSchema(ext);
+	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("provider_feed_state", nsp)))
+		return InvalidOid;
+	return nsp;
+}
+
+/* A uuid column of an SPI row, copied into the current context; NULL for NULL. */
+static pg_uuid_t *
+UuidColumn(HeapTuple tup, TupleDesc desc, int attnum)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, attnum, &isnull);
+	pg_uuid_t  *out;
+
+	if (isnull)
+		return NULL;
+	out = palloc(sizeof(pg_uuid_t));
+	memcpy(out, DatumGetUUIDP(d), sizeof(pg_uuid_t));
+	return out;
+}
+
+/*
+ * Queue the notification of each numbered event after *notified_upto, in
+ * feed order, at most PC_FEED_NOTIFY_BATCH; advance *notified_upto. Returns
+ * how many. They go out when the caller's transaction commits.
+ */
+static int64
+NotifyNumbered(int64 *notified_upto)
 {
 	Datum		args[2];
-	Datum	   *ids;
-	Datum	   *positions;
-	int			n = 0;
 	uint64		i;
-	Oid			seq;
+	uint64		n;
 
-	Oid			save_userid;
-	int			save_sec_context;
-
-	/* Before 1.1 there is no feed table: nothing to do. */
-	seq = get_relname_relid("provider_event_position_seq", pc_feed_schema);
-	if (!OidIsValid(seq))
-		return;
-
-	LockSharedObject(DatabaseRelationId, InvalidOid, 0, AccessExclusiveLock);
-
-	/*
-	 * At commit the caller's SECURITY DEFINER context is gone; callers hold
-	 * no rights on the feed tables, so act as their owner, restricted the way
-	 * PostgreSQL's own maintenance commands are.
-	 */
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(RelationOwner(seq),
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-
-	PushActiveSnapshot(GetTransactionSnapshot());
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	pc_plans_use_schema(pc_feed_schema);
-
-	args[0] = Int64GetDatum(pc_feed_min_id);
-	args[1] = Int64GetDatum(pc_feed_max_id);
-	if (SPI_execute_plan(pc_plan(PC_PLAN_FEED_OWN_ROWS), args, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read this transaction's audit rows");
-
-	ids = palloc(sizeof(Datum) * (SPI_processed + 1));
-	positions = palloc(sizeof(Datum) * (SPI_processed + 1));
-	for (i = 0; i < SPI_processed; i++)
+	args[0] = Int64GetDatum(*notified_upto);
+	args[1] = Int64GetDatum(PC_FEED_NOTIFY_BATCH);
+	if (SPI_execute_plan(pc_statement_plan(&pc_to_notify), args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the events to notify");
+	n = SPI_processed;
+	for (i = 0; i < n; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		PcWrittenEvent w;
 		bool		isnull;
-		TransactionId xmin = DatumGetTransactionId(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+		char	   *type = SPI_getvalue(tup, desc, Anum_pc_notify_event_type);
 
-		if (!TransactionIdIsCurrentTransactionId(xmin))
-			continue;
-		ids[n] = SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull);
-		positions[n] = DirectFunctionCall1(nextval_oid, ObjectIdGetDatum(seq));
-		n++;
+		memset(&w, 0, sizeof(w));
+		if (type == NULL || !pc_event_from_type(type, &w.event.command, &w.event.outcome))
+			elog(ERROR, "unknown event_type \"%s\" in the audit log", type ? type : "");
+		w.global_position = DatumGetInt64(SPI_getbinval(tup, desc, Anum_pc_notify_position, &isnull));
+		w.audit_id = DatumGetInt64(SPI_getbinval(tup, desc, Anum_pc_notify_audit_id, &isnull));
+		memcpy(&w.event_id, DatumGetUUIDP(SPI_getbinval(tup, desc, Anum_pc_notify_event_id, &isnull)),
+			   sizeof(pg_uuid_t));
+		w.event.user_id = UuidColumn(tup, desc, Anum_pc_notify_user_id);
+		w.event.connection_id = UuidColumn(tup, desc, Anum_pc_notify_connection_id);
+		w.event.provider_id = UuidColumn(tup, desc, Anum_pc_notify_provider_id);
+		w.event.provider_slug = SPI_getvalue(tup, desc, Anum_pc_notify_provider_slug);
+		w.event.reason = SPI_getvalue(tup, desc, Anum_pc_notify_reason);
+		w.event.needs_user_action =
+			DatumGetBool(SPI_getbinval(tup, desc, Anum_pc_notify_needs_user_action, &isnull)) && !isnull;
+		w.occurred_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_pc_notify_occurred_at, &isnull));
+		Async_Notify(PC_CHANNEL, pc_event_payload(&w));
+		*notified_upto = w.global_position;
 	}
-
-	if (n > 0)
-	{
-		args[0] = PointerGetDatum(construct_array(positions, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		args[1] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		if (SPI_execute_plan(pc_plan(PC_PLAN_FEED_INSERT), args, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not record event positions");
-	}
-
-	SPI_finish();
-	PopActiveSnapshot();
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	return (int64) n;
 }
 
-/* The owner of a relation, from the syscache. */
-static Oid
-RelationOwner(Oid relid)
+/* The newest position assigned. */
+static int64
+FeedHead(void)
 {
-	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	Oid			owner;
+	bool		isnull;
 
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
+	if (SPI_execute_plan(pc_statement_plan(&pc_feed_head), NULL, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the feed head");
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
+/*
+ * One round of assignment in schema nsp (see the file header). wait: block
+ * on a round in progress elsewhere rather than skip it. notified_upto: when
+ * not NULL, also notify the numbered events after it (worker mode); a
+ * negative value means "from the head as it was before this round".
+ * Returns how many events were numbered or notified, whichever is more.
+ */
+static int64
+AssignRound(Oid nsp, bool wait, int64 *notified_upto)
+{
+	Datum		args[3];
+	char		nulls[3] = {' ', ' ', ' '};
+	bool		isnull;
+	int64		numbered = 0;
+	int64		notified = 0;
+	HeapTuple	state;
+	TupleDesc	desc;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	pc_plans_use_schema(nsp);
+
+	if (SPI_execute_plan(pc_statement_plan(wait ? &pc_lock_state_wait : &pc_lock_state_skip),
+						 NULL, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock provider_feed_state");
+	if (SPI_processed == 1)
+	{
+		state = SPI_tuptable->vals[0];
+		desc = SPI_tuptable->tupdesc;
+		args[0] = SPI_getbinval(state, desc, 1, &isnull);
+		nulls[0] = isnull ? 'n' : ' ';
+		args[1] = SPI_getbinval(state, desc, 2, &isnull);
+		nulls[1] = isnull ? 'n' : ' ';
+		args[2] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+
+		if (notified_upto != NULL && *notified_upto < 0)
+			*notified_upto = FeedHead();
+		if (SPI_execute_plan(pc_statement_plan(nulls[0] == 'n' ? &pc_first_round : &pc_round),
+							 args, nulls, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not assign event positions");
+		numbered = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		if (notified_upto != NULL)
+			notified = NotifyNumbered(notified_upto);
+	}
+	SPI_finish();
+	return Max(numbered, notified);
+}
+
+/*
+ * One round for the background worker: skips if another assigner holds the
+ * feed. The caller is in a transaction with an active snapshot.
+ */
+int64
+pc_feed_assign(Oid nsp, int64 *notified_upto)
+{
+	return AssignRound(nsp, false, notified_upto);
+}
+
+/* SQL function: provider_feed_assign() */
+PG_FUNCTION_INFO_V1(provider_feed_assign);
+
+/*
+ * Called by provider_events_since before it reads: make every event that
+ * committed before this call visible in the feed. When a worker serves the
+ * database it asks the worker for a round and waits for it; otherwise it
+ * runs the round itself, waiting for one in progress elsewhere. A read-only
+ * or repeatable-read transaction, or a standby, reads what is numbered.
+ * Returns how many events this call numbered itself.
+ */
+Datum
+provider_feed_assign(PG_FUNCTION_ARGS)
+{
+	if (RecoveryInProgress() || XactReadOnly || IsolationUsesXactSnapshot())
+		PG_RETURN_INT64(0);
+	if (pc_worker_sync())
+		PG_RETURN_INT64(0);
+	PG_RETURN_INT64(AssignRound(get_func_namespace(fcinfo->flinfo->fn_oid), true, NULL));
+}
+
+/* At commit of a transaction that wrote events, wake the worker. */
 static void
 FeedXactCallback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
-		case XACT_EVENT_PRE_COMMIT:
-			if (pc_feed_max_id != 0)
-			{
-				AssignPositions();
-				Forget();
-			}
-			break;
 		case XACT_EVENT_COMMIT:
+			if (pc_feed_wrote)
+				pc_worker_wake();
+			pc_feed_wrote = false;
+			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			Forget();
+			pc_feed_wrote = false;
 			break;
 		default:
 			break;
 	}
 }
 
+/* Install the transaction callback; called from _PG_init. */
 void
 pc_feed_init(void)
 {
 	RegisterXactCallback(FeedXactCallback, NULL);
 }
+
+/* TEMPORARY until worker.c lands: weak stand-ins. */
+__attribute__((weak)) void pc_worker_init(void) {}
+__attribute__((weak)) void pc_worker_wake(void) {}
+__attribute__((weak)) bool pc_worker_serving(void) { return false; }
+__attribute__((weak)) bool pc_worker_sync(void) { return false; }

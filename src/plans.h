@@ -1,6 +1,9 @@
 /*
  * plans.h
- *		The SQL statements the commands run, prepared once per backend.
+ *		The cache of prepared statements, and the extension schema they are
+ *		prepared for. Each statement lives beside the code that binds it.
+ *
+ * Copyright (c) 2026, provider_connections developers.
  */
 #ifndef PC_PLANS_H
 #define PC_PLANS_H
@@ -8,35 +11,25 @@
 #include "postgres.h"
 #include "executor/spi.h"
 
-typedef enum PcPlanId
-{
-	PC_PLAN_INSERT_AUDIT,
-	PC_PLAN_INSERT_CONNECTION,
-	PC_PLAN_FIND_CONNECTION,
-	PC_PLAN_DISCONNECT,
-	PC_PLAN_REFRESH,
-	PC_PLAN_CREDENTIALS,
-	PC_PLAN_FEED_OWN_ROWS,
-	PC_PLAN_FEED_INSERT,
-	PC_PLAN_ROTATE_BATCH,
-	PC_PLAN_ROTATE_STORE,
-	PC_PLAN_ROTATE_REMAINING,
-	PC_NUM_PLANS
-} PcPlanId;
+#define PC_STATEMENT_MAX_ARGS 16
 
 /*
- * Use the plans of the extension whose objects live in schema nsp (the
- * schema of the SQL function being called). Call once per call, first.
+ * One statement: its SQL (%1$s stands for the quoted extension schema), its
+ * parameter types, and the plan kept for it.
  */
+typedef struct PcStatement
+{
+	const char *sql;
+	int			nargs;
+	Oid			argtypes[PC_STATEMENT_MAX_ARGS];
+	SPIPlanPtr	plan;			/* kept plan, or NULL */
+	Oid			schema;			/* the schema plan was prepared for */
+} PcStatement;
+
 extern void pc_plans_use_schema(Oid nsp);
-
-/* The kept plan for a statement. The caller is connected to SPI. */
-extern SPIPlanPtr pc_plan(PcPlanId id);
-
-/* The schema set by pc_plans_use_schema. */
 extern Oid	pc_plans_schema(void);
-
-/* The sequence that numbers audit rows. */
+extern SPIPlanPtr pc_statement_plan(PcStatement *stmt);
 extern Oid	pc_audit_sequence(void);
+extern bool pc_schema_has_feed_state(void);
 
 #endif							/* PC_PLANS_H */

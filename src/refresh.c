@@ -12,8 +12,9 @@
 
 #include "command.h"
 #include "crypto.h"
+#include "catalog/pg_type.h"
 #include "plans.h"
-#include "settings.h"
+#include "clock.h"
 
 typedef struct RefreshArgs
 {
@@ -24,10 +25,32 @@ typedef struct RefreshArgs
 	const char *credential_type;
 } RefreshArgs;
 
+/* The refresh UPDATE's parameters, by position. */
+enum
+{
+	Anum_pc_refresh_id = 1,
+	Anum_pc_refresh_credentials,
+	Anum_pc_refresh_expires_at,
+	Anum_pc_refresh_credential_type,
+	Anum_pc_refresh_now,
+	Natts_pc_refresh = Anum_pc_refresh_now
+};
+
+/* Rechecks status on the newest row version after a lock wait. */
+static PcStatement pc_refresh = {
+	"UPDATE %1$s.provider_connections SET encrypted_credentials = $2,"
+	" credentials_expires_at = $3,"
+	" credential_type = COALESCE($4, credential_type), updated_at = $5"
+	" WHERE id OPERATOR(pg_catalog.=) $1"
+	" AND status OPERATOR(pg_catalog.=) 'active'::%1$s.provider_connection_status",
+	Natts_pc_refresh, {UUIDOID, BYTEAOID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID}
+};
+
+/* Record not_active: the user must connect again. */
 static void
 FailNotActive(PcCall *call)
 {
-	pc_call_fail(call, "not_active", "Connection is not active");
+	pc_call_fail(call, PC_RESULT_NOT_ACTIVE, NULL);
 	call->event.needs_user_action = true;
 }
 
@@ -40,26 +63,28 @@ static void
 StoreCredentials(PcCall *call, void *arg)
 {
 	RefreshArgs *a = (RefreshArgs *) arg;
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Datum		values[Natts_pc_refresh];
+	char		nulls[Natts_pc_refresh];
 	PcConnectionRow row;
 
-	values[0] = UUIDPGetDatum(a->connection_id);
-	values[1] = PointerGetDatum(pc_seal(a->credentials));
-	values[2] = a->expires_at;
-	nulls[2] = a->expires_at_null ? 'n' : ' ';
-	values[3] = a->credential_type ? CStringGetTextDatum(a->credential_type) : (Datum) 0;
-	nulls[3] = a->credential_type ? ' ' : 'n';
-	values[4] = TimestampTzGetDatum(pc_now());
+	memset(nulls, ' ', sizeof(nulls));
+	values[Anum_pc_refresh_id - 1] = UUIDPGetDatum(a->connection_id);
+	values[Anum_pc_refresh_credentials - 1] = PointerGetDatum(pc_seal(a->credentials));
+	values[Anum_pc_refresh_expires_at - 1] = a->expires_at;
+	nulls[Anum_pc_refresh_expires_at - 1] = a->expires_at_null ? 'n' : ' ';
+	values[Anum_pc_refresh_credential_type - 1] =
+		a->credential_type ? CStringGetTextDatum(a->credential_type) : (Datum) 0;
+	nulls[Anum_pc_refresh_credential_type - 1] = a->credential_type ? ' ' : 'n';
+	values[Anum_pc_refresh_now - 1] = TimestampTzGetDatum(pc_now());
 
-	if (SPI_execute_plan(pc_plan(PC_PLAN_REFRESH), values, nulls, false, 0) != SPI_OK_UPDATE)
+	if (SPI_execute_plan(pc_statement_plan(&pc_refresh), values, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update provider connection");
 	if (SPI_processed > 0)
 		return;
 	if (pc_find_connection(a->connection_id, &row))
 		FailNotActive(call);
 	else
-		pc_call_fail(call, "connection_not_found", "Connection not found");
+		pc_call_fail(call, PC_RESULT_CONNECTION_NOT_FOUND, NULL);
 }
 
 /* SQL function: provider_refresh_tokens(connection_id, credentials, expires_at, credential_type) */
@@ -97,15 +122,16 @@ provider_refresh_tokens(PG_FUNCTION_ARGS)
 	pc_call_attempted(&call);
 
 	if (a.connection_id == NULL)
-		pc_call_fail(&call, "invalid_argument", "connection_id cannot be null");
+		pc_call_fail_null(&call, "connection_id");
 	else if (!found)
-		pc_call_fail(&call, "connection_not_found", "Connection not found");
+		pc_call_fail(&call, PC_RESULT_CONNECTION_NOT_FOUND, NULL);
 	else if (pc_check_credentials(&call, fcinfo, 1) &&
 			 (a.credential_type == NULL ||
 			  pc_check_credential_type(&call, a.credential_type)) &&
 			 pc_check_expires_at(&call, fcinfo, 2))
 	{
-		if (strcmp(row.status, "active") != 0)
+		/* Refreshing keeps a connection active: only an active one can be. */
+		if (row.status != PC_STATUS_ACTIVE)
 			FailNotActive(&call);
 		else if (pc_check_key(&call))
 		{

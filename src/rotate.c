@@ -2,12 +2,19 @@
  * rotate.c
  *		provider_rotate_credentials: re-seal credentials under the current key.
  *
- * Key rotation: set the new key as provider_connections.encryption_key and
- * the old one as provider_connections.encryption_key_previous, then call
+ * Key rotation: point provider_connections.encryption_key_file at the new
+ * key and encryption_key_previous_file at the old one, reload, then call
  * this function until it reports nothing remaining, and clear the previous
  * key. Each call re-seals one batch in the caller's transaction; rows a
  * caller is changing are skipped (SKIP LOCKED) and picked up by a later
  * call, so callers never wait on a rotation for longer than one batch.
+ *
+ * A full batch reports remaining as NULL ("call again") instead of counting:
+ * counting scans every sealed row, and doing it per batch made a rotation
+ * quadratic. Only a batch that found fewer rows than it could take counts
+ * what is left (rows skipped because a caller held them).
+ *
+ * Copyright (c) 2026, provider_connections developers.
  */
 #include "postgres.h"
 
@@ -23,8 +30,35 @@
 #include "utils/uuid.h"
 
 #include "crypto.h"
+#include "keys.h"
 #include "plans.h"
-#include "settings.h"
+
+/* pg_catalog.substring counts from 1: the key id's first byte. */
+#define PC_KEY_ID_SQL_START CppAsString2(PC_SEAL_KEY_ID_OFFSET) " + 1"
+
+/* Rows sealed under another key than $1: up to $2, skipping locked ones. */
+static PcStatement pc_rotate_batch = {
+	"SELECT id, encrypted_credentials FROM %1$s.provider_connections"
+	" WHERE encrypted_credentials IS NOT NULL"
+	" AND pg_catalog.substring(encrypted_credentials, " PC_KEY_ID_SQL_START ", 4)"
+	" OPERATOR(pg_catalog.<>) $1"
+	" LIMIT $2 FOR UPDATE SKIP LOCKED",
+	2, {BYTEAOID, INT4OID}
+};
+
+static PcStatement pc_rotate_store = {
+	"UPDATE %1$s.provider_connections SET encrypted_credentials = $2"
+	" WHERE id OPERATOR(pg_catalog.=) $1",
+	2, {UUIDOID, BYTEAOID}
+};
+
+static PcStatement pc_rotate_remaining = {
+	"SELECT pg_catalog.count(*) FROM %1$s.provider_connections"
+	" WHERE encrypted_credentials IS NOT NULL"
+	" AND pg_catalog.substring(encrypted_credentials, " PC_KEY_ID_SQL_START ", 4)"
+	" OPERATOR(pg_catalog.<>) $1",
+	1, {BYTEAOID}
+};
 
 /* The current key's id as a bytea, as sealed values store it. */
 static bytea *
@@ -33,7 +67,7 @@ CurrentKeyId(void)
 	bytea	   *out = palloc(VARHDRSZ + 4);
 
 	SET_VARSIZE(out, VARHDRSZ + 4);
-	pc_key_id_bytes(pc_encryption_key, (uint8 *) VARDATA(out));
+	pc_current_key_id_bytes((uint8 *) VARDATA(out));
 	return out;
 }
 
@@ -45,33 +79,56 @@ RotateErrorContext(void *arg)
 			   DatumGetCString(DirectFunctionCall1(uuid_out, *(Datum *) arg)));
 }
 
+/*
+ * Re-seal one row's credentials under the current key and store them;
+ * the plain bytes are wiped before returning. Returns rows updated.
+ */
+static uint64
+RotateRow(Datum id, Datum sealed)
+{
+	Datum		store[2];
+	bytea	   *plain = pc_open(DatumGetByteaPP(sealed));
+
+	store[0] = id;
+	store[1] = PointerGetDatum(pc_seal(plain));
+	explicit_bzero(VARDATA_ANY(plain), VARSIZE_ANY_EXHDR(plain));
+	if (SPI_execute_plan(pc_statement_plan(&pc_rotate_store), store, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not store rotated credentials");
+	return SPI_processed;
+}
+
 /* SQL function: provider_rotate_credentials(batch_size) */
 PG_FUNCTION_INFO_V1(provider_rotate_credentials);
 
 /*
  * Re-seal up to batch_size credentials that were sealed with another key
- * than the current one. Returns (rotated, remaining). Superuser only.
+ * than the current one. Returns (rotated, remaining), remaining NULL after a
+ * full batch. Superuser only.
  */
 Datum
 provider_rotate_credentials(PG_FUNCTION_ARGS)
 {
 	MemoryContext callcxt = CurrentMemoryContext;
+	MemoryContext rowcxt;
 	int32		batch_size = PG_ARGISNULL(0) ? 1000 : PG_GETARG_INT32(0);
-	const char *problem = pc_key_problem();
+	const char *problem;
 	TupleDesc	tupdesc;
+	SPITupleTable *batch;
 	Datum		args[2];
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
 	int64		rotated = 0;
-	int64		remaining;
 	bool		isnull;
 	uint64		i;
 	uint64		n;
+	Datum		current_id = 0;
+	ErrorContextCallback errcallback;
 
 	if (!superuser())
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("must be superuser to rotate provider credentials")));
+	problem = pc_key_problem();
 	if (problem != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -89,43 +146,41 @@ provider_rotate_credentials(PG_FUNCTION_ARGS)
 
 	args[0] = PointerGetDatum(CurrentKeyId());
 	args[1] = Int32GetDatum(batch_size);
-	if (SPI_execute_plan(pc_plan(PC_PLAN_ROTATE_BATCH), args, NULL, false, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(pc_statement_plan(&pc_rotate_batch), args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not select credentials to rotate");
-
+	batch = SPI_tuptable;
 	n = SPI_processed;
+
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "provider_connections rotation row",
+								   ALLOCSET_DEFAULT_SIZES);
+	errcallback.callback = RotateErrorContext;
+	errcallback.arg = &current_id;
+	errcallback.previous = error_context_stack;
+	error_context_stack = &errcallback;
+	for (i = 0; i < n; i++)
 	{
-		SPITupleTable *batch = SPI_tuptable;
-		Datum		store[2];
-		ErrorContextCallback errcallback;
+		MemoryContext old = MemoryContextSwitchTo(rowcxt);
 
-		errcallback.callback = RotateErrorContext;
-		errcallback.arg = &store[0];
-		errcallback.previous = error_context_stack;
-		error_context_stack = &errcallback;
-
-		for (i = 0; i < n; i++)
-		{
-			bytea	   *plain;
-
-			store[0] = SPI_getbinval(batch->vals[i], batch->tupdesc, 1, &isnull);
-			plain = pc_open(DatumGetByteaPP(SPI_getbinval(batch->vals[i], batch->tupdesc, 2, &isnull)));
-			store[1] = PointerGetDatum(pc_seal(plain));
-			/* Leave no plain copy behind in memory. */
-			explicit_bzero(VARDATA_ANY(plain), VARSIZE_ANY_EXHDR(plain));
-			if (SPI_execute_plan(pc_plan(PC_PLAN_ROTATE_STORE), store, NULL, false, 0) != SPI_OK_UPDATE)
-				elog(ERROR, "could not store rotated credentials");
-			rotated += SPI_processed;
-		}
-		error_context_stack = errcallback.previous;
+		current_id = SPI_getbinval(batch->vals[i], batch->tupdesc, 1, &isnull);
+		rotated += RotateRow(current_id,
+							 SPI_getbinval(batch->vals[i], batch->tupdesc, 2, &isnull));
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(rowcxt);
 	}
+	error_context_stack = errcallback.previous;
 
-	if (SPI_execute_plan(pc_plan(PC_PLAN_ROTATE_REMAINING), args, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not count credentials left to rotate");
-	remaining = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (n == (uint64) batch_size)
+		nulls[1] = true;		/* more may remain: call again */
+	else
+	{
+		if (SPI_execute_plan(pc_statement_plan(&pc_rotate_remaining), args, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not count credentials left to rotate");
+		values[1] = Int64GetDatum(DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+															  SPI_tuptable->tupdesc, 1, &isnull)));
+	}
 	SPI_finish();
 
 	MemoryContextSwitchTo(callcxt);
 	values[0] = Int64GetDatum(rotated);
-	values[1] = Int64GetDatum(remaining);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
 }

@@ -42,12 +42,12 @@ static const char *const pc_status_names[PC_NUM_STATUSES] = {
 /* allowed[from][to]; the diagonal (no change) is handled separately. */
 static const bool pc_allowed[PC_NUM_STATUSES][PC_NUM_STATUSES] = {
 	/* to:     pending active expired revoked failed disconnected */
-	[PC_PENDING] = {false, true, false, false, true, true},
-	[PC_ACTIVE] = {false, true, true, true, false, true},
-	[PC_EXPIRED] = {false, true, false, false, false, true},
-	[PC_REVOKED] = {false, true, false, false, false, true},
-	[PC_FAILED] = {false, true, false, false, false, true},
-	[PC_DISCONNECTED] = {false, false, false, false, false, true},
+	[PC_STATUS_PENDING] = {false, true, false, false, true, true},
+	[PC_STATUS_ACTIVE] = {false, true, true, true, false, true},
+	[PC_STATUS_EXPIRED] = {false, true, false, false, false, true},
+	[PC_STATUS_REVOKED] = {false, true, false, false, false, true},
+	[PC_STATUS_FAILED] = {false, true, false, false, false, true},
+	[PC_STATUS_DISCONNECTED] = {false, false, false, false, false, true},
 };
 
 const char *
@@ -66,7 +66,7 @@ pc_status_from_name(const char *name)
 		if (strcmp(name, pc_status_names[i]) == 0)
 			return (PcStatus) i;
 	elog(ERROR, "unknown provider connection status \"%s\"", name);
-	return PC_PENDING;			/* keep compiler quiet */
+	return PC_STATUS_PENDING;			/* keep compiler quiet */
 }
 
 bool
@@ -181,7 +181,7 @@ provider_connections_guard(PG_FUNCTION_ARGS)
 
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 	{
-		if (to != PC_PENDING && to != PC_ACTIVE && !InsertingExistingRows())
+		if (to != PC_STATUS_PENDING && to != PC_STATUS_ACTIVE && !InsertingExistingRows())
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("a new provider connection cannot start as \"%s\"",
@@ -200,16 +200,16 @@ provider_connections_guard(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("illegal provider connection status transition from \"%s\" to \"%s\"",
 							pc_status_name(from), pc_status_name(to)),
-					 from == PC_DISCONNECTED ?
+					 from == PC_STATUS_DISCONNECTED ?
 					 errdetail("\"disconnected\" is terminal; create a new connection instead.") : 0));
 	}
 
 	(void) heap_getattr(newtup, creds_att, desc, &isnull);
-	if (to == PC_ACTIVE && isnull)
+	if (to == PC_STATUS_ACTIVE && isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
 				 errmsg("an active provider connection must hold credentials")));
-	if (to == PC_DISCONNECTED && !isnull)
+	if (to == PC_STATUS_DISCONNECTED && !isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
 				 errmsg("a disconnected provider connection cannot hold credentials")));

@@ -14,7 +14,7 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
-#include "settings.h"
+#include "clock.h"
 #include "uuid7.h"
 
 /* Microseconds between the Unix epoch and PostgreSQL's. */

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # test/rotation.sh: rotate the key of a populated database while calls run,
 # then drop the old key: every credential still opens.
-# The keys travel the way an operator sets them: ALTER SYSTEM and a reload.
+# The keys travel the way an operator moves them: write the new key file,
+# point the settings at the new and the old file, reload.
 set -euo pipefail
 . "$(dirname "$0")/../scripts/common.sh"
 export PGDATABASE=rotation
 fresh_db rotation
 
-old_key=$(sed -n "s/^provider_connections.encryption_key = '\(.*\)'$/\1/p" "$CLUSTER_DIR/data/postgresql.conf")
-new_key="rotated-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+write_key_file "$CLUSTER_DIR/data/rotated.key"
 psql -qX -v ON_ERROR_STOP=1 -c "
 	SELECT provider_connect(gen_random_uuid(), 'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab',
 	                        convert_to('token-' || n, 'UTF8'))
@@ -34,15 +34,16 @@ timeout 60 "$PG_BIN/pgbench" -n -c 3 -T 8 -f "$work/calls.sql" >"$work/out" 2>&1
 load=$!
 sleep 1
 
-psql -qX -c "ALTER SYSTEM SET provider_connections.encryption_key = '$new_key'" \
-	-c "ALTER SYSTEM SET provider_connections.encryption_key_previous = '$old_key'" \
+psql -qX -c "ALTER SYSTEM SET provider_connections.encryption_key_file = 'rotated.key'" \
+	-c "ALTER SYSTEM SET provider_connections.encryption_key_previous_file = 'provider_connections.key'" \
 	-c "SELECT pg_reload_conf()" >/dev/null
 sleep 0.5
 batches=0
 while :; do
 	remaining=$(psql -qAtX -c "SELECT remaining FROM provider_rotate_credentials(250)")
 	batches=$((batches + 1))
-	kill -0 "$load" 2>/dev/null || [ "$remaining" -ne 0 ] || break
+	# remaining is empty (NULL) after a full batch: more may remain.
+	kill -0 "$load" 2>/dev/null || [ "$remaining" != 0 ] || break
 	[ "$batches" -lt 400 ] || { echo "  FAILED: rotation did not converge"; exit 1; }
 done
 wait "$load" || { cat "$work/out"; exit 1; }
@@ -52,7 +53,7 @@ rm -rf "$work"
 
 # One more pass for anything sealed by a session that had not reloaded yet.
 psql -qAtX -c "SELECT remaining FROM provider_rotate_credentials(100000)" >/dev/null
-psql -qX -c "ALTER SYSTEM RESET provider_connections.encryption_key_previous" \
+psql -qX -c "ALTER SYSTEM RESET provider_connections.encryption_key_previous_file" \
 	-c "SELECT pg_reload_conf()" >/dev/null
 sleep 0.5
 
@@ -69,5 +70,5 @@ check "calls during the rotation kept their audit pairs" \
 	"SELECT count(*) FILTER (WHERE event_type LIKE '%Attempted') * 2 = count(*) FROM provider_audit_log"
 
 # Leave the cluster's configuration as it was.
-psql -qX -c "ALTER SYSTEM RESET provider_connections.encryption_key" -c "SELECT pg_reload_conf()" >/dev/null
+psql -qX -c "ALTER SYSTEM RESET provider_connections.encryption_key_file" -c "SELECT pg_reload_conf()" >/dev/null
 [ "${CHECKS_FAILED:-0}" -eq 0 ]
