@@ -80,7 +80,7 @@ CREATE FUNCTION leaky() RETURNS int LANGUAGE sql
     SET provider_connections.encryption_key = 'regress-key-0123456789abcdef-0123456789'
     AS 'SELECT 1';
 SELECT count(*) AS stored_settings FROM pg_db_role_setting
- WHERE array_to_string(setconfig, ',') LIKE '%encryption_key%';
+ WHERE array_to_string(setconfig, ',') LIKE '%provider_connections.encryption_key%';
 SHOW provider_connections.encryption_key;
 
 -- A key file that group or others can read is refused when set, as

@@ -92,12 +92,17 @@ pc_call_begin(PcCall *call, FunctionCallInfo fcinfo, PcCommand command)
 		elog(ERROR, "SPI_connect failed");
 }
 
-/* Write the Attempted event from call->event. */
+/*
+ * Stamp the Attempted event from call->event as it is now. Its row is
+ * written with the outcome's, by one INSERT in pc_call_finish, Attempted
+ * first: the two always go together (if they cannot be written the call
+ * raises, undoing its change), and a call pays for one INSERT, not two.
+ */
 void
 pc_call_attempted(PcCall *call)
 {
 	call->event.outcome = PC_ATTEMPTED;
-	call->attempted_id = pc_emit_event(&call->event);
+	pc_event_stamp(&call->event, &call->attempted);
 }
 
 /*
@@ -139,10 +144,13 @@ pc_call_finish(PcCall *call, FunctionCallInfo fcinfo)
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
 	MemoryContext spicxt;
+	PcWrittenEvent events[2];
 
 	call->event.outcome = call->ok ? PC_SUCCEEDED : PC_FAILED;
 	call->event.reason = call->error;
-	pc_emit_event(&call->event);
+	events[0] = call->attempted;
+	pc_event_stamp(&call->event, &events[1]);
+	pc_write_events(events, 2);
 
 	spicxt = MemoryContextSwitchTo(call->callcxt);
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)

@@ -42,7 +42,7 @@ typedef struct PcCall
 {
 	MemoryContext callcxt;		/* outlives SPI: the result is built here */
 	PcEvent		event;			/* facts for the Attempted and outcome events */
-	int64		attempted_id;	/* audit id of the Attempted row */
+	PcWrittenEvent attempted;	/* the Attempted event, written with the outcome */
 	bool		ok;
 	const char *error_code;
 	const char *error;

@@ -68,7 +68,7 @@ InsertConnection(PcCall *call, void *arg)
 	Datum		values[Natts_pc_insert];
 	char		nulls[Natts_pc_insert];
 
-	pc_uuid7(&a->new_id, now, PC_CONNECTION_SEED_BIT | (uint64) call->attempted_id);
+	pc_uuid7(&a->new_id, now, PC_CONNECTION_SEED_BIT | (uint64) call->attempted.audit_id);
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[Anum_pc_insert_id - 1] = UUIDPGetDatum(&a->new_id);

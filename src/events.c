@@ -31,6 +31,7 @@
 #include "utils/json.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
+#include "utils/memutils.h"
 #include "utils/xid8.h"
 
 #include "events.h"
@@ -61,24 +62,53 @@ enum
 #define PC_AUDIT_COLUMNS_1_1 \
 	"id, event_id, event_type, action, user_id, connection_id, provider_id," \
 	" provider_slug, reason, needs_user_action, occurred_at, context"
-#define PC_AUDIT_VALUES_1_1 \
-	"$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::pg_catalog.jsonb"
-#define PC_AUDIT_ARGTYPES_1_1 \
-	INT8OID, UUIDOID, TEXTOID, TEXTOID, UUIDOID, UUIDOID, UUIDOID, TEXTOID, \
-	TEXTOID, BOOLOID, TIMESTAMPTZOID, TEXTOID
 
-static PcStatement pc_insert_audit = {
-	"INSERT INTO %1$s.provider_audit_log (" PC_AUDIT_COLUMNS_1_1 ", xid)"
-	" VALUES (" PC_AUDIT_VALUES_1_1 ", $13)",
-	Natts_pc_audit_insert, {PC_AUDIT_ARGTYPES_1_1, XID8OID}
+/* Most audit rows one INSERT writes: a call's Attempted row and its outcome. */
+#define PC_MAX_ROWS_PER_INSERT 2
+
+/*
+ * The INSERTs of 1 or 2 audit rows, for 1.2 schemas [1] (rows carry their
+ * xid) and 1.1 schemas [0]; their text is made on first use.
+ */
+static PcStatement pc_insert_audit[2][PC_MAX_ROWS_PER_INSERT];
+
+/* The parameter types of one audit row, in Anum_pc_audit_* order. */
+static const Oid pc_audit_argtypes[Natts_pc_audit_insert] = {
+	INT8OID, UUIDOID, TEXTOID, TEXTOID, UUIDOID, UUIDOID, UUIDOID, TEXTOID,
+	TEXTOID, BOOLOID, TIMESTAMPTZOID, JSONBOID, XID8OID
 };
 
-/* The same for a schema still at 1.1, whose audit rows have no xid. */
-static PcStatement pc_insert_audit_1_1 = {
-	"INSERT INTO %1$s.provider_audit_log (" PC_AUDIT_COLUMNS_1_1 ")"
-	" VALUES (" PC_AUDIT_VALUES_1_1 ")",
-	Natts_pc_audit_insert - 1, {PC_AUDIT_ARGTYPES_1_1}
-};
+/* The INSERT of nrows audit rows into a schema with or without xid. */
+static PcStatement *
+AuditInsert(int nrows, bool with_xid)
+{
+	PcStatement *stmt = &pc_insert_audit[with_xid][nrows - 1];
+	int			ncols = with_xid ? Natts_pc_audit_insert : Natts_pc_audit_insert - 1;
+	StringInfoData sql;
+	int			r,
+				c;
+
+	Assert(nrows >= 1 && nrows <= PC_MAX_ROWS_PER_INSERT);
+	if (stmt->sql != NULL)
+		return stmt;
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "INSERT INTO %%1$s.provider_audit_log (%s%s) VALUES ",
+					 PC_AUDIT_COLUMNS_1_1, with_xid ? ", xid" : "");
+	for (r = 0; r < nrows; r++)
+	{
+		appendStringInfoString(&sql, r == 0 ? "(" : ", (");
+		for (c = 0; c < ncols; c++)
+		{
+			appendStringInfo(&sql, "%s$%d", c == 0 ? "" : ", ", r * ncols + c + 1);
+			stmt->argtypes[r * ncols + c] = pc_audit_argtypes[c];
+		}
+		appendStringInfoChar(&sql, ')');
+	}
+	stmt->nargs = nrows * ncols;
+	stmt->sql = MemoryContextStrdup(TopMemoryContext, sql.data);
+	pfree(sql.data);
+	return stmt;
+}
 
 /* Every event: its command and outcome, event_type and action. */
 typedef struct PcEventKind
@@ -285,67 +315,95 @@ pc_event_payload(const PcWrittenEvent *w)
 }
 
 /*
- * Write the event's audit row in the current transaction and, in commit
- * mode, queue its notification. Returns the audit row's id. Raises an error
- * if the row cannot be written: no change goes unrecorded. The caller is
- * connected to SPI. The row carries the top-level transaction id, which is
- * how the feed finds it once that transaction has committed (feed.c).
+ * Fix what an event's audit row will say: its audit id (from the audit
+ * sequence, so ids follow the order events are stamped in), event id and
+ * time; free text clipped. The facts are copied as they are now.
  */
-int64
-pc_emit_event(const PcEvent *ev)
+void
+pc_event_stamp(const PcEvent *ev, PcWrittenEvent *w)
 {
-	Datum		values[Natts_pc_audit_insert];
-	char		nulls[Natts_pc_audit_insert];
-	PcWrittenEvent w;
-	const char *reason = ev->outcome == PC_FAILED ?
-		Clip(ev->reason, PC_MAX_REASON_BYTES) : NULL;
-	bool		has_needs_action = (ev->outcome == PC_FAILED &&
-									ev->command == PC_CMD_REFRESH);
-	bool		with_xid = pc_schema_has_feed_state();
-	int			rc;
+	memset(w, 0, sizeof(*w));
+	w->event = *ev;
+	w->event.provider_slug = Clip(ev->provider_slug, PC_MAX_EVENT_SLUG_BYTES);
+	w->event.reason = ev->outcome == PC_FAILED ? Clip(ev->reason, PC_MAX_REASON_BYTES) : NULL;
+	w->occurred_at = pc_now();
+	w->audit_id = DatumGetInt64(DirectFunctionCall1(nextval_oid,
+													ObjectIdGetDatum(pc_audit_sequence())));
+	pc_uuid7(&w->event_id, w->occurred_at, (uint64) w->audit_id);
+}
 
-	memset(&w, 0, sizeof(w));
-	w.event = *ev;
-	w.event.provider_slug = Clip(ev->provider_slug, PC_MAX_EVENT_SLUG_BYTES);
-	w.event.reason = reason;
-	w.occurred_at = pc_now();
-	w.audit_id = DatumGetInt64(DirectFunctionCall1(nextval_oid,
-												   ObjectIdGetDatum(pc_audit_sequence())));
-	pc_uuid7(&w.event_id, w.occurred_at, (uint64) w.audit_id);
+/* Bind one audit row at values/nulls, in Anum_pc_audit_* order. */
+static void
+BindAuditRow(const PcWrittenEvent *w, Datum context, Datum *values, char *nulls)
+{
+	const PcEvent *ev = &w->event;
+	const PcEventKind *kind = EventKind(ev->command, ev->outcome);
+	bool		has_needs_action = (ev->outcome == PC_FAILED && ev->command == PC_CMD_REFRESH);
 
-	memset(nulls, ' ', sizeof(nulls));
-	values[Anum_pc_audit_id - 1] = Int64GetDatum(w.audit_id);
-	values[Anum_pc_audit_event_id - 1] = UUIDPGetDatum(&w.event_id);
-	values[Anum_pc_audit_event_type - 1] = CStringGetTextDatum(EventKind(ev->command, ev->outcome)->event_type);
-	values[Anum_pc_audit_action - 1] = CStringGetTextDatum(EventKind(ev->command, ev->outcome)->action);
+	memset(nulls, ' ', Natts_pc_audit_insert);
+	values[Anum_pc_audit_id - 1] = Int64GetDatum(w->audit_id);
+	values[Anum_pc_audit_event_id - 1] = UUIDPGetDatum(&w->event_id);
+	values[Anum_pc_audit_event_type - 1] = CStringGetTextDatum(kind->event_type);
+	values[Anum_pc_audit_action - 1] = CStringGetTextDatum(kind->action);
 	values[Anum_pc_audit_user_id - 1] = UUIDPGetDatum(ev->user_id);
 	nulls[Anum_pc_audit_user_id - 1] = ev->user_id ? ' ' : 'n';
 	values[Anum_pc_audit_connection_id - 1] = UUIDPGetDatum(ev->connection_id);
 	nulls[Anum_pc_audit_connection_id - 1] = ev->connection_id ? ' ' : 'n';
 	values[Anum_pc_audit_provider_id - 1] = UUIDPGetDatum(ev->provider_id);
 	nulls[Anum_pc_audit_provider_id - 1] = ev->provider_id ? ' ' : 'n';
-	values[Anum_pc_audit_provider_slug - 1] = w.event.provider_slug ? CStringGetTextDatum(w.event.provider_slug) : (Datum) 0;
-	nulls[Anum_pc_audit_provider_slug - 1] = w.event.provider_slug ? ' ' : 'n';
-	values[Anum_pc_audit_reason - 1] = reason ? CStringGetTextDatum(reason) : (Datum) 0;
-	nulls[Anum_pc_audit_reason - 1] = reason ? ' ' : 'n';
+	values[Anum_pc_audit_provider_slug - 1] = ev->provider_slug ? CStringGetTextDatum(ev->provider_slug) : (Datum) 0;
+	nulls[Anum_pc_audit_provider_slug - 1] = ev->provider_slug ? ' ' : 'n';
+	values[Anum_pc_audit_reason - 1] = ev->reason ? CStringGetTextDatum(ev->reason) : (Datum) 0;
+	nulls[Anum_pc_audit_reason - 1] = ev->reason ? ' ' : 'n';
 	values[Anum_pc_audit_needs_user_action - 1] = BoolGetDatum(ev->needs_user_action);
 	nulls[Anum_pc_audit_needs_user_action - 1] = has_needs_action ? ' ' : 'n';
-	values[Anum_pc_audit_occurred_at - 1] = TimestampTzGetDatum(w.occurred_at);
-	values[Anum_pc_audit_context - 1] = CStringGetTextDatum(ContextJson());
+	values[Anum_pc_audit_occurred_at - 1] = TimestampTzGetDatum(w->occurred_at);
+	values[Anum_pc_audit_context - 1] = context;
 	values[Anum_pc_audit_xid - 1] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+}
 
-	rc = SPI_execute_plan(pc_statement_plan(with_xid ? &pc_insert_audit : &pc_insert_audit_1_1),
-						  values, nulls, false, 0);
-	if (rc != SPI_OK_INSERT || SPI_processed != 1)
+/*
+ * Write the audit rows of stamped events, in order, with one INSERT, in the
+ * current transaction; in commit mode also queue their notifications, in
+ * the same order. Raises an error if the rows cannot be written: no change
+ * goes unrecorded. The caller is connected to SPI. Each row carries the
+ * top-level transaction id, by which the feed finds it once that
+ * transaction has committed (feed.c).
+ */
+void
+pc_write_events(const PcWrittenEvent *events, int n)
+{
+	Datum		values[PC_MAX_ROWS_PER_INSERT * Natts_pc_audit_insert];
+	char		nulls[PC_MAX_ROWS_PER_INSERT * Natts_pc_audit_insert];
+	bool		with_xid = pc_schema_has_feed_state();
+	int			ncols = with_xid ? Natts_pc_audit_insert : Natts_pc_audit_insert - 1;
+	/* Every event of a call has the same caller: parsed into jsonb once. */
+	Datum		context = DirectFunctionCall1(jsonb_in, CStringGetDatum(ContextJson()));
+	int			i;
+	int			rc;
+
+	Assert(n >= 1 && n <= PC_MAX_ROWS_PER_INSERT);
+	for (i = 0; i < n; i++)
+	{
+		Datum		rowvalues[Natts_pc_audit_insert];
+		char		rownulls[Natts_pc_audit_insert];
+
+		BindAuditRow(&events[i], context, rowvalues, rownulls);
+		memcpy(&values[i * ncols], rowvalues, ncols * sizeof(Datum));
+		memcpy(&nulls[i * ncols], rownulls, ncols);
+	}
+
+	rc = SPI_execute_plan(pc_statement_plan(AuditInsert(n, with_xid)), values, nulls, false, 0);
+	if (rc != SPI_OK_INSERT || SPI_processed != (uint64) n)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not write the provider_connections audit row")));
+				 errmsg("could not write the provider_connections audit rows")));
 
 	if (pc_notify_mode == PC_NOTIFY_COMMIT ||
 		(pc_notify_mode == PC_NOTIFY_WORKER && !pc_events_preloaded))
-		Async_Notify(PC_CHANNEL, pc_event_payload(&w));
+		for (i = 0; i < n; i++)
+			Async_Notify(PC_CHANNEL, pc_event_payload(&events[i]));
 	pc_feed_note_event();
-	return w.audit_id;
 }
 
 /* Define the notification settings; called from _PG_init. */

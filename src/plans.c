@@ -18,6 +18,7 @@
 
 #include "catalog/namespace.h"
 #include "executor/spi.h"
+#include "storage/proc.h"
 #include "parser/parse_node.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -26,6 +27,30 @@
 #include "plans.h"
 
 static Oid	pc_schema = InvalidOid;
+
+/*
+ * Facts about the schema's objects, looked up once per transaction: an OID
+ * kept across transactions would go stale when the extension is dropped and
+ * created again, or updated.
+ */
+static LocalTransactionId pc_facts_lxid = InvalidLocalTransactionId;
+static Oid	pc_facts_schema = InvalidOid;
+static Oid	pc_audit_seq = InvalidOid;
+static bool pc_has_feed_state = false;
+
+/* Look the schema's facts up again if this transaction has not yet. */
+static void
+LoadSchemaFacts(void)
+{
+	if (pc_facts_lxid == MyProc->lxid && pc_facts_schema == pc_schema)
+		return;
+	pc_audit_seq = get_relname_relid("provider_audit_log_id_seq", pc_schema);
+	if (!OidIsValid(pc_audit_seq))
+		elog(ERROR, "sequence provider_audit_log_id_seq is missing");
+	pc_has_feed_state = OidIsValid(get_relname_relid("provider_feed_state", pc_schema));
+	pc_facts_lxid = MyProc->lxid;
+	pc_facts_schema = pc_schema;
+}
 
 /*
  * Use the statements of the extension whose objects live in schema nsp (the
@@ -71,19 +96,12 @@ pc_statement_plan(PcStatement *stmt)
 	return plan;
 }
 
-/*
- * The sequence that numbers audit rows. Looked up on each call (a syscache
- * hit): an OID kept across calls would go stale when the extension is
- * dropped and created again.
- */
+/* The sequence that numbers audit rows. */
 Oid
 pc_audit_sequence(void)
 {
-	Oid			seq = get_relname_relid("provider_audit_log_id_seq", pc_schema);
-
-	if (!OidIsValid(seq))
-		elog(ERROR, "sequence provider_audit_log_id_seq is missing");
-	return seq;
+	LoadSchemaFacts();
+	return pc_audit_seq;
 }
 
 /*
@@ -95,5 +113,6 @@ pc_audit_sequence(void)
 bool
 pc_schema_has_feed_state(void)
 {
-	return OidIsValid(get_relname_relid("provider_feed_state", pc_schema));
+	LoadSchemaFacts();
+	return pc_has_feed_state;
 }
