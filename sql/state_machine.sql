@@ -118,6 +118,30 @@ COPY provider_connections (id, user_id, provider_id, provider_slug, status,
                            created_at, updated_at) FROM stdin;
 5b000000-0000-7000-8000-000000000002	55555555-5555-5555-5555-555555555555	aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa	schwab	active	2025-01-01 00:00:00+00	2025-02-01 00:00:00+00
 \.
+-- Only a COPY FROM into the table itself: a function that inserts, called
+-- from a COPY TO, is held to the rule that new rows start pending or active.
+CREATE FUNCTION sneak_in() RETURNS int LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO provider_connections (id, user_id, provider_id, provider_slug, status,
+                                      created_at, updated_at)
+    VALUES ('5b000000-0000-7000-8000-000000000009', '55555555-5555-5555-5555-555555555555',
+            'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', 'expired', now(), now());
+    RETURN 1;
+END $$;
+COPY (SELECT sneak_in()) TO stdout;
+CREATE TABLE other_copy_target (n int);
+CREATE FUNCTION sneak_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM sneak_in();
+    RETURN NEW;
+END $$;
+CREATE TRIGGER sneak BEFORE INSERT ON other_copy_target FOR EACH ROW EXECUTE FUNCTION sneak_trigger();
+COPY other_copy_target FROM stdin;
+1
+\.
+DROP TABLE other_copy_target;
+DROP FUNCTION sneak_trigger();
+DROP FUNCTION sneak_in();
 SET session_replication_role = replica;
 INSERT INTO provider_connections (id, user_id, provider_id, provider_slug, status,
                                   created_at, updated_at)

@@ -88,6 +88,8 @@ AuditInsert(int nrows, bool with_xid)
 	int			r,
 				c;
 
+	StaticAssertStmt(PC_MAX_ROWS_PER_INSERT * Natts_pc_audit_insert <= PC_STATEMENT_MAX_ARGS,
+					 "PC_STATEMENT_MAX_ARGS too small for the audit INSERT");
 	Assert(nrows >= 1 && nrows <= PC_MAX_ROWS_PER_INSERT);
 	if (stmt->sql != NULL)
 		return stmt;

@@ -11,7 +11,7 @@
 #include "postgres.h"
 #include "executor/spi.h"
 
-#define PC_STATEMENT_MAX_ARGS 16
+#define PC_STATEMENT_MAX_ARGS 32
 
 /*
  * One statement: its SQL (%1$s stands for the quoted extension schema), its

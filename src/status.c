@@ -22,8 +22,11 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_enum.h"
 #include "commands/trigger.h"
+#include "nodes/parsenodes.h"
+#include "nodes/plannodes.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "tcop/pquery.h"
@@ -100,12 +103,34 @@ AttnumOf(Relation rel, const char *name)
 	return attnum;
 }
 
+/*
+ * Whether the statement being run is COPY ... FROM into rel itself: what
+ * pg_restore and bulk loads of existing connections run. A COPY TO whose
+ * query calls a function that inserts is not one.
+ */
+static bool
+CopyingInto(Relation rel)
+{
+	PlannedStmt *stmt;
+	CopyStmt   *copy;
+
+	if (ActivePortal == NULL || ActivePortal->commandTag != CMDTAG_COPY ||
+		list_length(ActivePortal->stmts) != 1)
+		return false;
+	stmt = linitial_node(PlannedStmt, ActivePortal->stmts);
+	if (stmt->utilityStmt == NULL || !IsA(stmt->utilityStmt, CopyStmt))
+		return false;
+	copy = (CopyStmt *) stmt->utilityStmt;
+	return copy->is_from && copy->relation != NULL &&
+		RangeVarGetRelid(copy->relation, NoLock, true) == RelationGetRelid(rel);
+}
+
 /* Whether the rows being inserted existed before (a restore or a replica). */
 static bool
-InsertingExistingRows(void)
+InsertingExistingRows(Relation rel)
 {
 	return SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA ||
-		(ActivePortal != NULL && ActivePortal->commandTag == CMDTAG_COPY);
+		CopyingInto(rel);
 }
 
 /* Identity columns must keep their value across an UPDATE. */
@@ -181,7 +206,7 @@ provider_connections_guard(PG_FUNCTION_ARGS)
 
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 	{
-		if (to != PC_STATUS_PENDING && to != PC_STATUS_ACTIVE && !InsertingExistingRows())
+		if (to != PC_STATUS_PENDING && to != PC_STATUS_ACTIVE && !InsertingExistingRows(rel))
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("a new provider connection cannot start as \"%s\"",
