@@ -1,19 +1,63 @@
--- The upgrade path: a database holding 1.0 data is updated to 1.1 with
--- ALTER EXTENSION; its data survives, every old event gets a position, and
--- the result is the same set of objects as a fresh 1.1 install.
+-- The upgrade path, in a database of its own: a database holding 1.0 data
+-- is updated with ALTER EXTENSION to the current version; its data
+-- survives, every old event gets a position, and the result is the same as
+-- a fresh install from the full install script, object by object and
+-- definition by definition (columns, defaults, indexes, constraints,
+-- triggers, function bodies and settings, grants, comments).
 \set VERBOSITY terse
+CREATE DATABASE pc_upgrade;
+\c pc_upgrade
 -- This suite's own key files, written by the server into its data directory
 -- (relative key paths are relative to it), readable by the server only.
 COPY (SELECT 'regress-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_regress.key && chmod 600 pc_regress.key';
 SET provider_connections.encryption_key_file = 'pc_regress.key';
 
-CREATE TEMP TABLE fresh_objects AS
-SELECT pg_describe_object(classid, objid, 0) AS object
-  FROM pg_depend
- WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
-   AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'provider_connections');
+-- Every member of the extension with what defines it.
+CREATE FUNCTION extension_shape() RETURNS TABLE (object text, definition text)
+LANGUAGE sql AS $$
+    WITH members AS (
+        SELECT classid, objid FROM pg_depend
+         WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
+           AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'provider_connections'))
+    SELECT pg_describe_object(m.classid, m.objid, 0),
+           concat_ws(' | ',
+               CASE WHEN m.classid = 'pg_proc'::regclass THEN
+                   (SELECT pg_get_functiondef(p.oid) || ' acl=' || coalesce(p.proacl::text, '')
+                      FROM pg_proc p WHERE p.oid = m.objid AND p.prokind <> 'a') END,
+               CASE WHEN m.classid = 'pg_class'::regclass THEN
+                   (SELECT c.relkind::text || ' acl=' || coalesce(c.relacl::text, '') || ' ' ||
+                           coalesce((SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+                                                || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+                                                || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
+                                                || coalesce(' -- ' || col_description(c.oid, a.attnum), ''),
+                                             ', ' ORDER BY a.attnum)
+                                       FROM pg_attribute a
+                                       LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+                                      WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '')
+                      FROM pg_class c WHERE c.oid = m.objid) END,
+               CASE WHEN m.classid = 'pg_class'::regclass THEN
+                   (SELECT string_agg(pg_get_indexdef(i.indexrelid), '; ' ORDER BY pg_get_indexdef(i.indexrelid))
+                      FROM pg_index i WHERE i.indrelid = m.objid) END,
+               CASE WHEN m.classid = 'pg_class'::regclass THEN
+                   (SELECT string_agg(conname || ' ' || pg_get_constraintdef(oid), '; ' ORDER BY conname)
+                      FROM pg_constraint WHERE conrelid = m.objid) END,
+               CASE WHEN m.classid = 'pg_class'::regclass THEN
+                   (SELECT string_agg(pg_get_triggerdef(t.oid) || ' enabled=' || t.tgenabled::text, '; ' ORDER BY t.tgname)
+                      FROM pg_trigger t WHERE t.tgrelid = m.objid AND NOT t.tgisinternal) END,
+               CASE WHEN m.classid = 'pg_type'::regclass THEN
+                   (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)
+                      FROM pg_enum e WHERE e.enumtypid = m.objid) END,
+               'comment=' || coalesce(obj_description(m.objid, m.classid::regclass::text), ''))
+      FROM members m
+$$;
 
-DROP EXTENSION provider_connections CASCADE;
+-- The fresh install of the current version, from its full script.
+CREATE EXTENSION provider_connections CASCADE;
+SELECT extversion FROM pg_extension WHERE extname = 'provider_connections';
+CREATE TABLE fresh_shape AS SELECT * FROM extension_shape();
+SELECT count(*) AS members, count(*) FILTER (WHERE definition LIKE '%comment=_%') AS described FROM fresh_shape;
+DROP EXTENSION provider_connections;
+
 CREATE EXTENSION provider_connections VERSION '1.0';
 SELECT extversion FROM pg_extension WHERE extname = 'provider_connections';
 
@@ -37,12 +81,11 @@ SELECT global_position, audit_id, event_type FROM provider_events_since(0) ORDER
 SELECT ok FROM provider_refresh_tokens((SELECT id FROM provider_connections WHERE provider_slug = 'chase'), '\x02');
 SELECT global_position, audit_id, event_type FROM provider_events_since(8) ORDER BY 1;
 
--- Same objects as a fresh install.
-SELECT object AS missing_after_update FROM fresh_objects
-EXCEPT SELECT pg_describe_object(classid, objid, 0) FROM pg_depend
- WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
-   AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'provider_connections');
-SELECT pg_describe_object(classid, objid, 0) AS extra_after_update FROM pg_depend
- WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
-   AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'provider_connections')
-EXCEPT SELECT object FROM fresh_objects;
+-- The same objects, defined the same way, as the fresh install.
+SELECT object AS missing_or_different_after_update, definition FROM fresh_shape
+EXCEPT SELECT * FROM extension_shape();
+SELECT object AS extra_or_different_after_update, definition FROM extension_shape()
+EXCEPT SELECT * FROM fresh_shape;
+
+\c contrib_regression
+DROP DATABASE pc_upgrade;
