@@ -293,6 +293,8 @@ COMMENT ON COLUMN @extschema@.provider_audit_log.needs_user_action IS 'on Provid
 COMMENT ON COLUMN @extschema@.provider_audit_log.occurred_at IS 'when the event was written';
 COMMENT ON COLUMN @extschema@.provider_audit_log.context IS 'who called: current_user, session_user, application_name, backend_pid, transaction_id';
 COMMENT ON COLUMN @extschema@.provider_audit_log.xid IS 'the writing top-level transaction, by which the feed finds the row once committed';
+COMMENT ON SEQUENCE @extschema@.provider_audit_log_id_seq IS 'numbers audit rows in write order';
+COMMENT ON SEQUENCE @extschema@.provider_event_position_seq IS 'numbers feed positions, in commit order, as rounds assign them';
 COMMENT ON TABLE @extschema@.provider_event_positions IS
     'commit-ordered position of each audit row, assigned after its transaction committed; read it through provider_events_since()';
 COMMENT ON COLUMN @extschema@.provider_event_positions.global_position IS 'feed position: a reader that sees one sees every smaller one';
