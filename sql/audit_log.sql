@@ -1,7 +1,22 @@
 -- provider_audit_log is append-only for every role, the owner and
 -- superusers included, and in replication mode too.
+-- A fresh install of its own, so that this file runs in any order.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS provider_connections CASCADE;
+CREATE EXTENSION provider_connections CASCADE;
+RESET client_min_messages;
 \set VERBOSITY terse
 
+COPY (SELECT 'regress-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_regress.key && chmod 600 pc_regress.key';
+SET provider_connections.encryption_key_file = 'pc_regress.key';
+-- History to protect: each command, once succeeding and once failing.
+SELECT (provider_connect('10101010-1010-1010-1010-101010101010',
+        'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', '\x01')).connection_id AS c \gset
+SELECT ok FROM provider_connect(NULL, NULL, 'schwab', '\x01');
+SELECT ok FROM provider_refresh_tokens(:'c', '\x02');
+SELECT ok FROM provider_refresh_tokens(:'c', NULL);
+SELECT ok FROM provider_disconnect('10101010-1010-1010-1010-101010101010', :'c');
+SELECT ok FROM provider_disconnect(gen_random_uuid(), :'c');
 SELECT count(*) > 0 AS has_rows FROM provider_audit_log;
 SELECT count(*) AS rows_before FROM provider_audit_log \gset
 

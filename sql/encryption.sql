@@ -1,5 +1,10 @@
 -- Credentials at rest: sealed with pgcrypto (AES-256 with integrity check)
 -- under the configured key, never stored or echoed in plain.
+-- A fresh install of its own, so that this file runs in any order.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS provider_connections CASCADE;
+CREATE EXTENSION provider_connections CASCADE;
+RESET client_min_messages;
 \set VERBOSITY terse
 -- This suite's own key files, written by the server into its data directory
 -- (relative key paths are relative to it), readable by the server only.

@@ -1,11 +1,24 @@
 -- The event feed outside concurrency (specs/feed_order.spec covers that):
 -- every committed audit row has exactly one position once the feed is read;
 -- rolled-back work has none.
+-- A fresh install of its own, so that this file runs in any order.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS provider_connections CASCADE;
+CREATE EXTENSION provider_connections CASCADE;
+RESET client_min_messages;
 \set VERBOSITY terse
 -- This suite's own key files, written by the server into its data directory
 -- (relative key paths are relative to it), readable by the server only.
 COPY (SELECT 'regress-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_regress.key && chmod 600 pc_regress.key';
 SET provider_connections.encryption_key_file = 'pc_regress.key';
+
+-- Some committed history: four calls, one of them a failure.
+SELECT count(*) FILTER (WHERE (r).ok) AS ok, count(*) AS calls FROM (
+    SELECT provider_connect('13131313-1313-1313-1313-131313131313',
+                            'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'history', '\x01') AS r
+      FROM generate_series(1, 3)
+    UNION ALL
+    SELECT provider_connect(NULL, NULL, NULL, NULL)) calls;
 
 -- Positions are assigned after commit; a read of the feed first numbers
 -- everything committed before it.

@@ -1,6 +1,9 @@
 -- Installation: CREATE EXTENSION pulls in pgcrypto, and every object is
 -- locked down: nothing is granted to PUBLIC, every function runs as the
 -- extension owner with a pinned search_path.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS provider_connections CASCADE;
+RESET client_min_messages;
 CREATE EXTENSION provider_connections CASCADE;
 
 SELECT e.extname, e.extversion, n.nspname
@@ -38,10 +41,3 @@ SELECT unnest(extconfig)::regclass AS dumped
 -- The triggers fire even under session_replication_role = replica.
 SELECT tgrelid::regclass, tgname, tgenabled
   FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1, 2;
-
--- Used by the files that follow: the audit log without its context column,
--- whose backend pid and transaction id differ from run to run.
-CREATE VIEW events AS
-SELECT id, event_type, action, user_id, connection_id, provider_id,
-       provider_slug, reason, needs_user_action
-  FROM provider_audit_log;

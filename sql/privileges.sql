@@ -1,6 +1,11 @@
 -- Least privilege: the grants README.md documents for an application role
 -- and a worker role, and what each can and cannot do. Then a hostile caller
 -- who plants look-alike objects on its search_path.
+-- A fresh install of its own, so that this file runs in any order.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS provider_connections CASCADE;
+CREATE EXTENSION provider_connections CASCADE;
+RESET client_min_messages;
 \set VERBOSITY terse
 -- This suite's own key files, written by the server into its data directory
 -- (relative key paths are relative to it), readable by the server only.

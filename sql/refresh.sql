@@ -1,5 +1,16 @@
 -- provider_refresh_tokens: the cases of the original RefreshProviderTokens
 -- handler's unit tests.
+-- A fresh install of its own, so that this file runs in any order.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS provider_connections CASCADE;
+CREATE EXTENSION provider_connections CASCADE;
+RESET client_min_messages;
+-- The audit log without its context column, whose backend pid and
+-- transaction id differ from run to run.
+CREATE VIEW events AS
+SELECT id, event_type, action, user_id, connection_id, provider_id,
+       provider_slug, reason, needs_user_action
+  FROM provider_audit_log;
 \set VERBOSITY terse
 -- This suite's own key files, written by the server into its data directory
 -- (relative key paths are relative to it), readable by the server only.

@@ -1,12 +1,21 @@
 -- Key rotation: re-seal every credential under a new key, in batches, then
--- drop the old key; everything still opens. specs/ and test/rotation.sh
--- cover rotation while calls run.
+-- drop the old key; everything still opens. The cluster-level rotation test
+-- (test/rotation.sh) rotates while calls run.
+-- A fresh install of its own, so that this file runs in any order.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS provider_connections CASCADE;
+CREATE EXTENSION provider_connections CASCADE;
+RESET client_min_messages;
 \set VERBOSITY terse
 -- This suite's own key files, written by the server into its data directory
 -- (relative key paths are relative to it), readable by the server only.
 COPY (SELECT 'regress-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_regress.key && chmod 600 pc_regress.key';
 COPY (SELECT 'rotated-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_rotated.key && chmod 600 pc_rotated.key';
 SET provider_connections.encryption_key_file = 'pc_regress.key';
+
+SELECT count(*) AS connected FROM generate_series(1, 6) n,
+       provider_connect(gen_random_uuid(), 'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab',
+                        convert_to('token-' || n, 'UTF8')) r WHERE r.ok;
 
 CREATE TEMP TABLE plain AS
 SELECT id, provider_credentials(id) AS credentials

@@ -1,5 +1,10 @@
 -- The status state machine on direct writes: the trigger applies the same
 -- transition table as the functions to every INSERT and UPDATE.
+-- A fresh install of its own, so that this file runs in any order.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS provider_connections CASCADE;
+CREATE EXTENSION provider_connections CASCADE;
+RESET client_min_messages;
 \set VERBOSITY terse
 
 -- A row brought to status "from" through legal steps, then one UPDATE to

@@ -2,6 +2,11 @@
 -- millisecond timestamp in front, increasing within a session.
 -- This suite's own key files, written by the server into its data directory
 -- (relative key paths are relative to it), readable by the server only.
+-- A fresh install of its own, so that this file runs in any order.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS provider_connections CASCADE;
+CREATE EXTENSION provider_connections CASCADE;
+RESET client_min_messages;
 COPY (SELECT 'regress-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_regress.key && chmod 600 pc_regress.key';
 SET provider_connections.encryption_key_file = 'pc_regress.key';
 RESET provider_connections.test_clock;
