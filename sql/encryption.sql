@@ -103,14 +103,14 @@ SHOW provider_connections.encryption_key_file;
 -- encryption_unavailable, naming the file and never its content.
 COPY (SELECT 'later-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_another.key';
 SET provider_connections.encryption_key_file = 'pc_another.key';
-COPY (SELECT 1) TO PROGRAM 'chmod 640 pc_another.key';
+COPY (SELECT 1) TO PROGRAM 'cat > /dev/null; chmod 640 pc_another.key';
 SELECT ok, error_code, error FROM provider_connect('77777777-7777-7777-7777-777777777777',
     'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', '\x01');
 COPY (SELECT 'short') TO PROGRAM 'cat > pc_short.key && chmod 600 pc_short.key';
 SET provider_connections.encryption_key_file = 'pc_short.key';
 SELECT ok, error_code, error FROM provider_connect('77777777-7777-7777-7777-777777777777',
     'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', '\x01');
-COPY (SELECT 1) TO PROGRAM 'printf ''zero-byte-key-0123456789abcdef\000-0123456789'' > pc_zero.key && chmod 600 pc_zero.key';
+COPY (SELECT 1) TO PROGRAM 'cat > /dev/null; printf ''zero-byte-key-0123456789abcdef\000-0123456789'' > pc_zero.key && chmod 600 pc_zero.key';
 SET provider_connections.encryption_key_file = 'pc_zero.key';
 SELECT ok, error_code, error FROM provider_connect('77777777-7777-7777-7777-777777777777',
     'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', '\x01');
@@ -119,7 +119,7 @@ SET provider_connections.encryption_key_file = 'pc_regress.key';
 -- The key file is read once per backend and again whenever the setting is
 -- assigned (a SET, or any reload): a new file content is used after that.
 COPY (SELECT 'rewritten-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_another.key';
-COPY (SELECT 1) TO PROGRAM 'chmod 600 pc_another.key';
+COPY (SELECT 1) TO PROGRAM 'cat > /dev/null; chmod 600 pc_another.key';
 SET provider_connections.encryption_key_file = 'pc_another.key';
 SELECT (provider_connect('77777777-7777-7777-7777-777777777777',
         'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', '\x02')).connection_id AS c3 \gset

@@ -53,6 +53,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -187,7 +188,13 @@ ExtensionSchema(Oid ext)
 /*
  * The schema of the extension in the current database when it is installed
  * at a version whose feed is assigned after commit (1.2 on), else InvalidOid.
- * The caller is in a transaction.
+ * The caller is in a transaction, and has taken no lock on our tables yet:
+ * this takes a share lock on the extension itself first, which DROP
+ * EXTENSION (and ALTER EXTENSION) take exclusively before touching any of
+ * its tables. A round that starts first holds DROP off until it commits; one
+ * that starts after waits for the DROP holding nothing, and then finds the
+ * extension gone. Without it the round's table locks and the DROP's could
+ * deadlock.
  */
 Oid
 pc_feed_schema(void)
@@ -196,6 +203,10 @@ pc_feed_schema(void)
 	Oid			nsp;
 
 	if (!OidIsValid(ext))
+		return InvalidOid;
+	LockDatabaseObject(ExtensionRelationId, ext, 0, AccessShareLock);
+	/* Dropped (or dropped and created again) while we waited. */
+	if (get_extension_oid("provider_connections", true) != ext)
 		return InvalidOid;
 	nsp = ExtensionSchema(ext);
 	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("provider_feed_state", nsp)))
