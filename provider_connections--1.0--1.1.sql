@@ -4,6 +4,8 @@
  * 1.1: the event feed that no consumer can miss (provider_events_since and
  * the commit-ordered positions behind it, see src/feed.c) and key rotation
  * (provider_rotate_credentials).
+ *
+ * Copyright (c) 2026, provider_connections developers.
  */
 \echo Use "ALTER EXTENSION provider_connections UPDATE TO '1.1'" to load this file. \quit
 

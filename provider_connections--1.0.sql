@@ -6,6 +6,8 @@
  * Every function runs as the extension owner with a pinned search_path, and
  * nothing is granted to PUBLIC: see README.md, "Security model", for the
  * grants an application role and a worker role need.
+ *
+ * Copyright (c) 2026, provider_connections developers.
  */
 \echo Use "CREATE EXTENSION provider_connections" to load this file. \quit
 

@@ -6,6 +6,8 @@
  * ENABLE ALWAYS, so it refuses the owner and superusers alike, including
  * under session_replication_role = replica. INSERT (and so a pg_dump
  * restore) is untouched.
+ *
+ * Copyright (c) 2026, provider_connections developers.
  */
 #include "postgres.h"
 

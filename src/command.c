@@ -12,6 +12,8 @@
  * event is written after that subtransaction, in the caller's
  * transaction; if it cannot be written the call raises an error, which
  * undoes the change too: no change without its record.
+ *
+ * Copyright (c) 2026, provider_connections developers.
  */
 #include "postgres.h"
 

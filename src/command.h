@@ -2,6 +2,8 @@
  * command.h
  *		What the three commands share: a call's outcome, its events, the
  *		result row, argument checks, and the guarded write.
+ *
+ * Copyright (c) 2026, provider_connections developers.
  */
 #ifndef PC_COMMAND_H
 #define PC_COMMAND_H

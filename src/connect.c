@@ -2,6 +2,8 @@
  * connect.c
  *		provider_connect: create an active connection holding sealed
  *		credentials.
+ *
+ * Copyright (c) 2026, provider_connections developers.
  */
 #include "postgres.h"
 

@@ -1,6 +1,8 @@
 /*
  * credentials.c
  *		provider_credentials: hand a worker the decrypted credentials.
+ *
+ * Copyright (c) 2026, provider_connections developers.
  */
 #include "postgres.h"
 

@@ -1,6 +1,8 @@
 /*
  * crypto.h
  *		Sealing and opening credentials with pgcrypto.
+ *
+ * Copyright (c) 2026, provider_connections developers.
  */
 #ifndef PC_CRYPTO_H
 #define PC_CRYPTO_H

@@ -1,6 +1,8 @@
 /*
  * disconnect.c
  *		provider_disconnect: end a connection and drop its credentials.
+ *
+ * Copyright (c) 2026, provider_connections developers.
  */
 #include "postgres.h"
 

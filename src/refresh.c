@@ -1,6 +1,8 @@
 /*
  * refresh.c
  *		provider_refresh_tokens: replace an active connection's credentials.
+ *
+ * Copyright (c) 2026, provider_connections developers.
  */
 #include "postgres.h"
 

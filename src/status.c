@@ -18,6 +18,8 @@
  * COPY (pg_restore, a bulk load of existing connections) and logical
  * replication (session_replication_role = replica) may insert any status.
  * The credentials invariants still apply to them.
+ *
+ * Copyright (c) 2026, provider_connections developers.
  */
 #include "postgres.h"
 

@@ -2,6 +2,8 @@
  * status.h
  *		The connection status state machine: one transition table used by
  *		the SQL functions and by the trigger that guards direct writes.
+ *
+ * Copyright (c) 2026, provider_connections developers.
  */
 #ifndef PC_STATUS_H
 #define PC_STATUS_H

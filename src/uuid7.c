@@ -7,6 +7,8 @@
  * does), variant 10, then 62 random bits. Ids made by one backend are
  * strictly increasing even when the clock stalls or steps back, so a
  * connection's ids sort by creation within a session.
+ *
+ * Copyright (c) 2026, provider_connections developers.
  */
 #include "postgres.h"
 

@@ -1,6 +1,8 @@
 /*
  * uuid7.h
  *		UUIDv7 generation (RFC 9562) for connection ids and event ids.
+ *
+ * Copyright (c) 2026, provider_connections developers.
  */
 #ifndef PC_UUID7_H
 #define PC_UUID7_H
