@@ -83,3 +83,23 @@ SELECT ok FROM provider_disconnect('22222222-2222-2222-2222-222222222222', :'oth
 ROLLBACK;
 SELECT status FROM provider_connections WHERE id = :'other';
 SELECT count(*) AS audit_rows FROM provider_audit_log WHERE id > :mark;
+
+-- Disconnect decides with the state machine's table: from every status
+-- (rows put there directly), disconnected is reachable.
+INSERT INTO provider_connections (id, user_id, provider_id, provider_slug, status,
+                                  created_at, updated_at)
+VALUES ('5d000000-0000-7000-8000-000000000001', '22222222-2222-2222-2222-222222222222',
+        'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', 'pending', now(), now());
+SELECT ok, error_code FROM provider_disconnect('22222222-2222-2222-2222-222222222222',
+                                               '5d000000-0000-7000-8000-000000000001');
+SELECT (provider_connect('22222222-2222-2222-2222-222222222222',
+        'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', '\x01')).connection_id AS to_expire \gset
+SELECT (provider_connect('22222222-2222-2222-2222-222222222222',
+        'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', '\x01')).connection_id AS to_revoke \gset
+UPDATE provider_connections SET status = 'expired' WHERE id = :'to_expire';
+UPDATE provider_connections SET status = 'revoked' WHERE id = :'to_revoke';
+SELECT ok, error_code FROM provider_disconnect('22222222-2222-2222-2222-222222222222', :'to_expire');
+SELECT ok, error_code FROM provider_disconnect('22222222-2222-2222-2222-222222222222', :'to_revoke');
+SELECT count(*) AS disconnected FROM provider_connections
+ WHERE id IN ('5d000000-0000-7000-8000-000000000001', :'to_expire', :'to_revoke')
+   AND status = 'disconnected' AND encrypted_credentials IS NULL;

@@ -74,6 +74,7 @@ static const struct
 	[PC_RESULT_CONNECTION_NOT_FOUND] = {"connection_not_found", "Connection not found"},
 	[PC_RESULT_NOT_OWNED_BY_USER] = {"not_owned_by_user", "Connection not owned by user"},
 	[PC_RESULT_NOT_ACTIVE] = {"not_active", "Connection is not active"},
+	[PC_RESULT_INVALID_TRANSITION] = {"invalid_transition", "Cannot transition to %s from current state"},
 	[PC_RESULT_ENCRYPTION_UNAVAILABLE] = {"encryption_unavailable", "%s"},
 	[PC_RESULT_DATABASE_ERROR] = {"database_error", "Database error occurred: %s"},
 };

@@ -75,8 +75,9 @@ provider_disconnect(PG_FUNCTION_ARGS)
 		pc_call_fail(&call, PC_RESULT_CONNECTION_NOT_FOUND, NULL);
 	else if (memcmp(&row.user_id, user_id, sizeof(pg_uuid_t)) != 0)
 		pc_call_fail(&call, PC_RESULT_NOT_OWNED_BY_USER, NULL);
+	else if (!pc_transition_allowed(row.status, PC_STATUS_DISCONNECTED))
+		pc_call_fail(&call, PC_RESULT_INVALID_TRANSITION, "DISCONNECTED");
 	else
-		/* Every status may move to disconnected (status.c); the trigger re-checks. */
 		pc_guarded_write(&call, MarkDisconnected, connection_id);
 
 	return pc_call_finish(&call, fcinfo);

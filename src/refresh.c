@@ -132,7 +132,7 @@ provider_refresh_tokens(PG_FUNCTION_ARGS)
 			  pc_check_credential_type(&call, a.credential_type)) &&
 			 pc_check_expires_at(&call, fcinfo, 2))
 	{
-		/* Refreshing keeps a connection active: only an active one can be. */
+		/* Refreshing keeps the status: not a transition, but only while active. */
 		if (row.status != PC_STATUS_ACTIVE)
 			FailNotActive(&call);
 		else if (pc_check_key(&call))
