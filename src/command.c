@@ -266,8 +266,8 @@ pc_check_credentials(PcCall *call, FunctionCallInfo fcinfo, int argno)
 }
 
 /* Whether type is one of pc_credential_types. */
-bool
-pc_credential_type_valid(const char *type)
+static bool
+CredentialTypeValid(const char *type)
 {
 	int			i;
 
@@ -285,7 +285,7 @@ pc_check_credential_type(PcCall *call, const char *type)
 	StringInfoData list;
 	int			i;
 
-	if (pc_credential_type_valid(type))
+	if (CredentialTypeValid(type))
 		return true;
 	initStringInfo(&list);
 	for (i = 0; i < lengthof(pc_credential_types); i++)
@@ -303,7 +303,7 @@ PG_FUNCTION_INFO_V1(provider_credential_type_valid);
 Datum
 provider_credential_type_valid(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_BOOL(pc_credential_type_valid(text_to_cstring(PG_GETARG_TEXT_PP(0))));
+	PG_RETURN_BOOL(CredentialTypeValid(text_to_cstring(PG_GETARG_TEXT_PP(0))));
 }
 
 /* An expiry argument: NULL (never expires) or a real time, not -infinity. */

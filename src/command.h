@@ -65,7 +65,6 @@ extern Datum pc_call_finish(PcCall *call, FunctionCallInfo fcinfo);
 typedef void (*PcWriteFn) (PcCall *call, void *arg);
 extern bool pc_guarded_write(PcCall *call, PcWriteFn write, void *arg);
 
-extern bool pc_credential_type_valid(const char *type);
 extern bool pc_check_credentials(PcCall *call, FunctionCallInfo fcinfo, int argno);
 extern bool pc_check_credential_type(PcCall *call, const char *type);
 extern bool pc_check_expires_at(PcCall *call, FunctionCallInfo fcinfo, int argno);

@@ -97,8 +97,9 @@ LookupPgcrypto(void)
 	pc_crypto_ready = true;
 }
 
-int64
-pc_sealed_key_id(const bytea *sealed)
+/* The id recorded in sealed bytes, or -1 if they carry no valid header. */
+static int64
+SealedKeyId(const bytea *sealed)
 {
 	const uint8 *p = (const uint8 *) VARDATA_ANY(sealed);
 
@@ -155,7 +156,7 @@ pc_seal(const bytea *plain)
 bytea *
 pc_open(const bytea *sealed)
 {
-	int64		id = pc_sealed_key_id(sealed);
+	int64		id = SealedKeyId(sealed);
 	const char *keystr;
 	text	   *key;
 	bytea	   *msg;

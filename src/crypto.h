@@ -24,9 +24,6 @@ extern bytea *pc_seal(const bytea *plain);
  */
 extern bytea *pc_open(const bytea *sealed);
 
-/* The id recorded in sealed bytes, or -1 if they carry no valid header. */
-extern int64 pc_sealed_key_id(const bytea *sealed);
-
 /* Where the 4-byte key id sits in sealed bytes (after "PC" and a version). */
 #define PC_SEAL_KEY_ID_OFFSET 3
 

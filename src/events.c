@@ -178,13 +178,6 @@ EventKind(PcCommand command, PcOutcome outcome)
 	return NULL;				/* keep compiler quiet */
 }
 
-/* The event_type of a command's outcome, e.g. "ProviderConnectionFailed". */
-const char *
-pc_event_type(PcCommand command, PcOutcome outcome)
-{
-	return EventKind(command, outcome)->event_type;
-}
-
 /* The command and outcome an event_type names; false for an unknown one. */
 bool
 pc_event_from_type(const char *event_type, PcCommand *command, PcOutcome *outcome)
@@ -286,7 +279,7 @@ pc_event_payload(const PcWrittenEvent *w)
 
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '{');
-	JsonText(&buf, "event_type", pc_event_type(ev->command, ev->outcome));
+	JsonText(&buf, "event_type", EventKind(ev->command, ev->outcome)->event_type);
 	JsonUuid(&buf, "event_id", &w->event_id);
 	JsonKey(&buf, "audit_id");
 	appendStringInfo(&buf, INT64_FORMAT, w->audit_id);

@@ -61,7 +61,6 @@ typedef struct PcWrittenEvent
 extern void pc_events_init(void);
 extern void pc_event_stamp(const PcEvent *event, PcWrittenEvent *written);
 extern void pc_write_events(const PcWrittenEvent *events, int n);
-extern const char *pc_event_type(PcCommand command, PcOutcome outcome);
 extern bool pc_event_from_type(const char *event_type, PcCommand *command, PcOutcome *outcome);
 extern char *pc_event_payload(const PcWrittenEvent *written);
 extern bool pc_events_notify_by_worker(void);

@@ -62,13 +62,6 @@ pc_plans_use_schema(Oid nsp)
 	pc_schema = nsp;
 }
 
-/* The schema set by pc_plans_use_schema. */
-Oid
-pc_plans_schema(void)
-{
-	return pc_schema;
-}
-
 /* The kept plan of stmt, prepared on first use. The caller is connected to SPI. */
 SPIPlanPtr
 pc_statement_plan(PcStatement *stmt)

@@ -27,7 +27,6 @@ typedef struct PcStatement
 } PcStatement;
 
 extern void pc_plans_use_schema(Oid nsp);
-extern Oid	pc_plans_schema(void);
 extern SPIPlanPtr pc_statement_plan(PcStatement *stmt);
 extern Oid	pc_audit_sequence(void);
 extern bool pc_schema_has_feed_state(void);

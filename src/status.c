@@ -55,8 +55,9 @@ static const bool pc_allowed[PC_NUM_STATUSES][PC_NUM_STATUSES] = {
 	[PC_STATUS_DISCONNECTED] = {false, false, false, false, false, true},
 };
 
-const char *
-pc_status_name(PcStatus status)
+/* The enum label of a status, as in provider_connection_status. */
+static const char *
+StatusName(PcStatus status)
 {
 	Assert(status >= 0 && status < PC_NUM_STATUSES);
 	return pc_status_names[status];
@@ -212,7 +213,7 @@ provider_connections_guard(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("a new provider connection cannot start as \"%s\"",
-							pc_status_name(to)),
+							StatusName(to)),
 					 errdetail("New connections start as \"pending\" or \"active\".")));
 	}
 	else
@@ -226,7 +227,7 @@ provider_connections_guard(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("illegal provider connection status transition from \"%s\" to \"%s\"",
-							pc_status_name(from), pc_status_name(to)),
+							StatusName(from), StatusName(to)),
 					 from == PC_STATUS_DISCONNECTED ?
 					 errdetail("\"disconnected\" is terminal; create a new connection instead.") : 0));
 	}

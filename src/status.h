@@ -21,9 +21,6 @@ typedef enum PcStatus
 	PC_NUM_STATUSES
 } PcStatus;
 
-/* The enum label of a status, as in provider_connection_status. */
-extern const char *pc_status_name(PcStatus status);
-
 /* The status for a label; raises an error for an unknown label. */
 extern PcStatus pc_status_from_name(const char *name);
 
