@@ -20,9 +20,11 @@
  *	- A round locks that row (one assigner at a time), takes a snapshot cur
  *	  and numbers, in audit id order, the rows whose transaction is
  *	  committed in cur but was not in the previous snapshot: xid in
- *	  [last_xmax, cur.xmax) or among the last in-progress xids. An index on
- *	  xid serves both, so a round costs what it numbers, however long the log.
- *	- It stores cur's xmax and in-progress xids, and commits.
+ *	  [last_xmax, next) or among the last in-progress xids, next being the
+ *	  next xid read just before the round. An index on xid serves both, so
+ *	  a round costs what it numbers, however long the log.
+ *	- It stores least(cur.xmax, next) and cur's in-progress xids below it
+ *	  (xids from next on are the next round's), and commits.
  *
  * Rounds commit one after another (the row lock), and each numbers only
  * events that were visible before it began, so a reader that sees position
@@ -43,6 +45,7 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "access/transam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/indexing.h"
@@ -67,9 +70,6 @@
 #include "plans.h"
 #include "worker.h"
 
-/* Most notifications sent per round; the worker comes back for the rest. */
-#define PC_FEED_NOTIFY_BATCH 10000
-
 /* Whether the current transaction wrote events (the worker is woken at commit). */
 static bool pc_feed_wrote = false;
 
@@ -89,8 +89,13 @@ static PcStatement pc_lock_state_skip = {
  * One round, in one statement so that cur is the statement's own snapshot:
  * number what committed since the last round and remember what cur could
  * not see. $1 last_xmax, $2 last in-progress xids, $3 the assigner's own
- * xid, which cur counts as committed but is not. OFFSET 0 keeps the
- * ordered subquery from being flattened, so positions follow audit ids.
+ * xid (cur counts it as committed, but it is not), $4 the next xid as read
+ * just before the statement, an upper bound for the index scan: xids from
+ * $4 on are left to the next round, which is told so by storing
+ * least(cur.xmax, $4) and only the in-progress xids below $4. With both
+ * bounds as parameters the (xid) index serves the scan in a generic plan.
+ * OFFSET 0 keeps the ordered subquery from being flattened, so positions
+ * follow audit ids.
  */
 #define PC_ROUND_SQL(candidates) \
 	"WITH cur AS (SELECT pg_catalog.pg_current_snapshot() AS s)," \
@@ -103,29 +108,30 @@ static PcStatement pc_lock_state_skip = {
 	"   ORDER BY a.id OFFSET 0) c" \
 	"  RETURNING global_position)," \
 	" remembered AS (" \
-	"  UPDATE %1$s.provider_feed_state SET last_xmax = pg_catalog.pg_snapshot_xmax(cur.s)," \
-	"   last_xip = pg_catalog.array_append(ARRAY(SELECT pg_catalog.pg_snapshot_xip(cur.s)), $3)" \
+	"  UPDATE %1$s.provider_feed_state" \
+	"   SET last_xmax = LEAST(pg_catalog.pg_snapshot_xmax(cur.s), $4)," \
+	"   last_xip = pg_catalog.array_append(ARRAY(SELECT x FROM pg_catalog.pg_snapshot_xip(cur.s) x" \
+	"                                            WHERE x OPERATOR(pg_catalog.<) $4), $3)" \
 	"  FROM cur)" \
 	" SELECT pg_catalog.count(*) FROM numbered"
 
 static PcStatement pc_round = {
-	PC_ROUND_SQL("((a.xid OPERATOR(pg_catalog.>=) $1"
-				 " AND a.xid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmax(cur.s))"
+	PC_ROUND_SQL("((a.xid OPERATOR(pg_catalog.>=) $1 AND a.xid OPERATOR(pg_catalog.<) $4)"
 				 " OR a.xid OPERATOR(pg_catalog.=) ANY ($2))"
 				 " AND pg_catalog.pg_visible_in_snapshot(a.xid, cur.s)"
 				 " AND a.xid OPERATOR(pg_catalog.<>) $3"),
-	3, {XID8OID, XID8ARRAYOID, XID8OID}
+	4, {XID8OID, XID8ARRAYOID, XID8OID, XID8OID}
 };
 
 /* The first round: every visible row without a position. */
 static PcStatement pc_first_round = {
-	PC_ROUND_SQL("$1 IS NULL AND $2 IS NULL AND $3 IS NOT NULL"),
-	3, {XID8OID, XID8ARRAYOID, XID8OID}
+	PC_ROUND_SQL("$1 IS NULL AND $2 IS NULL AND $3 IS NOT NULL AND $4 IS NOT NULL"),
+	4, {XID8OID, XID8ARRAYOID, XID8OID, XID8OID}
 };
 
 /* The newest position, where a new worker's notifications start. */
 static PcStatement pc_feed_head = {
-	"SELECT pg_catalog.coalesce(pg_catalog.max(global_position), 0)"
+	"SELECT COALESCE(pg_catalog.max(global_position), 0)"
 	" FROM %1$s.provider_event_positions",
 	0, {InvalidOid}
 };
@@ -291,15 +297,16 @@ FeedHead(void)
  * on a round in progress elsewhere rather than skip it. notified_upto: when
  * not NULL, also notify the numbered events after it (worker mode); a
  * negative value means "from the head as it was before this round".
- * Returns how many events were numbered or notified, whichever is more.
+ * Returns how many events were numbered or notified, whichever is more,
+ * or -1 if the round was skipped because another assigner holds the feed.
  */
 static int64
 AssignRound(Oid nsp, bool wait, int64 *notified_upto)
 {
-	Datum		args[3];
-	char		nulls[3] = {' ', ' ', ' '};
+	Datum		args[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
 	bool		isnull;
-	int64		numbered = 0;
+	int64		numbered = -1;
 	int64		notified = 0;
 	HeapTuple	state;
 	TupleDesc	desc;
@@ -323,6 +330,7 @@ AssignRound(Oid nsp, bool wait, int64 *notified_upto)
 
 		if (notified_upto != NULL && *notified_upto < 0)
 			*notified_upto = FeedHead();
+		args[3] = FullTransactionIdGetDatum(ReadNextFullTransactionId());
 		if (SPI_execute_plan(pc_statement_plan(nulls[0] == 'n' ? &pc_first_round : &pc_round),
 							 args, nulls, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not assign event positions");
@@ -335,8 +343,9 @@ AssignRound(Oid nsp, bool wait, int64 *notified_upto)
 }
 
 /*
- * One round for the background worker: skips if another assigner holds the
- * feed. The caller is in a transaction with an active snapshot.
+ * One round for the background worker: skips (returns -1) if another
+ * assigner holds the feed. The caller is in a transaction with an active
+ * snapshot, and has called pc_feed_schema in it.
  */
 int64
 pc_feed_assign(Oid nsp, int64 *notified_upto)
@@ -362,7 +371,7 @@ provider_feed_assign(PG_FUNCTION_ARGS)
 		PG_RETURN_INT64(0);
 	if (pc_worker_sync())
 		PG_RETURN_INT64(0);
-	PG_RETURN_INT64(AssignRound(get_func_namespace(fcinfo->flinfo->fn_oid), true, NULL));
+	PG_RETURN_INT64(Max(AssignRound(get_func_namespace(fcinfo->flinfo->fn_oid), true, NULL), 0));
 }
 
 /* At commit of a transaction that wrote events, wake the worker. */
@@ -394,8 +403,3 @@ pc_feed_init(void)
 	RegisterXactCallback(FeedXactCallback, NULL);
 }
 
-/* TEMPORARY until worker.c lands: weak stand-ins. */
-__attribute__((weak)) void pc_worker_init(void) {}
-__attribute__((weak)) void pc_worker_wake(void) {}
-__attribute__((weak)) bool pc_worker_serving(void) { return false; }
-__attribute__((weak)) bool pc_worker_sync(void) { return false; }

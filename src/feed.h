@@ -10,6 +10,9 @@
 
 #include "postgres.h"
 
+/* Most notifications one round sends; the worker comes back for the rest. */
+#define PC_FEED_NOTIFY_BATCH 10000
+
 extern void pc_feed_init(void);
 extern void pc_feed_note_event(void);
 extern Oid	pc_feed_schema(void);

@@ -41,6 +41,7 @@
  *	  cut short leaves nothing to undo.
  *
  * Copyright (c) 2026, provider_connections developers.
+ * Released under the PostgreSQL License (see LICENSE).
  */
 #include "postgres.h"
 
@@ -84,11 +85,7 @@
 #include "worker.h"
 
 /* A round that handled this many events is followed by another at once. */
-#ifdef PC_FEED_NOTIFY_BATCH
 #define PC_WORKER_BATCH PC_FEED_NOTIFY_BATCH
-#else
-#define PC_WORKER_BATCH 10000	/* feed.c's PC_FEED_NOTIFY_BATCH */
-#endif
 
 #define PC_LAUNCHER_NAPTIME_MS 5000 /* launcher rescans at least this often */
 #define PC_RESTART_DELAY_MS 5000	/* after a worker died of an error */
@@ -166,6 +163,16 @@ typedef struct PcFailures
 	int			unreported;		/* of which not in a WARNING */
 	TimestampTz last_warned;
 } PcFailures;
+
+/* What the launcher does to a slot (ChangeSlot). */
+typedef enum PcSlotChange
+{
+	PC_SLOT_STOP,
+	PC_SLOT_FREE_IDLE,
+	PC_SLOT_FREE_GONE,
+	PC_SLOT_EXCLUDE,
+	PC_SLOT_CLEAR_HOLD
+} PcSlotChange;
 
 typedef enum PcRoundOutcome
 {
@@ -251,6 +258,7 @@ CheckWorkerDatabases(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+/* Assign hook of worker_databases: keep the parsed list. */
 static void
 AssignWorkerDatabases(const char *newval, void *extra)
 {
@@ -281,12 +289,14 @@ DatabaseListed(const char *name)
 
 /* ---- shared memory ---- */
 
+/* Slots: one per possible worker, and some for databases waiting for one. */
 static int
 SlotCount(void)
 {
 	return max_worker_processes + PC_EXTRA_SLOTS;
 }
 
+/* Bytes of shared memory the workers need. */
 static Size
 WorkerShmemSize(void)
 {
@@ -295,6 +305,7 @@ WorkerShmemSize(void)
 }
 
 #if PG_VERSION_NUM >= 150000
+/* shmem_request_hook: ask for our shared memory (PostgreSQL 15 on). */
 static void
 WorkerShmemRequest(void)
 {
@@ -617,6 +628,7 @@ HoldDatabase(Oid dboid, bool dropping)
 	PcWorkerSlot *slot;
 	PcHold		hold = {dboid, dropping, false, false};
 	bool		mine = false;
+	bool		held = false;
 	int			i;
 
 	for (i = 0; i < pc_nholds; i++)
@@ -632,13 +644,14 @@ HoldDatabase(Oid dboid, bool dropping)
 		slot->hold_pid = MyProcPid;
 		slot->stop = true;
 	}
+	held = slot != NULL && slot->hold_pid != 0;
 	SpinLockRelease(&pc_shared->mutex);
 
 	if (mine && i < pc_nholds)
 		pc_holds[i].dropping |= dropping;
 	else if (mine)
 		pc_holds[pc_nholds++] = hold;
-	if (slot != NULL)
+	if (held)					/* by us, or by a concurrent command */
 		WaitForWorkerExit(dboid);
 }
 
@@ -680,6 +693,7 @@ ReleaseHolds(bool committed)
 		SetLatch(launcher);
 }
 
+/* Transaction callback: release the holds at commit, prepare or abort. */
 static void
 HoldXactCallback(XactEvent event, void *arg)
 {
@@ -860,8 +874,9 @@ ReportRoundFailure(PcFailures *f)
 			 f->count == 1 ?
 			 errmsg("provider_connections worker in database \"%s\" could not %s: %s",
 					pc_worker_dbname, f->what, message) :
-			 errmsg("provider_connections worker in database \"%s\" still could not %s after %d attempts: %s",
-					pc_worker_dbname, f->what, f->count, message),
+			 errmsg_plural("provider_connections worker in database \"%s\" still could not %s after %d attempt: %s",
+						   "provider_connections worker in database \"%s\" still could not %s after %d attempts: %s",
+						   f->count, pc_worker_dbname, f->what, f->count, message),
 			 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
 			 edata->hint ? errhint("%s", edata->hint) : 0));
 	FreeErrorData(edata);
@@ -873,8 +888,9 @@ NoteRoundSucceeded(PcFailures *f)
 {
 	if (f->count > 0)
 		ereport(LOG,
-				(errmsg("provider_connections worker in database \"%s\" could %s again after %d failed attempts",
-						pc_worker_dbname, f->what, f->count)));
+				(errmsg_plural("provider_connections worker in database \"%s\" could %s again after %d failed attempt",
+							   "provider_connections worker in database \"%s\" could %s again after %d failed attempts",
+							   f->count, pc_worker_dbname, f->what, f->count)));
 	f->count = 0;
 	f->unreported = 0;
 }
@@ -883,7 +899,9 @@ NoteRoundSucceeded(PcFailures *f)
  * One round in its own transaction: assign positions and, when notify,
  * queue the notifications (sent at commit). notified_upto is stored only
  * once the commit succeeded, so failed notifications are retried from where
- * they were. *count gets what pc_feed_assign returned.
+ * they were. *count gets what pc_feed_assign returned; a negative value
+ * means it skipped the round (another assigner held the feed): the round
+ * then does not count as done for pc_worker_sync.
  */
 static PcRoundOutcome
 WorkerRound(bool notify, bool retry_follows, PcFailures *failures, int64 *count)
@@ -934,7 +952,8 @@ WorkerRound(bool notify, bool retry_follows, PcFailures *failures, int64 *count)
 	pc_worker_slot->retry_pending = outcome == PC_ROUND_FAILED && retry_follows;
 	if (outcome == PC_ROUND_OK)
 	{
-		pc_worker_slot->rounds_ok = round;
+		if (n >= 0)
+			pc_worker_slot->rounds_ok = round;
 		if (notify)
 			pc_worker_slot->notified_upto = upto;
 		else if (!pc_events_notify_by_worker())
@@ -942,7 +961,7 @@ WorkerRound(bool notify, bool retry_follows, PcFailures *failures, int64 *count)
 	}
 	SpinLockRelease(&pc_shared->mutex);
 	ConditionVariableBroadcast(&pc_worker_slot->round_done);
-	*count = n;
+	*count = Max(n, 0);
 	return outcome;
 }
 
@@ -1136,19 +1155,12 @@ ReadSlot(Oid dboid, PcWorkerSlot *copy)
 }
 
 /*
- * Change dboid's slot: stop its worker (stop), free it if no worker runs
- * (free, when unheld or the database is gone), or mark it not served
- * (exclude).
+ * What the launcher does to a slot: STOP asks its worker to exit;
+ * FREE_IDLE frees it when unused (no worker, no mark, no hold); FREE_GONE
+ * frees it when no worker runs (the database is gone); EXCLUDE marks it
+ * not served, so commits there stop waking the launcher; CLEAR_HOLD drops
+ * the hold of hold_pid, a backend that is gone.
  */
-typedef enum PcSlotChange
-{
-	PC_SLOT_STOP,
-	PC_SLOT_FREE_IDLE,
-	PC_SLOT_FREE_GONE,
-	PC_SLOT_EXCLUDE,
-	PC_SLOT_CLEAR_HOLD
-} PcSlotChange;
-
 static void
 ChangeSlot(Oid dboid, PcSlotChange change, pid_t hold_pid)
 {
@@ -1388,6 +1400,7 @@ LauncherRound(uint64 scan)
 	return timeout;
 }
 
+/* At the launcher's exit: commits no longer wake it. */
 static void
 LauncherShmemExit(int code, Datum arg)
 {
