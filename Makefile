@@ -11,6 +11,11 @@ REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --load-extension=pgcrypto
 ISOLATION = $(basename $(notdir $(sort $(wildcard specs/*.spec))))
 ISOLATION_OPTS = --load-extension=pgcrypto
+# TAP tests in t/ (PostgreSQL::Test::Cluster; needs IPC::Run): installcheck
+# runs them with prove after the suites above. Each makes its own clusters,
+# so run it as a user initdb accepts, not root; scripts/test.sh runs them as
+# postgres from a copy of the tree (TAP_TESTS= there for the suites above).
+TAP_TESTS = 1
 
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
 

@@ -2,6 +2,9 @@
 # Installs what the project needs from Debian's packages, builds and installs
 # the extension, and runs a throwaway PostgreSQL cluster on a private socket
 # directory. Source it; it defines functions and changes nothing by itself.
+#
+# Copyright (c) 2026, provider_connections developers.
+# Released under the PostgreSQL License (see LICENSE).
 
 PG_MAJOR=${PG_MAJOR:-15}
 PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
@@ -16,7 +19,10 @@ as_root() {
 
 install_deps() {
 	# Debian ships contrib (pgcrypto) inside postgresql-NN.
-	local pkgs="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR make gcc libc6-dev"
+	# perl (prove) and libipc-run-perl: the TAP tests (t/) run on
+	# PostgreSQL::Test::Cluster, which the server headers package ships and
+	# which needs IPC::Run; valgrind: t/*_valgrind.pl.
+	local pkgs="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR make gcc libc6-dev perl libipc-run-perl valgrind"
 	local missing=""
 	for p in $pkgs; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
@@ -71,37 +77,6 @@ CONF
 	trap stop_cluster EXIT
 }
 
-# init_sibling_cluster DIR PORT: initdb a cluster in DIR for PORT, with the
-# main cluster's preload and key file (dump/restore and valgrind need both).
-init_sibling_cluster() {
-	chmod 755 "$1"
-	[ "$(id -u)" -eq 0 ] && chown postgres: "$1"
-	as_pg "$PG_BIN/initdb" -D "$1/data" -U postgres -A trust --no-sync >/dev/null
-	write_key_file "$1/data/provider_connections.key" "$(as_pg cat "$CLUSTER_DIR/data/provider_connections.key")"
-	{
-		grep -E "^(shared_preload_libraries|provider_connections\.encryption_key_file) " "$CLUSTER_DIR/data/postgresql.conf"
-		echo "listen_addresses = ''"
-		echo "unix_socket_directories = '$1'"
-		echo "port = $2"
-		echo "fsync = off"
-	} | as_pg tee -a "$1/data/postgresql.conf" >/dev/null
-}
-
-# start_second_cluster PORT: another throwaway cluster with the same key, for
-# dump and restore. Sets SECOND_DIR; stop it with stop_second_cluster.
-start_second_cluster() {
-	SECOND_DIR=$(mktemp -d /tmp/provider_connections.XXXXXX)
-	init_sibling_cluster "$SECOND_DIR" "$1"
-	as_pg "$PG_BIN/pg_ctl" -D "$SECOND_DIR/data" -l "$SECOND_DIR/server.log" -w start >/dev/null
-}
-
-stop_second_cluster() {
-	[ -n "${SECOND_DIR:-}" ] || return 0
-	as_pg "$PG_BIN/pg_ctl" -D "$SECOND_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
-	rm -rf "$SECOND_DIR"
-	SECOND_DIR=
-}
-
 stop_cluster() {
 	[ -n "${CLUSTER_DIR:-}" ] || return 0
 	as_pg "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
@@ -111,6 +86,43 @@ stop_cluster() {
 		rm -rf "$CLUSTER_DIR"
 	fi
 	CLUSTER_DIR=
+}
+
+# The TAP tests (t/*.pl) run as the server's user: initdb refuses root. The
+# checkout may be closed to that user (e.g. under /root), so they run from a
+# copy: tap_prepare copies what they read (t/, and sql/, expected/, src/ and
+# the Makefile for the valgrind run of the regression suite) into a fresh
+# directory that user owns, and sets TAP_DIR; tap_prove runs prove there,
+# with the environment PGXS's prove_installcheck gives it. Each test leaves
+# its log in $TAP_DIR/tmp_check/log/regress_log_<test> and its servers' logs
+# beside it.
+tap_prepare() {
+	TAP_DIR=$(mktemp -d /tmp/provider_connections.tap.XXXXXX)
+	(cd "$TOP" && tar cf - t sql expected Makefile src/*.c src/*.h) | tar xf - -C "$TAP_DIR"
+	chmod 755 "$TAP_DIR"
+	if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$TAP_DIR"; fi
+}
+
+# tap_prove ARGS...: prove with PostgreSQL's Perl test modules, in TAP_DIR;
+# killed after TAP_TIMEOUT seconds (default 900) should a test hang.
+tap_prove() {
+	local pgxs_src
+	pgxs_src=$(dirname "$(dirname "$("$PG_BIN/pg_config" --pgxs)")")
+	as_pg env -C "$TAP_DIR" TESTDIR="$TAP_DIR" PATH="$PG_BIN:$PATH" \
+		PG_REGRESS="$pgxs_src/test/regress/pg_regress" \
+		timeout "${TAP_TIMEOUT:-900}" prove -I "$pgxs_src/test/perl" -I t ${PROVE_FLAGS:-} "$@"
+}
+
+# tap_cleanup: removes TAP_DIR, unless KEEP_CLUSTER or TAP_KEEP (set when a
+# TAP test failed) is set.
+tap_cleanup() {
+	[ -n "${TAP_DIR:-}" ] || return 0
+	if [ -n "${KEEP_CLUSTER:-}${TAP_KEEP:-}" ]; then
+		log "TAP test files and logs kept in $TAP_DIR"
+	else
+		rm -rf "$TAP_DIR"
+	fi
+	TAP_DIR=
 }
 
 # For the script tests in test/: a fresh database with the extension.

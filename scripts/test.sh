@@ -1,21 +1,32 @@
 #!/usr/bin/env bash
 # scripts/test.sh: run every test of provider_connections on a fresh machine.
-# Installs the build and server packages if missing, builds, starts a
+# Installs the build, server and test packages if missing, builds, starts a
 # throwaway cluster, runs the pg_regress and isolation suites
-# (make installcheck) and the script tests under test/, stops the cluster,
-# and ends with the line "N passed, M failed". Exits non-zero on any failure.
+# (make installcheck), the script tests under test/ against that cluster,
+# then the TAP tests under t/ (each makes its own clusters), stops the
+# cluster, and ends with the line "N passed, M failed". Exits non-zero on
+# any failure, after printing what explains it: regression.diffs, a failed
+# script's output, a failed TAP test's log and its servers' log tails.
+#
+# Counted: each pg_regress or isolation test, each script test and each TAP
+# test file (a file passes when all its assertions do; prove prints them).
+#
+# Copyright (c) 2026, provider_connections developers.
+# Released under the PostgreSQL License (see LICENSE).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
 install_deps
 build_install
 start_cluster
+trap 'tap_cleanup; stop_cluster' EXIT
 
 passed=0
 failed=0
 out=$(mktemp)
 # pg_regress runs as the invoking user and writes its results in the tree.
-if make -C "$TOP" PG_CONFIG="$PG_BIN/pg_config" installcheck >"$out" 2>&1; then rc=0; else rc=$?; fi
+# TAP_TESTS= : the TAP tests run below, as the server's user.
+if make -C "$TOP" PG_CONFIG="$PG_BIN/pg_config" TAP_TESTS= installcheck >"$out" 2>&1; then rc=0; else rc=$?; fi
 cat "$out"
 # PostgreSQL 15 prints "test x ... ok"; 16 and later print TAP lines.
 p=$(grep -cE '(\.\.\. +ok|^ok [0-9]+ )' "$out" || true)
@@ -26,6 +37,10 @@ if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then failed=$((failed + 1)); fi
 for d in "$TOP/regression.diffs" "$TOP/output_iso/regression.diffs"; do
 	[ -s "$d" ] && { echo "---- $d"; cat "$d"; }
 done
+if [ "$rc" -ne 0 ]; then
+	echo "---- server log (last 40 lines)"
+	tail -n 40 "$CLUSTER_DIR/server.log" || true
+fi
 rm -f "$out"
 
 # Script tests: each prints its own check lines and exits non-zero on failure.
@@ -38,6 +53,35 @@ for t in "$TOP"/test/*.sh; do
 	else
 		echo "script $name ... FAILED"
 		failed=$((failed + 1))
+		echo "---- server log (last 30 lines)"
+		tail -n 30 "$CLUSTER_DIR/server.log" || true
+	fi
+done
+
+# TAP tests: one prove per file, as the server's user, from a copy of the
+# tree (see tap_prepare in common.sh).
+tap_prepare
+for t in "$TAP_DIR"/t/*.pl; do
+	[ -e "$t" ] || continue
+	name=$(basename "$t" .pl)
+	start=$(date +%s)
+	if tap_prove "t/$name.pl"; then
+		echo "tap $name ... ok ($(( $(date +%s) - start )) s)"
+		passed=$((passed + 1))
+	else
+		echo "tap $name ... FAILED ($(( $(date +%s) - start )) s)"
+		failed=$((failed + 1))
+		TAP_KEEP=1
+		logdir="$TAP_DIR/tmp_check/log"
+		if [ -r "$logdir/regress_log_$name" ]; then
+			echo "---- $name: test log (last 150 lines; whole: $logdir/regress_log_$name)"
+			grep -v '^# Checking port' "$logdir/regress_log_$name" | tail -n 150
+		fi
+		for l in "$logdir/${name}"_*.log; do
+			[ -e "$l" ] || continue
+			echo "---- $name: server log $(basename "$l") (last 40 lines)"
+			tail -n 40 "$l"
+		done
 	fi
 done
 

@@ -1,18 +1,28 @@
-#!/usr/bin/env bash
-# test/fuzz.sh: thousands of calls with random valid and invalid arguments
+# t/001_fuzz.pl: thousands of calls with random valid and invalid arguments
 # from several concurrent sessions (pgbench), some rolled back, some direct
 # status UPDATEs, then the invariants: one Attempted and one outcome per
 # committed call, the state machine on every row, no active row without
 # credentials, every credential opens, every event positioned, no crash.
 # FUZZ_CALLS transactions per session (default 12000, 4 sessions), and never
-# more than a minute. Needs the cluster of scripts/test.sh.
-set -euo pipefail
-. "$(dirname "$0")/../scripts/common.sh"
-export PGDATABASE=fuzz
-fresh_db fuzz
-log_start=$(stat -c %s "$CLUSTER_DIR/server.log")
+# more than a minute.
+#
+# Copyright (c) 2026, provider_connections developers.
+# Released under the PostgreSQL License (see LICENSE).
+use strict;
+use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
 
-psql -qX -v ON_ERROR_STOP=1 <<'SQL'
+use PCTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = pc_node('fuzz');
+fresh_db($node, 'fuzz');
+my $log_start = log_size($node);
+
+$node->safe_psql('fuzz', <<'SQL');
 -- One call with random arguments, NULLs and out-of-range values included.
 CREATE FUNCTION pick(VARIADIC options anyarray) RETURNS anyelement
     LANGUAGE sql AS 'SELECT options[1 + floor(random() * array_length(options, 1))::int]';
@@ -65,59 +75,70 @@ EXCEPTION WHEN object_not_in_prerequisite_state OR check_violation THEN
 END $$;
 SQL
 
-work=$(mktemp -d)
-echo "SELECT fuzz_call();" >"$work/call.sql"
-printf 'BEGIN;\nSELECT fuzz_call();\nROLLBACK;\n' >"$work/rollback.sql"
-echo "SELECT fuzz_direct();" >"$work/direct.sql"
+my $work = PostgreSQL::Test::Utils::tempdir;
+append_to_file("$work/call.sql",     "SELECT fuzz_call();\n");
+append_to_file("$work/rollback.sql", "BEGIN;\nSELECT fuzz_call();\nROLLBACK;\n");
+append_to_file("$work/direct.sql",   "SELECT fuzz_direct();\n");
+
 # A fixed count (-t) so every committed call can be accounted for, and one
 # pgbench thread (-j 1): pgbench 15 updates its per-script counters from all
 # threads without a lock, and with -j 2 it was seen to lose a few.
-timeout 60 "$PG_BIN/pgbench" -n -c 4 -j 1 -t "${FUZZ_CALLS:-12000}" \
-	-f "$work/call.sql@8" -f "$work/rollback.sql@1" -f "$work/direct.sql@1" >"$work/out" 2>&1 || {
-	cat "$work/out"; exit 1; }
-# pgbench prints, per script, "SQL script N: ..." then "- weight: ..." then
-# "- <count> transactions (...)".
-count_of() { awk -v n="SQL script $1:" 'index($0, n) == 1 {f = 1} f && / transactions / {print $2; exit}' "$work/out"; }
-committed=$(count_of 1)
-rolled_back=$(count_of 2)
-direct=$(count_of 3)
-echo "fuzz: $committed committed calls, $rolled_back rolled back, $direct direct updates, 4 sessions"
-psql -qAtX -c "SELECT '  outcomes: ' || string_agg(coalesce(e, 'ok') || ' ' || n, ', ' ORDER BY n DESC)
-                 FROM (SELECT substring(reason FROM '^[^:(]*') AS e, count(*) AS n
-                         FROM provider_audit_log WHERE event_type NOT LIKE '%Attempted' GROUP BY 1) s"
+my $calls = $ENV{FUZZ_CALLS} // 12000;
+my ($ret, $out) = run_pgbench(
+	$node, 'fuzz', 60, '-n', '-c', '4', '-j', '1', '-t', $calls,
+	'-f', "$work/call.sql\@8", '-f', "$work/rollback.sql\@1",
+	'-f', "$work/direct.sql\@1");
+ok(defined $ret && $ret == 0, 'pgbench ran every transaction within a minute')
+  or diag("pgbench said:\n$out");
 
-check "every committed call wrote one Attempted row ($committed)" \
-	"SELECT count(*) = $committed FROM provider_audit_log WHERE event_type LIKE '%Attempted'"
-attempted=$(psql -qAtX -c "SELECT count(*) FROM provider_audit_log WHERE event_type LIKE '%Attempted'")
-[ "$attempted" = "$committed" ] || { echo "  (audit log: $attempted Attempted rows; pgbench said:)"; sed 's/^/  pgbench: /' "$work/out"; }
-rm -rf "$work"
-check "each call's transaction holds exactly one Attempted and one outcome of the same command" \
-	"SELECT count(*) = 0 FROM (SELECT context->>'transaction_id' AS t, count(*) AS n,
+my $committed   = pgbench_script_count($out, 1) // -1;
+my $rolled_back = pgbench_script_count($out, 2) // -1;
+my $direct      = pgbench_script_count($out, 3) // -1;
+note("fuzz: $committed committed calls, $rolled_back rolled back, $direct direct updates, 4 sessions");
+note(
+	$node->safe_psql(
+		'fuzz',
+		q{SELECT 'outcomes: ' || string_agg(coalesce(e, 'ok') || ' ' || n, ', ' ORDER BY n DESC)
+		    FROM (SELECT substring(reason FROM '^[^:(]*') AS e, count(*) AS n
+		            FROM provider_audit_log WHERE event_type NOT LIKE '%Attempted' GROUP BY 1) s}));
+
+my $attempted = $node->safe_psql('fuzz',
+	"SELECT count(*) FROM provider_audit_log WHERE event_type LIKE '%Attempted'");
+is($attempted, $committed, "every committed call wrote one Attempted row ($committed)")
+  or diag("pgbench said:\n$out");
+
+sql_ok($node, 'fuzz',
+	'each call\'s transaction holds exactly one Attempted and one outcome of the same command',
+	q{SELECT count(*) = 0 FROM (SELECT context->>'transaction_id' AS t, count(*) AS n,
 	        count(*) FILTER (WHERE event_type LIKE '%Attempted') AS attempted,
 	        count(DISTINCT regexp_replace(event_type, '(Attempted|Succeeded|Failed)$', '')) AS commands,
 	        min(id) FILTER (WHERE event_type LIKE '%Attempted') = min(id) AS attempted_first
 	   FROM provider_audit_log GROUP BY 1) s
-	  WHERE n <> 2 OR attempted <> 1 OR commands <> 1 OR NOT attempted_first"
-check "no active row without credentials, no disconnected row with them" \
-	"SELECT count(*) = 0 FROM provider_connections
+	  WHERE n <> 2 OR attempted <> 1 OR commands <> 1 OR NOT attempted_first});
+sql_ok($node, 'fuzz',
+	'no active row without credentials, no disconnected row with them',
+	q{SELECT count(*) = 0 FROM provider_connections
 	  WHERE (status = 'active' AND encrypted_credentials IS NULL)
-	     OR (status = 'disconnected' AND encrypted_credentials IS NOT NULL)"
-check "every stored credential opens" \
-	"SELECT count(*) FILTER (WHERE provider_credentials(id) IS NULL) = 0 AND count(*) > 0
-	   FROM provider_connections WHERE encrypted_credentials IS NOT NULL"
-check "every connection was created by a recorded, successful connect" \
-	"SELECT count(*) = 0 FROM provider_connections c WHERE NOT EXISTS
+	     OR (status = 'disconnected' AND encrypted_credentials IS NOT NULL)});
+sql_ok($node, 'fuzz', 'every stored credential opens',
+	q{SELECT count(*) FILTER (WHERE provider_credentials(id) IS NULL) = 0 AND count(*) > 0
+	   FROM provider_connections WHERE encrypted_credentials IS NOT NULL});
+sql_ok($node, 'fuzz',
+	'every connection was created by a recorded, successful connect',
+	q{SELECT count(*) = 0 FROM provider_connections c WHERE NOT EXISTS
 	   (SELECT 1 FROM provider_audit_log a WHERE a.connection_id = c.id
-	       AND a.event_type = 'ProviderConnectionSucceeded')"
-check "every committed event has exactly one feed position" \
-	"SELECT (SELECT count(*) FROM provider_audit_log) = (SELECT count(*) FROM provider_event_positions)
+	       AND a.event_type = 'ProviderConnectionSucceeded')});
+sql_ok($node, 'fuzz', 'every committed event has exactly one feed position',
+	q{SELECT (SELECT count(*) FROM provider_audit_log) = (SELECT count(*) FROM provider_event_positions)
 	    AND (SELECT count(*) FROM provider_event_positions p
-	          WHERE NOT EXISTS (SELECT 1 FROM provider_audit_log a WHERE a.id = p.audit_id)) = 0"
-check "no NOTIFY payload could have been too large (longest reason <= 800 bytes)" \
-	"SELECT coalesce(max(octet_length(reason)), 0) <= 800 FROM provider_audit_log"
+	          WHERE NOT EXISTS (SELECT 1 FROM provider_audit_log a WHERE a.id = p.audit_id)) = 0});
+sql_ok($node, 'fuzz',
+	'no NOTIFY payload could have been too large (longest reason <= 800 bytes)',
+	q{SELECT coalesce(max(octet_length(reason)), 0) <= 800 FROM provider_audit_log});
 
-crashes=$(tail -c +"$((log_start + 1))" "$CLUSTER_DIR/server.log" | grep -cE 'terminated by signal|PANIC|TRAP:' || true)
-if [ "$crashes" -eq 0 ]; then echo "  ok: no backend crashed"; else
-	echo "  FAILED: the server log reports $crashes crash lines"; CHECKS_FAILED=$((${CHECKS_FAILED:-0} + 1)); fi
+my @crashes = crash_lines($node, $log_start);
+is(scalar(@crashes), 0, 'no backend crashed')
+  or diag(join("\n", 'the server log reports:', @crashes));
 
-[ "${CHECKS_FAILED:-0}" -eq 0 ]
+$node->stop;
+done_testing();
