@@ -1,0 +1,60 @@
+/*
+ * bench/floor.sql
+ *
+ * The raw-SQL floor's tables: what the least an application can do costs
+ * when it writes the same rows as one successful provider_connect. Schema
+ * floor holds copies of the connections table and the audit log with the
+ * same columns and the same secondary indexes as the PL/pgSQL reference
+ * (and the extension from 1.2 on), but no triggers and no functions: the
+ * benchmark writes them with a single prepared statement
+ * (floor_connect.sql, floor_connect_nonotify.sql), using only built-in
+ * functions and a ciphertext computed once before the run.
+ */
+
+CREATE SCHEMA floor;
+
+CREATE TYPE floor.provider_connection_status AS ENUM (
+    'pending', 'active', 'expired', 'revoked', 'failed', 'disconnected'
+);
+
+CREATE TABLE floor.provider_connections (
+    id                     uuid PRIMARY KEY,
+    user_id                uuid NOT NULL,
+    provider_id            uuid NOT NULL,
+    provider_slug          varchar(50) NOT NULL,
+    status                 floor.provider_connection_status NOT NULL,
+    alias                  varchar(100),
+    credential_type        text,
+    encrypted_credentials  bytea,
+    credentials_expires_at timestamptz,
+    connected_at           timestamptz,
+    last_sync_at           timestamptz,
+    created_at             timestamptz NOT NULL,
+    updated_at             timestamptz NOT NULL
+);
+CREATE INDEX provider_connections_user_provider_idx
+    ON floor.provider_connections (user_id, provider_id);
+CREATE INDEX provider_connections_active_user_idx
+    ON floor.provider_connections (user_id) WHERE status = 'active';
+CREATE INDEX provider_connections_expiring_idx
+    ON floor.provider_connections (credentials_expires_at)
+    WHERE status = 'active' AND credentials_expires_at IS NOT NULL;
+
+CREATE TABLE floor.provider_audit_log (
+    id                bigserial PRIMARY KEY,
+    event_id          uuid NOT NULL UNIQUE,
+    event_type        text NOT NULL,
+    action            text NOT NULL,
+    user_id           uuid,
+    connection_id     uuid,
+    provider_id       uuid,
+    provider_slug     text,
+    reason            text,
+    needs_user_action boolean,
+    occurred_at       timestamptz NOT NULL,
+    context           jsonb NOT NULL
+);
+CREATE INDEX provider_audit_log_connection_idx
+    ON floor.provider_audit_log (connection_id, id);
+CREATE INDEX provider_audit_log_user_idx
+    ON floor.provider_audit_log (user_id, id);
