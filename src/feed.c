@@ -56,6 +56,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/latch.h"
 #include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -113,7 +114,8 @@ static PcStatement pc_lock_state_skip = {
 	"   last_xip = pg_catalog.array_append(ARRAY(SELECT x FROM pg_catalog.pg_snapshot_xip(cur.s) x" \
 	"                                            WHERE x OPERATOR(pg_catalog.<) $4), $3)" \
 	"  FROM cur)" \
-	" SELECT pg_catalog.count(*) FROM numbered"
+	" SELECT (SELECT pg_catalog.count(*) FROM numbered)," \
+	"        (SELECT pg_catalog.pg_snapshot_xmax(cur.s) OPERATOR(pg_catalog.>) $4 FROM cur)"
 
 static PcStatement pc_round = {
 	PC_ROUND_SQL("((a.xid OPERATOR(pg_catalog.>=) $1 AND a.xid OPERATOR(pg_catalog.<) $4)"
@@ -249,7 +251,8 @@ NotifyNumbered(int64 *notified_upto)
 
 	args[0] = Int64GetDatum(*notified_upto);
 	args[1] = Int64GetDatum(PC_FEED_NOTIFY_BATCH);
-	if (SPI_execute_plan(pc_statement_plan(&pc_to_notify), args, NULL, true, 0) != SPI_OK_SELECT)
+	/* Not read-only: it must see the positions this round just inserted. */
+	if (SPI_execute_plan(pc_statement_plan(&pc_to_notify), args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the events to notify");
 	n = SPI_processed;
 	for (i = 0; i < n; i++)
@@ -287,7 +290,7 @@ FeedHead(void)
 {
 	bool		isnull;
 
-	if (SPI_execute_plan(pc_statement_plan(&pc_feed_head), NULL, NULL, true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(pc_statement_plan(&pc_feed_head), NULL, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the feed head");
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
@@ -335,6 +338,15 @@ AssignRound(Oid nsp, bool wait, int64 *notified_upto)
 							 args, nulls, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not assign event positions");
 		numbered = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+
+		/*
+		 * Xids from $4 on were left to the next round; if some may have
+		 * committed already, make sure that round comes now rather than at
+		 * the next wake: their commits' wakes may have been used up by this
+		 * round.
+		 */
+		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)))
+			SetLatch(MyLatch);
 		if (notified_upto != NULL)
 			notified = NotifyNumbered(notified_upto);
 	}
