@@ -35,37 +35,16 @@
 
 #include "crypto.h"
 #include "keys.h"
+#include "plans.h"
 
 #define PC_SEAL_VERSION 1
 
-/* The key is random and long (settings.c insists), so salted S2K suffices. */
+/* The key is random and long (keys.c insists), so salted S2K suffices. */
 #define PC_PGP_OPTIONS "cipher-algo=aes256, compress-algo=0, s2k-mode=1, s2k-digest-algo=sha1"
 
 static FmgrInfo pc_encrypt_fn;
 static FmgrInfo pc_decrypt_fn;
 static bool pc_crypto_ready = false;
-
-/* The schema pgcrypto was created in, or InvalidOid. */
-static Oid
-PgcryptoSchema(void)
-{
-	Relation	rel;
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tup;
-	Oid			nsp = InvalidOid;
-
-	rel = table_open(ExtensionRelationId, AccessShareLock);
-	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
-				F_NAMEEQ, CStringGetDatum("pgcrypto"));
-	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
-	tup = systable_getnext(scan);
-	if (HeapTupleIsValid(tup))
-		nsp = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	return nsp;
-}
 
 /* Find pgcrypto's functions by signature in pgcrypto's own schema. */
 static void
@@ -80,7 +59,7 @@ LookupPgcrypto(void)
 
 	if (pc_crypto_ready)
 		return;
-	nsp = PgcryptoSchema();
+	nsp = pc_extension_schema("pgcrypto");
 	if (!OidIsValid(nsp))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),

@@ -171,28 +171,6 @@ pc_feed_note_event(void)
 	pc_feed_wrote = true;
 }
 
-/* The schema of extension ext (extension.c keeps its own lookup static before 16). */
-static Oid
-ExtensionSchema(Oid ext)
-{
-	Relation	rel;
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tup;
-	Oid			nsp = InvalidOid;
-
-	rel = table_open(ExtensionRelationId, AccessShareLock);
-	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber,
-				F_OIDEQ, ObjectIdGetDatum(ext));
-	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
-	tup = systable_getnext(scan);
-	if (HeapTupleIsValid(tup))
-		nsp = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	return nsp;
-}
-
 /*
  * The schema of the extension in the current database when it is installed
  * at a version whose feed is assigned after commit (1.2 on), else InvalidOid.
@@ -216,7 +194,7 @@ pc_feed_schema(void)
 	/* Dropped (or dropped and created again) while we waited. */
 	if (get_extension_oid("provider_connections", true) != ext)
 		return InvalidOid;
-	nsp = ExtensionSchema(ext);
+	nsp = pc_extension_schema("provider_connections");
 	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("provider_feed_state", nsp)))
 		return InvalidOid;
 	return nsp;

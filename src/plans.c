@@ -10,19 +10,27 @@
  * output instead of their values (sealed credentials among them), and no
  * call pays for planning. PostgreSQL replans a kept plan if the tables are
  * dropped and created again; a plan made for another schema (the extension
- * created again elsewhere) is prepared anew.
+ * created again elsewhere) is prepared anew. Also here: where an extension's
+ * objects live, and what the current schema holds.
  *
  * Copyright (c) 2026, provider_connections developers.
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_extension.h"
 #include "executor/spi.h"
 #include "storage/proc.h"
 #include "parser/parse_node.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/fmgroids.h"
 #include "utils/plancache.h"
+#include "utils/rel.h"
 
 #include "plans.h"
 
@@ -108,4 +116,29 @@ pc_schema_has_feed_state(void)
 {
 	LoadSchemaFacts();
 	return pc_has_feed_state;
+}
+
+/*
+ * The schema an extension was created in, or InvalidOid if it is not
+ * installed (extension.c keeps its own lookup static before PostgreSQL 16).
+ */
+Oid
+pc_extension_schema(const char *extname)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			nsp = InvalidOid;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum(extname));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		nsp = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return nsp;
 }

@@ -30,5 +30,6 @@ extern void pc_plans_use_schema(Oid nsp);
 extern SPIPlanPtr pc_statement_plan(PcStatement *stmt);
 extern Oid	pc_audit_sequence(void);
 extern bool pc_schema_has_feed_state(void);
+extern Oid	pc_extension_schema(const char *extname);
 
 #endif							/* PC_PLANS_H */
