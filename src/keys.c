@@ -331,16 +331,30 @@ AssignPreviousKeySource(const char *newval, void *extra)
 	ForgetKey(&pc_previous);
 }
 
-/* Check hook of the retired settings: refuse any value, never quote it. */
+/* Refuse a retired setting's value without quoting it; name says which. */
 static bool
-CheckRetiredKey(char **newval, void **extra, GucSource source)
+RefuseRetiredKey(char **newval, const char *name)
 {
 	if (*newval == NULL || (*newval)[0] == '\0')
 		return true;
 	GUC_check_errcode(ERRCODE_FEATURE_NOT_SUPPORTED);
-	GUC_check_errmsg("provider_connections.encryption_key and provider_connections.encryption_key_previous are no longer supported; the value is ignored");
-	GUC_check_errhint("Write the key to a file only the server's user can read, set provider_connections.encryption_key_file (or encryption_key_previous_file) to its path, and remove the old setting.");
+	GUC_check_errmsg("provider_connections.%s is no longer supported; its value is ignored", name);
+	GUC_check_errhint("Write the key to a file only the server's user can read, set provider_connections.%s_file to its path, and remove provider_connections.%s.",
+					  name, name);
 	return false;
+}
+
+/* Check hooks of the retired settings that held the keys themselves. */
+static bool
+CheckRetiredKey(char **newval, void **extra, GucSource source)
+{
+	return RefuseRetiredKey(newval, "encryption_key");
+}
+
+static bool
+CheckRetiredPreviousKey(char **newval, void **extra, GucSource source)
+{
+	return RefuseRetiredKey(newval, "encryption_key_previous");
 }
 
 /* Define one key's _file and _command settings. */
@@ -394,5 +408,5 @@ pc_keys_init(void)
 							   "",
 							   PGC_SUSET,
 							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
-							   CheckRetiredKey, NULL, NULL);
+							   CheckRetiredPreviousKey, NULL, NULL);
 }
