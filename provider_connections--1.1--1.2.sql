@@ -68,16 +68,28 @@ CREATE OR REPLACE FUNCTION @extschema@.provider_events_since(
         context           jsonb)
     LANGUAGE sql VOLATILE STRICT SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    -- Planned without knowing max_events, a page looks like a tenth of the
+    -- log: on a large log that meant JIT compilation and parallel workers on
+    -- every call (70 ms for a page of 100 at 400,000 rows).
+    SET jit = off
+    SET max_parallel_workers_per_gather = 0
     AS $$
         SELECT @extschema@.provider_feed_assign();
+        -- A page of positions by their index, then each one's audit row by
+        -- its key (OFFSET 0 keeps that a lookup per row): planned without
+        -- knowing max_events, a join would scan the whole log for a page.
         SELECT p.global_position, a.id, a.event_id, a.event_type, a.action, a.user_id,
                a.connection_id, a.provider_id, a.provider_slug, a.reason,
                a.needs_user_action, a.occurred_at, a.context
-          FROM @extschema@.provider_event_positions p
-          JOIN @extschema@.provider_audit_log a ON a.id OPERATOR(pg_catalog.=) p.audit_id
-         WHERE p.global_position OPERATOR(pg_catalog.>) after_position
+          FROM (SELECT pp.global_position, pp.audit_id
+                  FROM @extschema@.provider_event_positions pp
+                 WHERE pp.global_position OPERATOR(pg_catalog.>) after_position
+                 ORDER BY pp.global_position
+                 LIMIT max_events) p
+         CROSS JOIN LATERAL (SELECT * FROM @extschema@.provider_audit_log aa
+                              WHERE aa.id OPERATOR(pg_catalog.=) p.audit_id
+                             OFFSET 0) a
          ORDER BY p.global_position
-         LIMIT max_events
     $$;
 
 /* Described in the catalog, so \d+ and \df+ explain every object. */
