@@ -394,15 +394,16 @@ provider_feed_assign(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(Max(AssignRound(get_func_namespace(fcinfo->flinfo->fn_oid), true, NULL), 0));
 }
 
-/* At commit of a transaction that wrote events, wake the worker. */
+/* At commit of a transaction that wrote events, wake the worker if it must notify. */
 static void
 FeedXactCallback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
 		case XACT_EVENT_COMMIT:
+			/* In commit mode nothing waits for the round: the naptime does. */
 			if (pc_feed_wrote)
-				pc_worker_wake();
+				pc_worker_wake(pc_events_notify_by_worker());
 			pc_feed_wrote = false;
 			break;
 		case XACT_EVENT_ABORT:

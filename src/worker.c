@@ -92,6 +92,7 @@
 #define PC_HOLD_GRACE_MS 2000	/* a held database's worker gets SIGTERM after */
 #define PC_HOLD_WAIT_MS 10000	/* ... and the command goes on after */
 #define PC_SYNC_TIMEOUT_MS 2000 /* pc_worker_sync gives up after */
+#define PC_ROUND_INTERVAL_MS 5	/* rounds start at most this often */
 #define PC_WARN_INTERVAL_MS 60000	/* repeated round failures: one WARNING per */
 #define PC_EXTRA_SLOTS 32		/* slots beyond max_worker_processes */
 #define PC_MAX_HOLDS 8			/* databases one transaction can hold */
@@ -411,12 +412,14 @@ MySlot(bool create)
 
 /*
  * At commit of a transaction that wrote events: wake the worker of this
- * database, or the launcher so that it starts one. Returns at once when the
- * library is not preloaded. Costs one short spinlock and at most one
- * SetLatch (safe on any PGPROC latch, even a stale one).
+ * database when a round is needed now (round_needed: its notifications
+ * wait for it), or the launcher when no worker runs, so that it starts one.
+ * Returns at once when the library is not preloaded. Costs one short
+ * spinlock and at most one SetLatch (safe on any PGPROC latch, even a stale
+ * one).
  */
 void
-pc_worker_wake(void)
+pc_worker_wake(bool round_needed)
 {
 	PcWorkerSlot *slot;
 	Latch	   *latch = NULL;
@@ -428,7 +431,7 @@ pc_worker_wake(void)
 	if (slot != NULL)
 	{
 		if (slot->latch != NULL)
-			latch = slot->latch;
+			latch = round_needed ? slot->latch : NULL;
 		else if (!slot->wanted && !slot->excluded)
 			latch = pc_shared->launcher_latch;
 		slot->wanted = true;
@@ -981,6 +984,7 @@ WorkerLoop(void)
 	PcFailures	notify_failures = {"send notifications"};
 	PcFailures	assign_failures = {"assign feed positions"};
 	TimestampTz notify_after = 0;
+	TimestampTz last_round = 0;
 	bool		again = true;
 
 	for (;;)
@@ -990,9 +994,25 @@ WorkerLoop(void)
 		int64		n = 0;
 
 		if (!again)
+		{
+			long		early;
+
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 pc_worker_naptime, pc_wait_event);
+
+			/*
+			 * Each round is a transaction whose commit is flushed: one per
+			 * caller commit would double the WAL flushes of a durable
+			 * workload. Rounds start at most every PC_ROUND_INTERVAL_MS;
+			 * commits meanwhile wait for the next one, together.
+			 */
+			early = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+													TimestampTzPlusMilliseconds(last_round, PC_ROUND_INTERVAL_MS));
+			if (early > 0)
+				(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, early, pc_wait_event);
+		}
 		ResetLatch(MyLatch);
+		last_round = GetCurrentTimestamp();
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{

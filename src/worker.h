@@ -12,7 +12,7 @@
 #include "postgres.h"
 
 extern void pc_worker_init(void);
-extern void pc_worker_wake(void);
+extern void pc_worker_wake(bool round_needed);
 extern bool pc_worker_serving(void);
 extern bool pc_worker_sync(void);
 

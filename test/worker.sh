@@ -173,9 +173,21 @@ else
 fi
 expect "the worker assigns the call's events their positions" 10 all_positioned pcw_a
 
+# In worker mode a commit wakes the worker (its notifications wait for the
+# round); in commit mode nothing does, so that durable callers do not pay a
+# flushed worker commit each: the naptime, or a reader of the feed, does.
+set_config provider_connections.notify worker || fail "setting provider_connections.notify"
 set_config provider_connections.worker_naptime 1h || fail "setting provider_connections.worker_naptime"
 call pcw_a
-expect "with worker_naptime = 1h, a commit still wakes the worker at once" 3 all_positioned pcw_a
+expect "notify = worker, worker_naptime = 1h: a commit still wakes the worker at once" 3 all_positioned pcw_a
+set_config provider_connections.notify "" commit || fail "setting provider_connections.notify"
+call pcw_a
+sleep 1.5
+if all_positioned pcw_a; then fail "notify = commit, worker_naptime = 1h: a commit does not wake the worker"
+else ok "notify = commit, worker_naptime = 1h: a commit does not wake the worker"; fi
+q -d pcw_a -c "SELECT count(*) FROM provider_events_since(0, 0)" >/dev/null
+if all_positioned pcw_a; then ok "and a read of the feed gets its round at once"
+else fail "and a read of the feed gets its round at once"; fi
 set_config provider_connections.worker_naptime "" 1s || fail "setting provider_connections.worker_naptime"
 
 echo "-- DROP EXTENSION, CREATE EXTENSION, DROP DATABASE"
