@@ -111,6 +111,7 @@ typedef struct PcWorkerSlot
 	bool		clean_exit;		/* the last worker exited on purpose */
 	bool		missing;		/* dboid was not in the launcher's last scan */
 	bool		retry_pending;	/* a failed round is being retried at once */
+	bool		sync_pending;	/* a reader waits for a round: start it now */
 	int64		notified_upto;	/* last position notified by a worker; -1: none */
 	uint64		rounds_begun;	/* rounds started by workers of dboid */
 	uint64		rounds_done;	/* the last round finished */
@@ -331,6 +332,7 @@ ResetSlot(PcWorkerSlot *slot, Oid dboid)
 	slot->clean_exit = false;
 	slot->missing = false;
 	slot->retry_pending = false;
+	slot->sync_pending = false;
 	slot->notified_upto = -1;
 }
 
@@ -487,6 +489,7 @@ pc_worker_sync(void)
 		latch = slot->latch;
 		target = slot->rounds_begun + 1;
 		slot->wanted = true;
+		slot->sync_pending = true;
 	}
 	SpinLockRelease(&pc_shared->mutex);
 	if (pid == 0)
@@ -918,6 +921,7 @@ WorkerRound(bool notify, bool retry_follows, PcFailures *failures, int64 *count)
 	SpinLockAcquire(&pc_shared->mutex);
 	round = ++pc_worker_slot->rounds_begun;
 	pc_worker_slot->wanted = false;
+	pc_worker_slot->sync_pending = false;
 	upto = pc_worker_slot->notified_upto;
 	SpinLockRelease(&pc_shared->mutex);
 
@@ -1004,12 +1008,26 @@ WorkerLoop(void)
 			 * Each round is a transaction whose commit is flushed: one per
 			 * caller commit would double the WAL flushes of a durable
 			 * workload. Rounds start at most every PC_ROUND_INTERVAL_MS;
-			 * commits meanwhile wait for the next one, together.
+			 * commits meanwhile wait for the next one, together. A reader
+			 * waiting in pc_worker_sync is not made to wait.
 			 */
-			early = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
-													TimestampTzPlusMilliseconds(last_round, PC_ROUND_INTERVAL_MS));
-			if (early > 0)
-				(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, early, pc_wait_event);
+			for (;;)
+			{
+				early = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+														TimestampTzPlusMilliseconds(last_round, PC_ROUND_INTERVAL_MS));
+				/* A reader of the feed waits for this round: no pause for it. */
+				SpinLockAcquire(&pc_shared->mutex);
+				if (pc_worker_slot->sync_pending)
+					early = 0;
+				SpinLockRelease(&pc_shared->mutex);
+				if (early <= 0)
+					break;
+				/* Wakes meanwhile are for the round about to start. */
+				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 early, pc_wait_event);
+				ResetLatch(MyLatch);
+				CHECK_FOR_INTERRUPTS();
+			}
 		}
 		ResetLatch(MyLatch);
 		last_round = GetCurrentTimestamp();
