@@ -271,6 +271,17 @@ run_one() {
 		set_conf provider_connections.notify "$mode"
 		NOTIFY_MODE=$mode
 	fi
+	# Worker mode needs the database's worker running (a database it does not
+	# serve gets no notifications: README, Events). The launcher starts it on
+	# the first commit after the extension appears, after a restart delay if
+	# an earlier one found no extension: wait for it, and a round, first.
+	if [ "$target" = ext-worker ]; then
+		for i in $(seq 150); do
+			[ "$(q -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'provider_connections worker' AND datname = current_database()")" -ge 1 ] && break
+			q -c "SELECT count(*) FROM provider_events_since(0, 0)" >/dev/null
+			sleep 0.1
+		done
+	fi
 	local checkpoints
 	checkpoints=$(q -c "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
 
