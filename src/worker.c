@@ -12,9 +12,11 @@
  * have a worker, under one spinlock held for a few instructions at a time:
  *
  *	- A caller's commit that wrote events calls pc_worker_wake: it sets the
- *	  slot's "wanted" mark and the worker's latch, or, when no worker runs,
- *	  the launcher's latch (once, on the first mark). No LWLock, no catalog
- *	  access, nothing but that on the commit path.
+ *	  slot's "wanted" mark and, in notify = worker mode, the worker's latch,
+ *	  or, when no worker runs, the launcher's latch (once, on the first
+ *	  mark). No LWLock, no catalog access, nothing but that on the commit
+ *	  path. In commit mode nothing waits for a round: the worker runs one
+ *	  every worker_naptime, or at once for a reader in pc_worker_sync.
  *	- A worker clears "wanted" as each round begins, so a mark left after a
  *	  round began means events the round may not have seen.
  *	- The launcher (connected to no database) scans pg_database, starts a
