@@ -95,6 +95,8 @@ sql_ok($node, 'faults', 'no Attempted row without its outcome',
 sql_ok($node, 'faults', 'the connection is unchanged: active, original credentials',
 	"SELECT status = 'active' AND provider_credentials(id) = '\\x6f726967696e616c'::bytea
 	   FROM provider_connections WHERE id = '$conn'");
+# Positions are assigned after commit: read the feed once first.
+$node->safe_psql('faults', 'SELECT count(*) FROM provider_events_since(0, 0)');
 sql_ok($node, 'faults', 'every event has its position, and no position lacks an event',
 	'SELECT (SELECT count(*) FROM provider_event_positions) = (SELECT count(*) FROM provider_audit_log)');
 sql_ok($node, 'faults', 'calls work again after recovery',
