@@ -55,6 +55,7 @@ write_key_file() {
 }
 
 # start_cluster: sets CLUSTER_DIR, PGHOST, PGPORT, PGUSER, PGDATABASE.
+# PC_EXTRA_CONF: more postgresql.conf lines, for a diagnosis (auto_explain, say).
 start_cluster() {
 	CLUSTER_DIR=$(mktemp -d /tmp/provider_connections.XXXXXX)
 	chmod 755 "$CLUSTER_DIR"
@@ -72,6 +73,7 @@ provider_connections.encryption_key_file = 'provider_connections.key'
 max_prepared_transactions = 10
 fsync = off
 log_line_prefix = '%m [%p] %q%a '
+${PC_EXTRA_CONF:-}
 CONF
 	as_pg "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/server.log" -w start >/dev/null
 	trap stop_cluster EXIT

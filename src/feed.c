@@ -88,20 +88,36 @@ static PcStatement pc_lock_state_skip = {
  * xid (cur counts it as committed, but it is not), $4 the next xid as read
  * just before the statement, an upper bound for the index scan: xids from
  * $4 on are left to the next round, which is told so by storing
- * least(cur.xmax, $4) and only the in-progress xids below $4. With both
- * bounds as parameters the (xid) index serves the scan in a generic plan.
- * OFFSET 0 keeps the ordered subquery from being flattened, so positions
- * follow audit ids.
+ * least(cur.xmax, $4) and only the in-progress xids below $4.
+ *
+ * The plan is generic and kept for the assigner's life, so its shape must
+ * not depend on how big the tables were when it was made (a worker plans
+ * it when the log may be empty, then runs it for days). Each part
+ * therefore has a single index path, whatever the estimates:
+ *	- cand is materialized and unordered, so the only way to find its rows
+ *	  is the (xid) index, bounded by parameters ($1, $4, $2); the audit id
+ *	  order that would favour a full scan of the primary key is asked for
+ *	  outside it;
+ *	- the "not numbered yet" test is a correlated subquery that OFFSET 0
+ *	  keeps from becoming a join: planned alone, with the audit id as a
+ *	  parameter, it is one probe of the audit_id key per candidate. As an
+ *	  anti join, a plan made while provider_event_positions was empty
+ *	  scanned that whole index for every candidate (seconds per round at
+ *	  ten thousand events);
+ *	- the OFFSET 0 of the ordered subquery keeps it from being flattened,
+ *	  so positions follow audit ids.
  */
 #define PC_ROUND_SQL(candidates) \
 	"WITH cur AS (SELECT pg_catalog.pg_current_snapshot() AS s)," \
+	" cand AS MATERIALIZED (" \
+	"  SELECT a.id FROM %1$s.provider_audit_log a, cur WHERE " candidates ")," \
 	" numbered AS (" \
 	"  INSERT INTO %1$s.provider_event_positions (global_position, audit_id)" \
 	"  SELECT pg_catalog.nextval('%1$s.provider_event_position_seq'), c.id FROM (" \
-	"   SELECT a.id FROM %1$s.provider_audit_log a, cur WHERE " candidates \
-	"   AND NOT EXISTS (SELECT 1 FROM %1$s.provider_event_positions p" \
-	"                    WHERE p.audit_id OPERATOR(pg_catalog.=) a.id)" \
-	"   ORDER BY a.id OFFSET 0) c" \
+	"   SELECT cand.id FROM cand" \
+	"    WHERE NOT EXISTS (SELECT 1 FROM %1$s.provider_event_positions p" \
+	"                       WHERE p.audit_id OPERATOR(pg_catalog.=) cand.id OFFSET 0)" \
+	"   ORDER BY cand.id OFFSET 0) c" \
 	"  RETURNING global_position)," \
 	" remembered AS (" \
 	"  UPDATE %1$s.provider_feed_state" \
@@ -152,10 +168,13 @@ enum
 static PcStatement pc_to_notify = {
 	"SELECT p.global_position, a.id, a.event_id, a.event_type, a.user_id, a.connection_id,"
 	" a.provider_id, a.provider_slug, a.reason, a.needs_user_action, a.occurred_at"
-	" FROM %1$s.provider_event_positions p"
-	" JOIN %1$s.provider_audit_log a ON a.id OPERATOR(pg_catalog.=) p.audit_id"
-	" WHERE p.global_position OPERATOR(pg_catalog.>) $1"
-	" ORDER BY p.global_position LIMIT $2",
+	" FROM (SELECT global_position, audit_id FROM %1$s.provider_event_positions"
+	"        WHERE global_position OPERATOR(pg_catalog.>) $1"
+	"        ORDER BY global_position LIMIT $2) p,"
+	/* One primary key probe per position, whatever the plan's estimates (see PC_ROUND_SQL). */
+	" LATERAL (SELECT * FROM %1$s.provider_audit_log a"
+	"          WHERE a.id OPERATOR(pg_catalog.=) p.audit_id OFFSET 0) a"
+	" ORDER BY p.global_position",
 	2, {INT8OID, INT8OID}
 };
 
@@ -195,6 +214,39 @@ pc_feed_schema(void)
 	return nsp;
 }
 
+/*
+ * Run a feed statement with sequential scans, hash and merge joins
+ * discouraged and no parallel workers (and so no JIT, which the penalties
+ * would trigger), as a function's SET clause would, for both its planning
+ * and its run. A round must cost what it numbers, whatever the statistics
+ * say: when a few transactions wrote most of the log, xid = ANY($2) looks
+ * unselective and the planner would scan the whole log (in parallel, too:
+ * 27 ms for an empty round), and a plan made while the tables were small
+ * would keep scanning them whole as they grow. With these settings the
+ * statements' only cheap paths are their index probes (see PC_ROUND_SQL).
+ */
+static int
+ExecuteIndexed(PcStatement *stmt, Datum *args, const char *nulls)
+{
+	int			save_nestlevel = NewGUCNestLevel();
+	int			rc;
+
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_hashjoin", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_mergejoin", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("max_parallel_workers_per_gather", "0", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	/* Not read-only: a round writes, and notify must see the round's positions. */
+	rc = SPI_execute_plan(pc_statement_plan(stmt), args, nulls, false, 0);
+	AtEOXact_GUC(true, save_nestlevel);
+	return rc;
+}
+
 /* A uuid column of an SPI row, copied into the current context; NULL for NULL. */
 static pg_uuid_t *
 UuidColumn(HeapTuple tup, TupleDesc desc, int attnum)
@@ -224,8 +276,7 @@ NotifyNumbered(int64 *notified_upto)
 
 	args[0] = Int64GetDatum(*notified_upto);
 	args[1] = Int64GetDatum(PC_FEED_NOTIFY_BATCH);
-	/* Not read-only: it must see the positions this round just inserted. */
-	if (SPI_execute_plan(pc_statement_plan(&pc_to_notify), args, NULL, false, 0) != SPI_OK_SELECT)
+	if (ExecuteIndexed(&pc_to_notify, args, NULL) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the events to notify");
 	n = SPI_processed;
 	for (i = 0; i < n; i++)
@@ -311,32 +362,7 @@ AssignRound(Oid nsp, bool wait, int64 *notified_upto)
 		if (nulls[0] == 'n')
 			rc = SPI_execute_plan(pc_statement_plan(&pc_first_round), args, nulls, false, 0);
 		else
-		{
-			/*
-			 * A round must cost what it numbers, whatever the statistics say:
-			 * when a few transactions wrote most of the log, xid = ANY($2)
-			 * looks unselective and the planner would scan the whole log (in
-			 * parallel, too: 27 ms for an empty round). Plan (and run) it
-			 * with sequential scans, hash and merge joins discouraged and no
-			 * parallel workers, as a function's SET clause would, so the xid
-			 * and audit_id indexes are used.
-			 */
-			int			save_nestlevel = NewGUCNestLevel();
-
-			(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
-									 GUC_ACTION_SAVE, true, 0, false);
-			(void) set_config_option("enable_hashjoin", "off", PGC_USERSET, PGC_S_SESSION,
-									 GUC_ACTION_SAVE, true, 0, false);
-			(void) set_config_option("enable_mergejoin", "off", PGC_USERSET, PGC_S_SESSION,
-									 GUC_ACTION_SAVE, true, 0, false);
-			(void) set_config_option("max_parallel_workers_per_gather", "0", PGC_USERSET, PGC_S_SESSION,
-									 GUC_ACTION_SAVE, true, 0, false);
-			/* The penalties make the plan look costly: no JIT for it either. */
-			(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
-									 GUC_ACTION_SAVE, true, 0, false);
-			rc = SPI_execute_plan(pc_statement_plan(&pc_round), args, nulls, false, 0);
-			AtEOXact_GUC(true, save_nestlevel);
-		}
+			rc = ExecuteIndexed(&pc_round, args, nulls);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "could not assign event positions");
 		numbered = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
