@@ -21,8 +21,12 @@ install_deps() {
 	# Debian ships contrib (pgcrypto) inside postgresql-NN.
 	# perl (prove) and libipc-run-perl: the TAP tests (t/) run on
 	# PostgreSQL::Test::Cluster, which the server headers package ships and
-	# which needs IPC::Run; valgrind: t/*_valgrind.pl.
+	# which needs IPC::Run; valgrind: t/*_valgrind.pl. pg_cron: a test
+	# schedules the maintenance functions as the README does;
+	# python3-psycopg: examples/consumer.py; wal2json: the README's
+	# change data capture example.
 	local pkgs="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR make gcc libc6-dev perl libipc-run-perl valgrind"
+	pkgs="$pkgs postgresql-$PG_MAJOR-cron postgresql-$PG_MAJOR-wal2json python3-psycopg"
 	local missing=""
 	for p in $pkgs; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
