@@ -3,10 +3,12 @@
 # Installs the build, server and test packages if missing, builds, starts a
 # throwaway cluster, runs the pg_regress and isolation suites
 # (make installcheck), the script tests under test/ against that cluster,
-# then the TAP tests under t/ (each makes its own clusters), stops the
-# cluster, and ends with the line "N passed, M failed". Exits non-zero on
-# any failure, after printing what explains it: regression.diffs, a failed
-# script's output, a failed TAP test's log and its servers' log tails.
+# then the TAP tests under t/ (each makes its own clusters), the benchmark
+# smoke, and the pg_regress and isolation suites again on PostgreSQL 17 and
+# 18 in Debian chroots (scripts/chroot_test.sh), stops the cluster, and
+# ends with the line "N passed, M failed". Exits non-zero on any failure,
+# after printing what explains it: regression.diffs, a failed script's
+# output, a failed TAP test's log and its servers' log tails.
 #
 # Counted: each pg_regress or isolation test, each script test and each TAP
 # test file (a file passes when all its assertions do; prove prints them).
@@ -99,6 +101,26 @@ else
 	tail -n 60 "$smoke_log"
 fi
 rm -f "$smoke_log"
+
+# PostgreSQL 17 (trixie) and 18 (sid), each in a Debian chroot kept in
+# /var/cache/provider_connections (scripts/chroot_test.sh): the pg_regress
+# and isolation suites.
+for v in 17 18; do
+	out=$(mktemp)
+	if bash "$TOP/scripts/chroot_test.sh" "$v" >"$out" 2>&1; then rc=0; else rc=$?; fi
+	last=$(tail -n 1 "$out")
+	sed '$d' "$out"
+	rm -f "$out"
+	if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+		echo "PostgreSQL $v (chroot): $last"
+		passed=$((passed + BASH_REMATCH[1]))
+		failed=$((failed + BASH_REMATCH[2]))
+	else
+		echo "$last"
+		echo "PostgreSQL $v (chroot): scripts/chroot_test.sh ended early (exit $rc)"
+		failed=$((failed + 1))
+	fi
+done
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -134,8 +134,11 @@ SET provider_connections.encryption_key_file = 'pc_regress.key';
 -- settings are not listed for them in pg_settings.
 CREATE ROLE key_reader;
 SET ROLE key_reader;
+-- By SQLSTATE: the wording of this refusal changed in PostgreSQL 16.
+\set VERBOSITY sqlstate
 SHOW provider_connections.encryption_key_file;
 SELECT current_setting('provider_connections.encryption_key_file');
+\set VERBOSITY terse
 SET provider_connections.encryption_key_file = 'pc_attacker.key';
 SELECT count(*) AS listed FROM pg_settings WHERE name LIKE 'provider_connections.%key%';
 RESET ROLE;

@@ -53,7 +53,10 @@ DELETE FROM provider_audit_log;
 INSERT INTO provider_audit_log (event_id, event_type, action, occurred_at, context)
 VALUES (gen_random_uuid(), 'Forged', 'forged', now(), '{}');
 SELECT * FROM provider_rotate_credentials();
+-- By SQLSTATE: the wording of this refusal changed in PostgreSQL 16.
+\set VERBOSITY sqlstate
 SHOW provider_connections.encryption_key_file;
+\set VERBOSITY terse
 RESET ROLE;
 
 -- The worker role: also the plain credentials.

@@ -18,7 +18,13 @@ LANGUAGE sql AS $$
     WITH members AS (
         SELECT classid, objid FROM pg_depend
          WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
-           AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'provider_connections'))
+           AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'provider_connections')
+           -- From PostgreSQL 17 on, tables' row types and array types are
+           -- members too; they follow from the tables and types listed.
+           AND NOT EXISTS (SELECT 1 FROM pg_type t
+                            WHERE classid = 'pg_type'::regclass AND t.oid = objid
+                              AND (t.typcategory = 'A'
+                                   OR t.typrelid IN (SELECT oid FROM pg_class WHERE relkind <> 'c'))))
     SELECT pg_describe_object(m.classid, m.objid, 0),
            concat_ws(' | ',
                CASE WHEN m.classid = 'pg_proc'::regclass THEN

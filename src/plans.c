@@ -34,6 +34,13 @@
 
 #include "plans.h"
 
+/* PGPROC's local transaction id is vxid.lxid from PostgreSQL 17 on. */
+#if PG_VERSION_NUM >= 170000
+#define PC_MY_LXID (MyProc->vxid.lxid)
+#else
+#define PC_MY_LXID (MyProc->lxid)
+#endif
+
 static Oid	pc_schema = InvalidOid;
 
 /*
@@ -50,13 +57,13 @@ static bool pc_has_feed_state = false;
 static void
 LoadSchemaFacts(void)
 {
-	if (pc_facts_lxid == MyProc->lxid && pc_facts_schema == pc_schema)
+	if (pc_facts_lxid == PC_MY_LXID && pc_facts_schema == pc_schema)
 		return;
 	pc_audit_seq = get_relname_relid("provider_audit_log_id_seq", pc_schema);
 	if (!OidIsValid(pc_audit_seq))
 		elog(ERROR, "sequence provider_audit_log_id_seq is missing");
 	pc_has_feed_state = OidIsValid(get_relname_relid("provider_feed_state", pc_schema));
-	pc_facts_lxid = MyProc->lxid;
+	pc_facts_lxid = PC_MY_LXID;
 	pc_facts_schema = pc_schema;
 }
 
