@@ -15,13 +15,13 @@ SELECT (provider_connect('12121212-1212-1212-1212-121212121212',
         'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', '\x01')).connection_id AS conn \gset
 
 SELECT 'connect' AS fn, pos, (r).ok, (r).error_code, (r).error FROM (
-    SELECT 1 AS pos, provider_connect(NULL, 'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 's', '\x01', 'oauth2', now(), 'a') AS r
-    UNION ALL SELECT 2, provider_connect('12121212-1212-1212-1212-121212121212', NULL, 's', '\x01', 'oauth2', now(), 'a')
-    UNION ALL SELECT 3, provider_connect('12121212-1212-1212-1212-121212121212', 'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', NULL, '\x01', 'oauth2', now(), 'a')
-    UNION ALL SELECT 4, provider_connect('12121212-1212-1212-1212-121212121212', 'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 's', NULL, 'oauth2', now(), 'a')
+    SELECT 1 AS pos, provider_connect(NULL, 'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 's', '\x01', 'oauth2', now() + interval '1 hour', 'a') AS r
+    UNION ALL SELECT 2, provider_connect('12121212-1212-1212-1212-121212121212', NULL, 's', '\x01', 'oauth2', now() + interval '1 hour', 'a')
+    UNION ALL SELECT 3, provider_connect('12121212-1212-1212-1212-121212121212', 'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', NULL, '\x01', 'oauth2', now() + interval '1 hour', 'a')
+    UNION ALL SELECT 4, provider_connect('12121212-1212-1212-1212-121212121212', 'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 's', NULL, 'oauth2', now() + interval '1 hour', 'a')
     UNION ALL SELECT 5, provider_connect('12121212-1212-1212-1212-121212121212', 'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 's', '\x01', NULL, now(), 'a')
     UNION ALL SELECT 6, provider_connect('12121212-1212-1212-1212-121212121212', 'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 's', '\x01', 'oauth2', NULL, 'a')
-    UNION ALL SELECT 7, provider_connect('12121212-1212-1212-1212-121212121212', 'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 's', '\x01', 'oauth2', now(), NULL)
+    UNION ALL SELECT 7, provider_connect('12121212-1212-1212-1212-121212121212', 'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 's', '\x01', 'oauth2', now() + interval '1 hour', NULL)
 ) s ORDER BY pos;
 
 SELECT 'disconnect' AS fn, pos, (r).ok, (r).error_code, (r).error FROM (

@@ -13,17 +13,25 @@ COPY (SELECT 'regress-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_reg
 SET provider_connections.encryption_key_file = 'pc_regress.key';
 SET provider_connections.test_clock = '2026-01-06 00:00:00+00';
 
+-- The README's grants (Security model), with its role names prefixed.
 CREATE ROLE pc_app;
 CREATE ROLE pc_worker IN ROLE pc_app;
-GRANT EXECUTE ON FUNCTION provider_connect(uuid, uuid, text, bytea, text, timestamptz, text),
+CREATE ROLE pc_maintenance;
+GRANT EXECUTE ON FUNCTION provider_connect(uuid, uuid, text, bytea, text, timestamptz, text, uuid),
+                          provider_begin_connect(uuid, uuid, text, text, text),
                           provider_disconnect(uuid, uuid),
                           provider_refresh_tokens(uuid, bytea, timestamptz, text),
-                          provider_events_since(bigint, integer) TO pc_app;
-GRANT SELECT (id, user_id, provider_id, provider_slug, status, alias, credential_type,
-              credentials_expires_at, connected_at, last_sync_at, created_at, updated_at)
-      ON provider_connections TO pc_app;
+                          provider_mark_failed(uuid, text),
+                          provider_record_sync(uuid) TO pc_app;
+GRANT SELECT ON provider_connections_overview TO pc_app;
 GRANT SELECT ON provider_audit_log TO pc_app;
-GRANT EXECUTE ON FUNCTION provider_credentials(uuid) TO pc_worker;
+GRANT EXECUTE ON FUNCTION provider_events_since(bigint, integer) TO pc_app;
+GRANT EXECUTE ON FUNCTION provider_credentials(uuid),
+                          provider_claim_expiring(interval, integer, interval),
+                          provider_mark_expired(uuid),
+                          provider_mark_revoked(uuid, text) TO pc_worker;
+GRANT EXECUTE ON FUNCTION provider_expire_overdue(interval),
+                          provider_purge_events(timestamptz, bigint) TO pc_maintenance;
 
 -- Before any grant, a role can call nothing.
 CREATE ROLE pc_nobody;
@@ -38,7 +46,7 @@ SET ROLE pc_app;
 SELECT (provider_connect('99999999-0000-0000-0000-000000000001',
         'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', '\x6170702d736563726574')).connection_id AS app_conn \gset
 SELECT ok FROM provider_refresh_tokens(:'app_conn', '\x6170702d736563726574');
-SELECT status, credential_type FROM provider_connections WHERE id = :'app_conn';
+SELECT status, credential_type, is_connected, supports_refresh FROM provider_connections_overview WHERE id = :'app_conn';
 SELECT context->>'current_user' AS recorded_as FROM provider_audit_log ORDER BY id DESC LIMIT 1;
 SELECT count(*) > 0 AS reads_feed FROM provider_events_since(0, 10);
 -- ...but it cannot read sealed credentials, open them, or write the tables.
@@ -96,7 +104,7 @@ RESET ROLE;
 SELECT status FROM public.provider_connections WHERE id = :'app_conn';
 
 DROP SCHEMA evil CASCADE;
-REVOKE ALL ON ALL TABLES IN SCHEMA public FROM pc_app, pc_worker;
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA public FROM pc_app, pc_worker;
-DROP OWNED BY pc_app, pc_worker, pc_nobody;
-DROP ROLE pc_worker, pc_app, pc_nobody;
+REVOKE ALL ON ALL TABLES IN SCHEMA public FROM pc_app, pc_worker, pc_maintenance;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA public FROM pc_app, pc_worker, pc_maintenance;
+DROP OWNED BY pc_app, pc_worker, pc_nobody, pc_maintenance;
+DROP ROLE pc_worker, pc_app, pc_nobody, pc_maintenance;

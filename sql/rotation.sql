@@ -31,12 +31,12 @@ RESET ROLE;
 DROP ROLE pc_rotator;
 SELECT * FROM provider_rotate_credentials(0);
 
--- Credentials nobody can open stop the rotation, naming the connection, and
--- nothing of the batch is changed.
+-- Credentials nobody can open (a seal header, then bytes no key made) stop
+-- the rotation, naming the connection, and nothing of the batch is changed.
 INSERT INTO provider_connections (id, user_id, provider_id, provider_slug, status,
                                   encrypted_credentials, created_at, updated_at)
 VALUES ('0bad0000-0000-7000-8000-000000000001', gen_random_uuid(), gen_random_uuid(),
-        'broken', 'active', '\x0011223344', now(), now());
+        'broken', 'active', '\x5043010000000000112233', now(), now());
 SET provider_connections.encryption_key_file = 'pc_rotated.key';
 SET provider_connections.encryption_key_previous_file = 'pc_regress.key';
 \set VERBOSITY default

@@ -6,6 +6,8 @@ DROP EXTENSION IF EXISTS provider_connections CASCADE;
 CREATE EXTENSION provider_connections CASCADE;
 RESET client_min_messages;
 \set VERBOSITY terse
+-- Direct writes below store bytes with the seal's header (the guard refuses
+-- any other bytes in encrypted_credentials); nothing here opens them.
 
 -- A row brought to status "from" through legal steps, then one UPDATE to
 -- "to" in a subtransaction: 'ok' or the SQLSTATE it was refused with.
@@ -25,17 +27,17 @@ DECLARE
 BEGIN
     INSERT INTO provider_connections (id, user_id, provider_id, provider_slug, status,
                                       encrypted_credentials, created_at, updated_at)
-    VALUES (conn, gen_random_uuid(), gen_random_uuid(), 'matrix', 'pending', '\x00', now(), now());
+    VALUES (conn, gen_random_uuid(), gen_random_uuid(), 'matrix', 'pending', '\x504301000000000f', now(), now());
     FOREACH step IN ARRAY path LOOP
         UPDATE provider_connections
            SET status = step,
-               encrypted_credentials = CASE WHEN step = 'disconnected' THEN NULL ELSE '\x00'::bytea END
+               encrypted_credentials = CASE WHEN step = 'disconnected' THEN NULL ELSE '\x504301000000000f'::bytea END
          WHERE id = conn;
     END LOOP;
     BEGIN
         UPDATE provider_connections
            SET status = to_status,
-               encrypted_credentials = CASE WHEN to_status = 'disconnected' THEN NULL ELSE '\x00'::bytea END
+               encrypted_credentials = CASE WHEN to_status = 'disconnected' THEN NULL ELSE '\x504301000000000f'::bytea END
          WHERE id = conn;
         RETURN 'ok';
     EXCEPTION WHEN others THEN
@@ -58,11 +60,11 @@ SELECT f AS "from",
 INSERT INTO provider_connections (id, user_id, provider_id, provider_slug, status,
                                   encrypted_credentials, created_at, updated_at)
 VALUES ('5a000000-0000-7000-8000-000000000001', '55555555-5555-5555-5555-555555555555',
-        'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', 'active', '\x00', now(), now());
+        'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', 'active', '\x504301000000000f', now(), now());
 UPDATE provider_connections SET status = 'pending'
  WHERE id = '5a000000-0000-7000-8000-000000000001';
 \set VERBOSITY default
-UPDATE provider_connections SET status = 'active', encrypted_credentials = '\x00'
+UPDATE provider_connections SET status = 'active', encrypted_credentials = '\x504301000000000f'
  WHERE id = (SELECT id FROM provider_connections WHERE status = 'disconnected' LIMIT 1);
 \set VERBOSITY terse
 
@@ -103,7 +105,7 @@ UPDATE provider_connections SET status = 'pending'
 RESET session_replication_role;
 
 -- Multi-row UPDATE: one illegal row refuses the whole statement.
-UPDATE provider_connections SET status = 'expired', encrypted_credentials = '\x00'
+UPDATE provider_connections SET status = 'expired', encrypted_credentials = '\x504301000000000f'
  WHERE provider_slug = 'matrix' AND status IN ('active', 'disconnected');
 SELECT status, count(*) FROM provider_connections WHERE provider_slug = 'matrix'
  GROUP BY 1 ORDER BY 1;

@@ -93,5 +93,35 @@ EXCEPT SELECT * FROM extension_shape();
 SELECT object AS extra_or_different_after_update, definition FROM extension_shape()
 EXCEPT SELECT * FROM fresh_shape;
 
+-- From 1.2, with grants an application gave: provider_connect gains its
+-- eighth argument (a new function), and the grants carry over to it, as
+-- the role's own (pg_dump keeps dumping them: the extension's initial
+-- privileges are a fresh install's).
+DROP EXTENSION provider_connections;
+CREATE EXTENSION provider_connections VERSION '1.2';
+SELECT initprivs::text AS fresh_initprivs FROM pg_init_privs
+ WHERE objoid = 'provider_disconnect(uuid, uuid)'::regprocedure \gset
+CREATE ROLE pc_upgrade_app;
+CREATE ROLE pc_upgrade_admin;
+GRANT EXECUTE ON FUNCTION provider_connect(uuid, uuid, text, bytea, text, timestamptz, text) TO pc_upgrade_app;
+GRANT EXECUTE ON FUNCTION provider_connect(uuid, uuid, text, bytea, text, timestamptz, text) TO pc_upgrade_admin WITH GRANT OPTION;
+ALTER EXTENSION provider_connections UPDATE TO '1.3';
+SELECT has_function_privilege('pc_upgrade_app', 'provider_connect(uuid, uuid, text, bytea, text, timestamptz, text, uuid)', 'EXECUTE') AS app_granted,
+       has_function_privilege('pc_upgrade_admin', 'provider_connect(uuid, uuid, text, bytea, text, timestamptz, text, uuid)', 'EXECUTE WITH GRANT OPTION') AS admin_grant_option,
+       has_function_privilege('public', 'provider_connect(uuid, uuid, text, bytea, text, timestamptz, text, uuid)', 'EXECUTE') AS public_granted,
+       (SELECT initprivs::text FROM pg_init_privs
+         WHERE objoid = 'provider_connect(uuid, uuid, text, bytea, text, timestamptz, text, uuid)'::regprocedure)
+           = :'fresh_initprivs' AS initprivs_as_fresh;
+-- Calls written for 7 arguments work as before; named connection_id too.
+SET ROLE pc_upgrade_app;
+SELECT ok FROM provider_connect('15151515-1515-1515-1515-151515151515',
+    'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', '\x01', 'oauth2', NULL, 'after 1.3');
+SELECT ok, error_code FROM provider_connect('15151515-1515-1515-1515-151515151515',
+    'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', '\x01', connection_id => '00000000-0000-0000-0000-000000000000');
+RESET ROLE;
+DROP EXTENSION provider_connections;
+DROP ROLE pc_upgrade_app;
+DROP ROLE pc_upgrade_admin;
+
 \c contrib_regression
 DROP DATABASE pc_upgrade;

@@ -5,7 +5,8 @@
  * It runs BEFORE UPDATE OR DELETE on each row and BEFORE TRUNCATE, and is
  * ENABLE ALWAYS, so it refuses the owner and superusers alike, including
  * under session_replication_role = replica. INSERT (and so a pg_dump
- * restore) is untouched.
+ * restore) is untouched. The one exception is provider_purge_events
+ * (retention.c), whose own DELETEs of old events pass while it runs.
  *
  * Copyright (c) 2026, provider_connections developers.
  */
@@ -14,6 +15,8 @@
 #include "commands/trigger.h"
 #include "fmgr.h"
 #include "utils/rel.h"
+
+#include "retention.h"
 
 /* SQL trigger function: provider_audit_log_append_only() */
 PG_FUNCTION_INFO_V1(provider_audit_log_append_only);
@@ -36,7 +39,11 @@ provider_audit_log_append_only(PG_FUNCTION_ARGS)
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 		command = "UPDATE";
 	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+	{
+		if (pc_purge_in_progress())
+			return PointerGetDatum(trigdata->tg_trigtuple);
 		command = "DELETE";
+	}
 	else if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
 		command = "TRUNCATE";
 	else

@@ -1,11 +1,14 @@
 /*
  * command.c
- *		What provider_connect, provider_disconnect and provider_refresh_tokens
+ *		What the commands (provider_connect, provider_disconnect,
+ *		provider_refresh_tokens and the lifecycle functions of lifecycle.c)
  *		share.
  *
  * A call writes its Attempted event first, then does its checks and its
- * write, then writes exactly one outcome event and returns a
- * provider_result row. Business failures are results, not errors, so the
+ * write, then writes exactly one outcome event (and, when a connection
+ * that needed re-authentication became active, ProviderConnectionRecovered
+ * after it) and returns a provider_result row. The events of a call share
+ * its call_id. Business failures are results, not errors, so the
  * failure is recorded when the caller commits. The data change runs in a
  * subtransaction (as a PL/pgSQL exception block does): a database error
  * there is rolled back and becomes a database_error result. The outcome
@@ -32,11 +35,20 @@
 
 #include "catalog/pg_type.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 
+#include "clock.h"
 #include "command.h"
 #include "status.h"
 #include "plans.h"
 #include "keys.h"
+#include "uuid7.h"
+
+/* Under test_clock, call ids are seeded apart from event and connection ids. */
+#define PC_CALL_SEED_BIT (UINT64CONST(1) << 41)
+
+/* Nesting depth of the data changes commands make (pc_guarded_write). */
+static int	pc_command_depth = 0;
 
 /* What pc_find_connection reads, by column position. */
 enum
@@ -53,9 +65,22 @@ static PcStatement pc_find_connection_stmt = {
 	1, {UUIDOID}
 };
 
-/* The credential types a connection may hold: the one list (README too). */
-static const char *const pc_credential_types[] = {
-	"oauth2", "api_key", "link_token", "certificate", "file_import", "custom"
+/*
+ * The credential types a connection may hold, and whether the provider can
+ * refresh them (provider_claim_expiring serves those): the one list
+ * (README too).
+ */
+static const struct
+{
+	const char *name;
+	bool		refreshable;
+}			pc_credential_types[] = {
+	{"oauth2", true},
+	{"api_key", false},
+	{"link_token", true},
+	{"certificate", false},
+	{"file_import", false},
+	{"custom", false},
 };
 
 /* Each result code's error_code text and message; %s is the argument. */
@@ -74,7 +99,7 @@ static const struct
 	[PC_RESULT_CONNECTION_NOT_FOUND] = {"connection_not_found", "Connection not found"},
 	[PC_RESULT_NOT_OWNED_BY_USER] = {"not_owned_by_user", "Connection not owned by user"},
 	[PC_RESULT_NOT_ACTIVE] = {"not_active", "Connection is not active"},
-	[PC_RESULT_INVALID_TRANSITION] = {"invalid_transition", "Cannot transition to %s from current state"},
+	[PC_RESULT_INVALID_TRANSITION] = {"invalid_transition", "Cannot transition to %s"},
 	[PC_RESULT_ENCRYPTION_UNAVAILABLE] = {"encryption_unavailable", "%s"},
 	[PC_RESULT_DATABASE_ERROR] = {"database_error", "Database error occurred: %s"},
 };
@@ -86,26 +111,39 @@ static const struct
 void
 pc_call_begin(PcCall *call, FunctionCallInfo fcinfo, PcCommand command)
 {
-	pc_plans_use_schema(get_func_namespace(fcinfo->flinfo->fn_oid));
+	pc_call_begin_in(call, get_func_namespace(fcinfo->flinfo->fn_oid), command);
+}
+
+/* The same for a call made from C (provider_expire_overdue), in schema nsp. */
+void
+pc_call_begin_in(PcCall *call, Oid nsp, PcCommand command)
+{
+	pc_plans_use_schema(nsp);
 	memset(call, 0, sizeof(*call));
 	call->callcxt = CurrentMemoryContext;
 	call->event.command = command;
 	call->ok = true;
+	call->audit_success = true;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 }
 
 /*
- * Stamp the Attempted event from call->event as it is now. Its row is
- * written with the outcome's, by one INSERT in pc_call_finish, Attempted
- * first: the two always go together (if they cannot be written the call
- * raises, undoing its change), and a call pays for one INSERT, not two.
+ * Stamp the Attempted event from call->event as it is now, and the call's
+ * id. Its row is written with the outcome's, by one INSERT in
+ * pc_call_record, Attempted first: the two always go together (if they
+ * cannot be written the call raises, undoing its change), and a call pays
+ * for one INSERT, not two.
  */
 void
 pc_call_attempted(PcCall *call)
 {
 	call->event.outcome = PC_ATTEMPTED;
 	pc_event_stamp(&call->event, &call->attempted);
+	pc_uuid7(&call->call_id, call->attempted.occurred_at,
+			 PC_CALL_SEED_BIT | (uint64) call->attempted.audit_id);
+	call->attempted.event.call_id = &call->call_id;
+	call->event.call_id = &call->call_id;
 }
 
 /*
@@ -129,6 +167,14 @@ pc_call_fail(PcCall *call, PcResultCode code, const char *arg)
 	MemoryContextSwitchTo(old);
 }
 
+/* Record the invalid_transition failure of a refused status change, naming both states. */
+void
+pc_call_fail_transition(PcCall *call, PcStatus from, PcStatus to)
+{
+	pc_call_fail(call, PC_RESULT_INVALID_TRANSITION,
+				 psprintf("%s from current state (%s)", pc_status_label(to), pc_status_label(from)));
+}
+
 /* Record the invalid_argument failure of a NULL argument. */
 void
 pc_call_fail_null(PcCall *call, const char *argname)
@@ -137,8 +183,36 @@ pc_call_fail_null(PcCall *call, const char *argname)
 }
 
 /*
- * Write the outcome event (Succeeded unless a failure was recorded),
- * disconnect from SPI and return the provider_result row.
+ * Write the call's events: Attempted, the outcome (Succeeded unless a
+ * failure was recorded) and ProviderConnectionRecovered when the call
+ * repaired a connection; nothing for a success that is not audited.
+ */
+void
+pc_call_record(PcCall *call)
+{
+	PcWrittenEvent events[PC_MAX_EVENTS_PER_CALL];
+	int			n = 0;
+
+	if (call->ok && !call->audit_success)
+		return;
+	call->event.outcome = call->ok ? PC_SUCCEEDED : PC_FAILED;
+	call->event.reason = call->error;
+	events[n++] = call->attempted;
+	pc_event_stamp(&call->event, &events[n++]);
+	if (call->ok && call->recovered)
+	{
+		PcEvent		notice = call->event;
+
+		notice.command = PC_CMD_RECOVERY;
+		notice.outcome = PC_SUCCEEDED;
+		pc_event_stamp(&notice, &events[n++]);
+	}
+	pc_write_events(events, n);
+}
+
+/*
+ * Write the call's events (pc_call_record), disconnect from SPI and return
+ * the provider_result row.
  */
 Datum
 pc_call_finish(PcCall *call, FunctionCallInfo fcinfo)
@@ -147,13 +221,8 @@ pc_call_finish(PcCall *call, FunctionCallInfo fcinfo)
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
 	MemoryContext spicxt;
-	PcWrittenEvent events[2];
 
-	call->event.outcome = call->ok ? PC_SUCCEEDED : PC_FAILED;
-	call->event.reason = call->error;
-	events[0] = call->attempted;
-	pc_event_stamp(&call->event, &events[1]);
-	pc_write_events(events, 2);
+	pc_call_record(call);
 
 	spicxt = MemoryContextSwitchTo(call->callcxt);
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
@@ -214,13 +283,16 @@ pc_guarded_write(PcCall *call, PcWriteFn write, void *arg)
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 	volatile bool caught = false;
+	int			save_depth = pc_command_depth;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcontext);
 
 	PG_TRY();
 	{
+		pc_command_depth++;
 		write(call, arg);
+		pc_command_depth--;
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;
@@ -229,6 +301,7 @@ pc_guarded_write(PcCall *call, PcWriteFn write, void *arg)
 	{
 		ErrorData  *edata;
 
+		pc_command_depth = save_depth;
 		MemoryContextSwitchTo(call->callcxt);
 		edata = CopyErrorData();
 		FlushErrorState();
@@ -245,6 +318,16 @@ pc_guarded_write(PcCall *call, PcWriteFn write, void *arg)
 	PG_END_TRY();
 
 	return !caught;
+}
+
+/*
+ * Whether the current write comes from one of our commands: the guard
+ * records direct status changes, not those the commands record themselves.
+ */
+bool
+pc_command_writing(void)
+{
+	return pc_command_depth > 0;
 }
 
 /*
@@ -265,17 +348,49 @@ pc_check_credentials(PcCall *call, FunctionCallInfo fcinfo, int argno)
 	return size > 0 && size <= PC_MAX_CREDENTIAL_BYTES;
 }
 
-/* Whether type is one of pc_credential_types. */
-static bool
-CredentialTypeValid(const char *type)
+/* A provider slug: not NULL, not empty, at most PC_MAX_SLUG_CHARS characters. */
+bool
+pc_check_slug(PcCall *call, const char *slug)
+{
+	if (slug == NULL || slug[0] == '\0' ||
+		pg_mbstrlen(slug) > PC_MAX_SLUG_CHARS)
+	{
+		pc_call_fail(call, PC_RESULT_INVALID_PROVIDER_SLUG, NULL);
+		return false;
+	}
+	return true;
+}
+
+/* An alias: NULL, or at most PC_MAX_ALIAS_CHARS characters. */
+bool
+pc_check_alias(PcCall *call, const char *alias)
+{
+	if (alias != NULL && pg_mbstrlen(alias) > PC_MAX_ALIAS_CHARS)
+	{
+		pc_call_fail(call, PC_RESULT_INVALID_ALIAS, NULL);
+		return false;
+	}
+	return true;
+}
+
+/* The entry of pc_credential_types for type, or -1. */
+static int
+CredentialTypeIndex(const char *type)
 {
 	int			i;
 
 	if (type != NULL)
 		for (i = 0; i < lengthof(pc_credential_types); i++)
-			if (strcmp(type, pc_credential_types[i]) == 0)
-				return true;
-	return false;
+			if (strcmp(type, pc_credential_types[i].name) == 0)
+				return i;
+	return -1;
+}
+
+/* Whether type is one of pc_credential_types. */
+static bool
+CredentialTypeValid(const char *type)
+{
+	return CredentialTypeIndex(type) >= 0;
 }
 
 /* A credential type; the failure's message lists the valid ones. */
@@ -291,7 +406,7 @@ pc_check_credential_type(PcCall *call, const char *type)
 	for (i = 0; i < lengthof(pc_credential_types); i++)
 		appendStringInfo(&list, "%s%s",
 						 i == 0 ? "" : (i == lengthof(pc_credential_types) - 1 ? " or " : ", "),
-						 pc_credential_types[i]);
+						 pc_credential_types[i].name);
 	pc_call_fail(call, PC_RESULT_INVALID_CREDENTIAL_TYPE, list.data);
 	return false;
 }
@@ -304,6 +419,18 @@ Datum
 provider_credential_type_valid(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_BOOL(CredentialTypeValid(text_to_cstring(PG_GETARG_TEXT_PP(0))));
+}
+
+/* SQL function: provider_credential_type_refreshable(text), for the overview and the claim */
+PG_FUNCTION_INFO_V1(provider_credential_type_refreshable);
+
+/* Whether credentials of this type can be refreshed (false for an unknown type). */
+Datum
+provider_credential_type_refreshable(PG_FUNCTION_ARGS)
+{
+	int			i = CredentialTypeIndex(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+
+	PG_RETURN_BOOL(i >= 0 && pc_credential_types[i].refreshable);
 }
 
 /* An expiry argument: NULL (never expires) or a real time, not -infinity. */

@@ -1,7 +1,7 @@
 /*
  * command.h
- *		What the three commands share: a call's outcome, its events, the
- *		result row, argument checks, and the guarded write.
+ *		What the commands share: a call's outcome, its events, the result
+ *		row, argument checks, and the guarded write.
  *
  * Copyright (c) 2026, provider_connections developers.
  */
@@ -46,27 +46,36 @@ typedef struct PcCall
 	MemoryContext callcxt;		/* outlives SPI: the result is built here */
 	PcEvent		event;			/* facts for the Attempted and outcome events */
 	PcWrittenEvent attempted;	/* the Attempted event, written with the outcome */
+	pg_uuid_t	call_id;		/* shared by the call's events */
 	bool		ok;
 	const char *error_code;
 	const char *error;
 	const pg_uuid_t *result_connection_id;
+	bool		audit_success;	/* false: a success writes no events (record_sync) */
+	bool		recovered;		/* write ProviderConnectionRecovered after Succeeded */
 } PcCall;
 
 extern void pc_call_begin(PcCall *call, FunctionCallInfo fcinfo, PcCommand command);
+extern void pc_call_begin_in(PcCall *call, Oid nsp, PcCommand command);
 
 extern void pc_call_attempted(PcCall *call);
 
 extern void pc_call_fail(PcCall *call, PcResultCode code, const char *arg);
 extern void pc_call_fail_null(PcCall *call, const char *argname);
+extern void pc_call_fail_transition(PcCall *call, PcStatus from, PcStatus to);
 
+extern void pc_call_record(PcCall *call);
 extern Datum pc_call_finish(PcCall *call, FunctionCallInfo fcinfo);
 
 /* The data change of a call, run by pc_guarded_write. */
 typedef void (*PcWriteFn) (PcCall *call, void *arg);
 extern bool pc_guarded_write(PcCall *call, PcWriteFn write, void *arg);
+extern bool pc_command_writing(void);
 
 extern bool pc_check_credentials(PcCall *call, FunctionCallInfo fcinfo, int argno);
 extern bool pc_check_credential_type(PcCall *call, const char *type);
+extern bool pc_check_slug(PcCall *call, const char *slug);
+extern bool pc_check_alias(PcCall *call, const char *alias);
 extern bool pc_check_expires_at(PcCall *call, FunctionCallInfo fcinfo, int argno);
 extern bool pc_check_key(PcCall *call);
 

@@ -1,7 +1,9 @@
 /*
  * connect.c
  *		provider_connect: create an active connection holding sealed
- *		credentials.
+ *		credentials, or, given a connection id (1.3 on), make that
+ *		connection active: complete a pending one, or re-authenticate an
+ *		expired, revoked or failed one.
  *
  * Copyright (c) 2026, provider_connections developers.
  */
@@ -15,6 +17,7 @@
 #include "utils/uuid.h"
 
 #include "command.h"
+#include "status.h"
 #include "crypto.h"
 #include "catalog/pg_type.h"
 #include "plans.h"
@@ -35,6 +38,8 @@ typedef struct ConnectArgs
 	bool		expires_at_null;
 	const char *alias;
 	pg_uuid_t	new_id;
+	const pg_uuid_t *connection_id;	/* the connection to activate, or NULL */
+	PcStatus	from;			/* its status when read */
 } ConnectArgs;
 
 /* The new row's columns, in the order the INSERT below binds them. */
@@ -60,6 +65,107 @@ static PcStatement pc_insert_connection = {
 	Natts_pc_insert, {UUIDOID, UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID, BYTEAOID,
 	TIMESTAMPTZOID, TIMESTAMPTZOID}
 };
+
+/* Re-activation's parameters, by position. */
+enum
+{
+	Anum_pc_activate_id = 1,
+	Anum_pc_activate_credentials,
+	Anum_pc_activate_credential_type,
+	Anum_pc_activate_expires_at,
+	Anum_pc_activate_alias,
+	Anum_pc_activate_now,
+	Anum_pc_activate_from,
+	Natts_pc_activate = Anum_pc_activate_from
+};
+
+/*
+ * Make connection $1 active with new credentials, from the status $7 it was
+ * read in; connected_at is set on the first activation only. Ends any lease.
+ */
+static PcStatement pc_activate = {
+	"UPDATE %1$s.provider_connections SET status = 'active',"
+	" encrypted_credentials = $2, credential_type = $3, credentials_expires_at = $4,"
+	" alias = COALESCE($5, alias), connected_at = COALESCE(connected_at, $6),"
+	" updated_at = $6, lease_until = NULL"
+	" WHERE id OPERATOR(pg_catalog.=) $1"
+	" AND status OPERATOR(pg_catalog.=) $7::pg_catalog.text::%1$s.provider_connection_status",
+	Natts_pc_activate, {UUIDOID, BYTEAOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID, TEXTOID}
+};
+
+/*
+ * Inside the guarded subtransaction: seal and activate the existing row; if
+ * it changed since it was read, the refusal its new status earns.
+ */
+static void
+ActivateConnection(PcCall *call, void *arg)
+{
+	ConnectArgs *a = (ConnectArgs *) arg;
+	Datum		values[Natts_pc_activate];
+	char		nulls[Natts_pc_activate];
+	PcConnectionRow row;
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[Anum_pc_activate_id - 1] = UUIDPGetDatum(a->connection_id);
+	values[Anum_pc_activate_credentials - 1] = PointerGetDatum(pc_seal(a->credentials));
+	values[Anum_pc_activate_credential_type - 1] = CStringGetTextDatum(a->credential_type);
+	values[Anum_pc_activate_expires_at - 1] = a->expires_at;
+	nulls[Anum_pc_activate_expires_at - 1] = a->expires_at_null ? 'n' : ' ';
+	values[Anum_pc_activate_alias - 1] = a->alias ? CStringGetTextDatum(a->alias) : (Datum) 0;
+	nulls[Anum_pc_activate_alias - 1] = a->alias ? ' ' : 'n';
+	values[Anum_pc_activate_now - 1] = TimestampTzGetDatum(pc_now());
+	values[Anum_pc_activate_from - 1] = CStringGetTextDatum(pc_status_name(a->from));
+	if (SPI_execute_plan(pc_statement_plan(&pc_activate), values, nulls, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update provider connection");
+	if (SPI_processed > 0)
+	{
+		call->recovered = pc_status_needs_reauthentication(a->from);
+		return;
+	}
+	if (!pc_find_connection(a->connection_id, &row))
+		pc_call_fail(call, PC_RESULT_CONNECTION_NOT_FOUND, NULL);
+	else
+		pc_call_fail_transition(call, row.status, PC_STATUS_ACTIVE);
+}
+
+/*
+ * Whether connection a->connection_id may be made active for this call:
+ * it exists, the user owns it, it is of the same provider, and it is not
+ * already active or disconnected. Sets a->from.
+ */
+static bool
+CheckActivation(PcCall *call, ConnectArgs *a)
+{
+	PcConnectionRow row;
+
+	if (!pc_find_connection(a->connection_id, &row))
+		pc_call_fail(call, PC_RESULT_CONNECTION_NOT_FOUND, NULL);
+	else if (memcmp(&row.user_id, a->user_id, sizeof(pg_uuid_t)) != 0)
+		pc_call_fail(call, PC_RESULT_NOT_OWNED_BY_USER, NULL);
+	else if (memcmp(&row.provider_id, a->provider_id, sizeof(pg_uuid_t)) != 0)
+		pc_call_fail(call, PC_RESULT_INVALID_ARGUMENT,
+					 "provider_id does not match the connection's provider");
+	else if (!pc_status_change_allowed(row.status, PC_STATUS_ACTIVE))
+		pc_call_fail_transition(call, row.status, PC_STATUS_ACTIVE);
+	else
+	{
+		a->from = row.status;
+		return true;
+	}
+	return false;
+}
+
+/* An expiry for new credentials: not in the past (pc_now), which would make them dead on arrival. */
+static bool
+CheckNotExpired(PcCall *call, FunctionCallInfo fcinfo, int argno)
+{
+	if (!PG_ARGISNULL(argno) && PG_GETARG_TIMESTAMPTZ(argno) <= pc_now())
+	{
+		pc_call_fail(call, PC_RESULT_INVALID_ARGUMENT, "expires_at is in the past");
+		return false;
+	}
+	return true;
+}
 
 /* Inside the guarded subtransaction: seal and insert. */
 static void
@@ -92,37 +198,18 @@ InsertConnection(PcCall *call, void *arg)
 	call->result_connection_id = &a->new_id;
 }
 
-/* A provider slug: not NULL, not empty, at most PC_MAX_SLUG_CHARS characters. */
-static bool
-CheckSlug(PcCall *call, const char *slug)
-{
-	if (slug == NULL || slug[0] == '\0' ||
-		pg_mbstrlen(slug) > PC_MAX_SLUG_CHARS)
-	{
-		pc_call_fail(call, PC_RESULT_INVALID_PROVIDER_SLUG, NULL);
-		return false;
-	}
-	return true;
-}
-
-/* An alias: NULL, or at most PC_MAX_ALIAS_CHARS characters. */
-static bool
-CheckAlias(PcCall *call, const char *alias)
-{
-	if (alias != NULL && pg_mbstrlen(alias) > PC_MAX_ALIAS_CHARS)
-	{
-		pc_call_fail(call, PC_RESULT_INVALID_ALIAS, NULL);
-		return false;
-	}
-	return true;
-}
-
-/* SQL function: provider_connect(user_id, provider_id, provider_slug, credentials, credential_type, expires_at, alias) */
+/*
+ * SQL function: provider_connect(user_id, provider_id, provider_slug,
+ * credentials, credential_type, expires_at, alias[, connection_id])
+ */
 PG_FUNCTION_INFO_V1(provider_connect);
 
 /*
  * Create a connection for user_id to provider_id, active, with the given
- * credentials sealed under the current key. Returns (true, new id, NULL,
+ * credentials sealed under the current key; or, with a connection_id (the
+ * 8-argument form, 1.3 on), make that connection of the user's active with
+ * them, keeping its id and first connected_at (a ProviderConnectionRecovered
+ * event follows when it needed re-authentication). Returns (true, id, NULL,
  * NULL), or a failure row; either way the Attempted event and exactly one
  * outcome event are written.
  */
@@ -140,11 +227,14 @@ provider_connect(PG_FUNCTION_ARGS)
 	a.expires_at = PG_GETARG_DATUM(5);
 	a.expires_at_null = PG_ARGISNULL(5);
 	a.alias = pc_arg_text(fcinfo, 6);
+	a.connection_id = PG_NARGS() > 7 ? pc_arg_uuid(fcinfo, 7) : NULL;
 
 	pc_call_begin(&call, fcinfo, PC_CMD_CONNECT);
 	call.event.user_id = a.user_id;
 	call.event.provider_id = a.provider_id;
 	call.event.provider_slug = a.provider_slug;
+	call.event.connection_id = a.connection_id;
+	call.result_connection_id = a.connection_id;
 	pc_call_attempted(&call);
 
 	if (a.user_id == NULL)
@@ -152,14 +242,16 @@ provider_connect(PG_FUNCTION_ARGS)
 	else if (a.provider_id == NULL)
 		pc_call_fail_null(&call, "provider_id");
 	else if (pc_check_credentials(&call, fcinfo, 3) &&
-			 CheckSlug(&call, a.provider_slug) &&
-			 CheckAlias(&call, a.alias) &&
+			 pc_check_slug(&call, a.provider_slug) &&
+			 pc_check_alias(&call, a.alias) &&
 			 pc_check_credential_type(&call, a.credential_type) &&
 			 pc_check_expires_at(&call, fcinfo, 5) &&
-			 pc_check_key(&call))
+			 CheckNotExpired(&call, fcinfo, 5) &&
+			 pc_check_key(&call) &&
+			 (a.connection_id == NULL || CheckActivation(&call, &a)))
 	{
 		a.credentials = PG_GETARG_BYTEA_PP(3);
-		pc_guarded_write(&call, InsertConnection, &a);
+		pc_guarded_write(&call, a.connection_id ? ActivateConnection : InsertConnection, &a);
 	}
 
 	return pc_call_finish(&call, fcinfo);

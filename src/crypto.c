@@ -83,6 +83,17 @@ SealedKeyId(const bytea *sealed)
 		((int64) p[2] << 8) | (int64) p[3];
 }
 
+/*
+ * Whether bytes start like a sealed value (magic, version, key id) and go
+ * on past the header: what the guard asks of any value stored directly.
+ * The first PC_SEAL_HEADER_LEN + 1 bytes are enough.
+ */
+bool
+pc_seal_header_valid(const bytea *sealed)
+{
+	return SealedKeyId(sealed) >= 0;
+}
+
 /* The current key's id as the 4 bytes sealed values store, big-endian. */
 void
 pc_current_key_id_bytes(uint8 out[4])

@@ -23,6 +23,7 @@ extern bytea *pc_seal(const bytea *plain);
  * sealed them; raises an error if neither did.
  */
 extern bytea *pc_open(const bytea *sealed);
+extern bool pc_seal_header_valid(const bytea *sealed);
 
 /* Where the 4-byte key id sits in sealed bytes (after "PC" and a version). */
 #define PC_SEAL_KEY_ID_OFFSET 3

@@ -76,7 +76,7 @@ provider_disconnect(PG_FUNCTION_ARGS)
 	else if (memcmp(&row.user_id, user_id, sizeof(pg_uuid_t)) != 0)
 		pc_call_fail(&call, PC_RESULT_NOT_OWNED_BY_USER, NULL);
 	else if (!pc_transition_allowed(row.status, PC_STATUS_DISCONNECTED))
-		pc_call_fail(&call, PC_RESULT_INVALID_TRANSITION, "DISCONNECTED");
+		pc_call_fail_transition(&call, row.status, PC_STATUS_DISCONNECTED);
 	else
 		pc_guarded_write(&call, MarkDisconnected, connection_id);
 

@@ -56,46 +56,52 @@ enum
 	Anum_pc_audit_occurred_at,
 	Anum_pc_audit_context,
 	Anum_pc_audit_xid,			/* 1.2 on */
-	Natts_pc_audit_insert = Anum_pc_audit_xid
+	Anum_pc_audit_call_id,		/* 1.3 on */
+	Natts_pc_audit_insert = Anum_pc_audit_call_id
 };
 
 #define PC_AUDIT_COLUMNS_1_1 \
 	"id, event_id, event_type, action, user_id, connection_id, provider_id," \
 	" provider_slug, reason, needs_user_action, occurred_at, context"
 
-/* Most audit rows one INSERT writes: a call's Attempted row and its outcome. */
-#define PC_MAX_ROWS_PER_INSERT 2
+/* The audit columns a schema has, by its version (plans.c): 1.1, 1.2, 1.3 on. */
+static const struct
+{
+	const char *extra;
+	int			ncols;
+}			pc_audit_shapes[PC_NUM_SCHEMA_LEVELS] = {
+	[PC_SCHEMA_1_1] = {"", Anum_pc_audit_context},
+	[PC_SCHEMA_1_2] = {", xid", Anum_pc_audit_xid},
+	[PC_SCHEMA_1_3] = {", xid, call_id", Anum_pc_audit_call_id},
+};
 
-/*
- * The INSERTs of 1 or 2 audit rows, for 1.2 schemas [1] (rows carry their
- * xid) and 1.1 schemas [0]; their text is made on first use.
- */
-static PcStatement pc_insert_audit[2][PC_MAX_ROWS_PER_INSERT];
+/* The INSERTs of 1 to PC_MAX_EVENTS_PER_CALL audit rows, per schema level; made on first use. */
+static PcStatement pc_insert_audit[PC_NUM_SCHEMA_LEVELS][PC_MAX_EVENTS_PER_CALL];
 
 /* The parameter types of one audit row, in Anum_pc_audit_* order. */
 static const Oid pc_audit_argtypes[Natts_pc_audit_insert] = {
 	INT8OID, UUIDOID, TEXTOID, TEXTOID, UUIDOID, UUIDOID, UUIDOID, TEXTOID,
-	TEXTOID, BOOLOID, TIMESTAMPTZOID, JSONBOID, XID8OID
+	TEXTOID, BOOLOID, TIMESTAMPTZOID, JSONBOID, XID8OID, UUIDOID
 };
 
-/* The INSERT of nrows audit rows into a schema with or without xid. */
+/* The INSERT of nrows audit rows into a schema of the given level. */
 static PcStatement *
-AuditInsert(int nrows, bool with_xid)
+AuditInsert(int nrows, PcSchemaLevel level)
 {
-	PcStatement *stmt = &pc_insert_audit[with_xid][nrows - 1];
-	int			ncols = with_xid ? Natts_pc_audit_insert : Natts_pc_audit_insert - 1;
+	PcStatement *stmt = &pc_insert_audit[level][nrows - 1];
+	int			ncols = pc_audit_shapes[level].ncols;
 	StringInfoData sql;
 	int			r,
 				c;
 
-	StaticAssertStmt(PC_MAX_ROWS_PER_INSERT * Natts_pc_audit_insert <= PC_STATEMENT_MAX_ARGS,
+	StaticAssertStmt(PC_MAX_EVENTS_PER_CALL * Natts_pc_audit_insert <= PC_STATEMENT_MAX_ARGS,
 					 "PC_STATEMENT_MAX_ARGS too small for the audit INSERT");
-	Assert(nrows >= 1 && nrows <= PC_MAX_ROWS_PER_INSERT);
+	Assert(nrows >= 1 && nrows <= PC_MAX_EVENTS_PER_CALL);
 	if (stmt->sql != NULL)
 		return stmt;
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "INSERT INTO %%1$s.provider_audit_log (%s%s) VALUES ",
-					 PC_AUDIT_COLUMNS_1_1, with_xid ? ", xid" : "");
+					 PC_AUDIT_COLUMNS_1_1, pc_audit_shapes[level].extra);
 	for (r = 0; r < nrows; r++)
 	{
 		appendStringInfoString(&sql, r == 0 ? "(" : ", (");
@@ -131,6 +137,25 @@ static const PcEventKind pc_event_kinds[] = {
 	{PC_CMD_REFRESH, PC_ATTEMPTED, "ProviderTokenRefreshAttempted", "provider_token_refresh_attempted"},
 	{PC_CMD_REFRESH, PC_SUCCEEDED, "ProviderTokenRefreshSucceeded", "provider_token_refreshed"},
 	{PC_CMD_REFRESH, PC_FAILED, "ProviderTokenRefreshFailed", "provider_token_refresh_failed"},
+	{PC_CMD_BEGIN_CONNECT, PC_ATTEMPTED, "ProviderConnectionBeginAttempted", "provider_connection_begin_attempted"},
+	{PC_CMD_BEGIN_CONNECT, PC_SUCCEEDED, "ProviderConnectionBeginSucceeded", "provider_connection_pending"},
+	{PC_CMD_BEGIN_CONNECT, PC_FAILED, "ProviderConnectionBeginFailed", "provider_connection_begin_failed"},
+	{PC_CMD_MARK_FAILED, PC_ATTEMPTED, "ProviderFailureMarkAttempted", "provider_failure_mark_attempted"},
+	{PC_CMD_MARK_FAILED, PC_SUCCEEDED, "ProviderFailureMarkSucceeded", "provider_connection_marked_failed"},
+	{PC_CMD_MARK_FAILED, PC_FAILED, "ProviderFailureMarkFailed", "provider_failure_mark_failed"},
+	{PC_CMD_MARK_EXPIRED, PC_ATTEMPTED, "ProviderExpiryMarkAttempted", "provider_expiry_mark_attempted"},
+	{PC_CMD_MARK_EXPIRED, PC_SUCCEEDED, "ProviderExpiryMarkSucceeded", "provider_connection_marked_expired"},
+	{PC_CMD_MARK_EXPIRED, PC_FAILED, "ProviderExpiryMarkFailed", "provider_expiry_mark_failed"},
+	{PC_CMD_MARK_REVOKED, PC_ATTEMPTED, "ProviderRevocationMarkAttempted", "provider_revocation_mark_attempted"},
+	{PC_CMD_MARK_REVOKED, PC_SUCCEEDED, "ProviderRevocationMarkSucceeded", "provider_connection_marked_revoked"},
+	{PC_CMD_MARK_REVOKED, PC_FAILED, "ProviderRevocationMarkFailed", "provider_revocation_mark_failed"},
+	/* A successful sync writes no event (syncs are frequent); its kind is listed all the same. */
+	{PC_CMD_RECORD_SYNC, PC_ATTEMPTED, "ProviderSyncRecordAttempted", "provider_sync_record_attempted"},
+	{PC_CMD_RECORD_SYNC, PC_SUCCEEDED, "ProviderSyncRecordSucceeded", "provider_sync_recorded"},
+	{PC_CMD_RECORD_SYNC, PC_FAILED, "ProviderSyncRecordFailed", "provider_sync_record_failed"},
+	{PC_CMD_RECOVERY, PC_SUCCEEDED, "ProviderConnectionRecovered", "provider_connection_recovered"},
+	{PC_CMD_STATUS_CHANGE, PC_SUCCEEDED, "ProviderConnectionStatusChanged", "provider_connection_status_changed"},
+	{PC_CMD_PURGE, PC_SUCCEEDED, "ProviderEventsPurged", "provider_events_purged"},
 };
 
 /* provider_connections.notify: who sends the notifications. */
@@ -227,8 +252,12 @@ JsonKey(StringInfo buf, const char *key)
 	appendStringInfoChar(buf, ':');
 }
 
-static void
-JsonText(StringInfo buf, const char *key, const char *value)
+/*
+ * Append "key":"value" (null for NULL) to JSON members being built: a comma
+ * first unless buf is empty or only holds the opening brace.
+ */
+void
+pc_json_text_member(StringInfo buf, const char *key, const char *value)
 {
 	JsonKey(buf, key);
 	if (value == NULL)
@@ -240,26 +269,31 @@ JsonText(StringInfo buf, const char *key, const char *value)
 static void
 JsonUuid(StringInfo buf, const char *key, const pg_uuid_t *value)
 {
-	JsonText(buf, key, value == NULL ? NULL :
+	pc_json_text_member(buf, key, value == NULL ? NULL :
 			 DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(value))));
 }
 
-/* Who made the call: the role outside any SECURITY DEFINER function. */
+/*
+ * Who made the call: the role outside any SECURITY DEFINER function; then
+ * the event's details, if any (the same for every event of a call).
+ */
 static char *
-ContextJson(void)
+ContextJson(const char *details)
 {
 	StringInfoData buf;
 
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '{');
-	JsonText(&buf, "current_user", GetUserNameFromId(GetOuterUserId(), true));
-	JsonText(&buf, "session_user", GetUserNameFromId(GetSessionUserId(), true));
-	JsonText(&buf, "application_name", application_name);
+	pc_json_text_member(&buf, "current_user", GetUserNameFromId(GetOuterUserId(), true));
+	pc_json_text_member(&buf, "session_user", GetUserNameFromId(GetSessionUserId(), true));
+	pc_json_text_member(&buf, "application_name", application_name);
 	JsonKey(&buf, "backend_pid");
 	appendStringInfo(&buf, "%d", MyProcPid);
 	JsonKey(&buf, "transaction_id");
 	appendStringInfo(&buf, UINT64_FORMAT,
 					 U64FromFullTransactionId(GetTopFullTransactionId()));
+	if (details != NULL)
+		appendStringInfo(&buf, ",%s", details);
 	appendStringInfoChar(&buf, '}');
 	return buf.data;
 }
@@ -279,8 +313,10 @@ pc_event_payload(const PcWrittenEvent *w)
 
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '{');
-	JsonText(&buf, "event_type", EventKind(ev->command, ev->outcome)->event_type);
+	pc_json_text_member(&buf, "event_type", EventKind(ev->command, ev->outcome)->event_type);
 	JsonUuid(&buf, "event_id", &w->event_id);
+	if (ev->call_id != NULL)
+		JsonUuid(&buf, "call_id", ev->call_id);
 	JsonKey(&buf, "audit_id");
 	appendStringInfo(&buf, INT64_FORMAT, w->audit_id);
 	if (w->global_position > 0)
@@ -290,20 +326,22 @@ pc_event_payload(const PcWrittenEvent *w)
 	}
 	if (pc_payload_mode == PC_PAYLOAD_FULL)
 	{
-		JsonText(&buf, "occurred_at",
+		pc_json_text_member(&buf, "occurred_at",
 				 JsonEncodeDateTime(NULL, TimestampTzGetDatum(w->occurred_at),
 									TIMESTAMPTZOID, &utc));
 		JsonUuid(&buf, "user_id", ev->user_id);
 		JsonUuid(&buf, "connection_id", ev->connection_id);
 		JsonUuid(&buf, "provider_id", ev->provider_id);
-		JsonText(&buf, "provider_slug", ev->provider_slug);
+		pc_json_text_member(&buf, "provider_slug", ev->provider_slug);
 		if (ev->outcome == PC_FAILED)
-			JsonText(&buf, "reason", ev->reason);
+			pc_json_text_member(&buf, "reason", ev->reason);
 		if (ev->outcome == PC_FAILED && ev->command == PC_CMD_REFRESH)
 		{
 			JsonKey(&buf, "needs_user_action");
 			appendStringInfoString(&buf, ev->needs_user_action ? "true" : "false");
 		}
+		if (ev->details != NULL)
+			appendStringInfo(&buf, ",%s", ev->details);
 	}
 	appendStringInfoChar(&buf, '}');
 	return buf.data;
@@ -355,6 +393,8 @@ BindAuditRow(const PcWrittenEvent *w, Datum context, Datum *values, char *nulls)
 	values[Anum_pc_audit_occurred_at - 1] = TimestampTzGetDatum(w->occurred_at);
 	values[Anum_pc_audit_context - 1] = context;
 	values[Anum_pc_audit_xid - 1] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+	values[Anum_pc_audit_call_id - 1] = UUIDPGetDatum(ev->call_id);
+	nulls[Anum_pc_audit_call_id - 1] = ev->call_id ? ' ' : 'n';
 }
 
 /*
@@ -368,16 +408,20 @@ BindAuditRow(const PcWrittenEvent *w, Datum context, Datum *values, char *nulls)
 void
 pc_write_events(const PcWrittenEvent *events, int n)
 {
-	Datum		values[PC_MAX_ROWS_PER_INSERT * Natts_pc_audit_insert];
-	char		nulls[PC_MAX_ROWS_PER_INSERT * Natts_pc_audit_insert];
-	bool		with_xid = pc_schema_has_feed_state();
-	int			ncols = with_xid ? Natts_pc_audit_insert : Natts_pc_audit_insert - 1;
-	/* Every event of a call has the same caller: parsed into jsonb once. */
-	Datum		context = DirectFunctionCall1(jsonb_in, CStringGetDatum(ContextJson()));
+	Datum		values[PC_MAX_EVENTS_PER_CALL * Natts_pc_audit_insert];
+	char		nulls[PC_MAX_EVENTS_PER_CALL * Natts_pc_audit_insert];
+	PcSchemaLevel level = pc_schema_level();
+	int			ncols = pc_audit_shapes[level].ncols;
+	const char *details = NULL;
+	Datum		context;
 	int			i;
 	int			rc;
 
-	Assert(n >= 1 && n <= PC_MAX_ROWS_PER_INSERT);
+	Assert(n >= 1 && n <= PC_MAX_EVENTS_PER_CALL);
+	/* The events of a call share their caller and details: one jsonb. */
+	for (i = 0; i < n && details == NULL; i++)
+		details = events[i].event.details;
+	context = DirectFunctionCall1(jsonb_in, CStringGetDatum(ContextJson(details)));
 	for (i = 0; i < n; i++)
 	{
 		Datum		rowvalues[Natts_pc_audit_insert];
@@ -388,7 +432,7 @@ pc_write_events(const PcWrittenEvent *events, int n)
 		memcpy(&nulls[i * ncols], rownulls, ncols);
 	}
 
-	rc = SPI_execute_plan(pc_statement_plan(AuditInsert(n, with_xid)), values, nulls, false, 0);
+	rc = SPI_execute_plan(pc_statement_plan(AuditInsert(n, level)), values, nulls, false, 0);
 	if (rc != SPI_OK_INSERT || SPI_processed != (uint64) n)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),

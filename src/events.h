@@ -12,11 +12,23 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+/*
+ * What an event is about: a command (Attempted, then Succeeded or Failed),
+ * or a single notice written beside one (the rest, Succeeded only).
+ */
 typedef enum PcCommand
 {
 	PC_CMD_CONNECT,
 	PC_CMD_DISCONNECT,
 	PC_CMD_REFRESH,
+	PC_CMD_BEGIN_CONNECT,		/* 1.3 on */
+	PC_CMD_MARK_FAILED,
+	PC_CMD_MARK_EXPIRED,
+	PC_CMD_MARK_REVOKED,
+	PC_CMD_RECORD_SYNC,
+	PC_CMD_RECOVERY,			/* a connection needing re-authentication is active again */
+	PC_CMD_STATUS_CHANGE,		/* a status changed by a direct UPDATE */
+	PC_CMD_PURGE,				/* provider_purge_events removed old events */
 	PC_NUM_COMMANDS
 } PcCommand;
 
@@ -39,6 +51,8 @@ typedef struct PcEvent
 	const char *provider_slug;
 	const char *reason;			/* Failed events only */
 	bool		needs_user_action;	/* ProviderTokenRefreshFailed only */
+	const pg_uuid_t *call_id;	/* shared by the events of one call */
+	const char *details;		/* more JSON members for context and payload, or NULL */
 } PcEvent;
 
 /* An event as written: what its audit row adds to it. */
@@ -50,6 +64,9 @@ typedef struct PcWrittenEvent
 	TimestampTz occurred_at;
 	int64		global_position;	/* 0: not known yet */
 } PcWrittenEvent;
+
+/* Most events one call writes: Attempted, its outcome, and a notice. */
+#define PC_MAX_EVENTS_PER_CALL 3
 
 /* Longest reason, in bytes, kept in an audit row and a payload. */
 #define PC_MAX_REASON_BYTES 800
@@ -63,6 +80,7 @@ extern void pc_event_stamp(const PcEvent *event, PcWrittenEvent *written);
 extern void pc_write_events(const PcWrittenEvent *events, int n);
 extern bool pc_event_from_type(const char *event_type, PcCommand *command, PcOutcome *outcome);
 extern char *pc_event_payload(const PcWrittenEvent *written);
+extern void pc_json_text_member(StringInfo buf, const char *key, const char *value);
 extern bool pc_events_notify_by_worker(void);
 
 #endif							/* PC_EVENTS_H */

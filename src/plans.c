@@ -51,7 +51,7 @@ static Oid	pc_schema = InvalidOid;
 static LocalTransactionId pc_facts_lxid = InvalidLocalTransactionId;
 static Oid	pc_facts_schema = InvalidOid;
 static Oid	pc_audit_seq = InvalidOid;
-static bool pc_has_feed_state = false;
+static PcSchemaLevel pc_level = PC_SCHEMA_1_1;
 
 /* Look the schema's facts up again if this transaction has not yet. */
 static void
@@ -62,7 +62,12 @@ LoadSchemaFacts(void)
 	pc_audit_seq = get_relname_relid("provider_audit_log_id_seq", pc_schema);
 	if (!OidIsValid(pc_audit_seq))
 		elog(ERROR, "sequence provider_audit_log_id_seq is missing");
-	pc_has_feed_state = OidIsValid(get_relname_relid("provider_feed_state", pc_schema));
+	if (get_attnum(get_relname_relid("provider_audit_log", pc_schema), "call_id") != InvalidAttrNumber)
+		pc_level = PC_SCHEMA_1_3;
+	else if (OidIsValid(get_relname_relid("provider_feed_state", pc_schema)))
+		pc_level = PC_SCHEMA_1_2;
+	else
+		pc_level = PC_SCHEMA_1_1;
 	pc_facts_lxid = PC_MY_LXID;
 	pc_facts_schema = pc_schema;
 }
@@ -113,16 +118,16 @@ pc_audit_sequence(void)
 }
 
 /*
- * Whether the extension in the current schema is at 1.2 or later: its audit
- * rows carry their transaction id and the feed assigns positions after
- * commit. A 1.1 schema still works with this library until
- * ALTER EXTENSION ... UPDATE (its events get positions then).
+ * The version of the extension's objects in the current schema: a schema
+ * of an older version still works with this library until ALTER EXTENSION
+ * ... UPDATE (1.1: its events get positions then; 1.2: no call_id, no
+ * leases), so statements that differ are chosen by it.
  */
-bool
-pc_schema_has_feed_state(void)
+PcSchemaLevel
+pc_schema_level(void)
 {
 	LoadSchemaFacts();
-	return pc_has_feed_state;
+	return pc_level;
 }
 
 /*

@@ -11,7 +11,7 @@
 #include "postgres.h"
 #include "executor/spi.h"
 
-#define PC_STATEMENT_MAX_ARGS 32
+#define PC_STATEMENT_MAX_ARGS 48
 
 /*
  * One statement: its SQL (%1$s stands for the quoted extension schema), its
@@ -29,7 +29,16 @@ typedef struct PcStatement
 extern void pc_plans_use_schema(Oid nsp);
 extern SPIPlanPtr pc_statement_plan(PcStatement *stmt);
 extern Oid	pc_audit_sequence(void);
-extern bool pc_schema_has_feed_state(void);
+/* The version of the schema's objects, where this library's statements differ. */
+typedef enum PcSchemaLevel
+{
+	PC_SCHEMA_1_1,				/* audit rows without xid */
+	PC_SCHEMA_1_2,				/* xid; positions assigned after commit */
+	PC_SCHEMA_1_3,				/* call_id, leases */
+	PC_NUM_SCHEMA_LEVELS
+} PcSchemaLevel;
+
+extern PcSchemaLevel pc_schema_level(void);
 extern Oid	pc_extension_schema(const char *extname);
 
 #endif							/* PC_PLANS_H */

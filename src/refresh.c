@@ -38,13 +38,24 @@ enum
 	Natts_pc_refresh = Anum_pc_refresh_now
 };
 
-/* Rechecks status on the newest row version after a lock wait. */
+/*
+ * Rechecks status on the newest row version after a lock wait. From 1.3 on
+ * a refresh also ends the row's claim lease (provider_claim_expiring).
+ */
+#define PC_REFRESH_SQL(lease) \
+	"UPDATE %1$s.provider_connections SET encrypted_credentials = $2," \
+	" credentials_expires_at = $3," \
+	" credential_type = COALESCE($4, credential_type), updated_at = $5" lease \
+	" WHERE id OPERATOR(pg_catalog.=) $1" \
+	" AND status OPERATOR(pg_catalog.=) 'active'::%1$s.provider_connection_status"
+
+static PcStatement pc_refresh_1_2 = {
+	PC_REFRESH_SQL(""),
+	Natts_pc_refresh, {UUIDOID, BYTEAOID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID}
+};
+
 static PcStatement pc_refresh = {
-	"UPDATE %1$s.provider_connections SET encrypted_credentials = $2,"
-	" credentials_expires_at = $3,"
-	" credential_type = COALESCE($4, credential_type), updated_at = $5"
-	" WHERE id OPERATOR(pg_catalog.=) $1"
-	" AND status OPERATOR(pg_catalog.=) 'active'::%1$s.provider_connection_status",
+	PC_REFRESH_SQL(", lease_until = NULL"),
 	Natts_pc_refresh, {UUIDOID, BYTEAOID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID}
 };
 
@@ -79,7 +90,8 @@ StoreCredentials(PcCall *call, void *arg)
 	nulls[Anum_pc_refresh_credential_type - 1] = a->credential_type ? ' ' : 'n';
 	values[Anum_pc_refresh_now - 1] = TimestampTzGetDatum(pc_now());
 
-	if (SPI_execute_plan(pc_statement_plan(&pc_refresh), values, nulls, false, 0) != SPI_OK_UPDATE)
+	if (SPI_execute_plan(pc_statement_plan(pc_schema_level() >= PC_SCHEMA_1_3 ? &pc_refresh : &pc_refresh_1_2),
+						 values, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update provider connection");
 	if (SPI_processed > 0)
 		return;

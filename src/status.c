@@ -17,7 +17,13 @@
  * Rows that already lived elsewhere come in with the status they had: a
  * COPY (pg_restore, a bulk load of existing connections) and logical
  * replication (session_replication_role = replica) may insert any status.
- * The credentials invariants still apply to them.
+ * The credentials invariants still apply to them, and so does the seal: a
+ * value stored in encrypted_credentials must start with our seal header.
+ *
+ * No write path escapes the trail: a status change made by a direct UPDATE,
+ * not by one of our functions (which record their own events), is recorded
+ * here as a ProviderConnectionStatusChanged event, with the old and new
+ * status and the role, and notified like the others (1.3 schemas on).
  *
  * Copyright (c) 2026, provider_connections developers.
  */
@@ -38,7 +44,18 @@
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
+#include "clock.h"
+#include "command.h"
+#include "crypto.h"
+#include "events.h"
+#include "miscadmin.h"
+#include "plans.h"
 #include "status.h"
+#include "utils/uuid.h"
+#include "uuid7.h"
+
+/* Under test_clock, the call ids of status-change events are seeded apart. */
+#define PC_GUARD_CALL_SEED_BIT (UINT64CONST(1) << 42)
 
 static const char *const pc_status_names[PC_NUM_STATUSES] = {
 	"pending", "active", "expired", "revoked", "failed", "disconnected"
@@ -55,12 +72,45 @@ static const bool pc_allowed[PC_NUM_STATUSES][PC_NUM_STATUSES] = {
 	[PC_STATUS_DISCONNECTED] = {false, false, false, false, false, true},
 };
 
+
 /* The enum label of a status, as in provider_connection_status. */
-static const char *
-StatusName(PcStatus status)
+const char *
+pc_status_name(PcStatus status)
 {
 	Assert(status >= 0 && status < PC_NUM_STATUSES);
 	return pc_status_names[status];
+}
+
+/* A status as result messages name it, as the seed's enum did: ACTIVE. */
+const char *
+pc_status_label(PcStatus status)
+{
+	static char labels[PC_NUM_STATUSES][16];
+
+	Assert(status >= 0 && status < PC_NUM_STATUSES);
+	if (labels[status][0] == '\0')
+	{
+		int			i;
+
+		for (i = 0; pc_status_names[status][i] != '\0' && i < sizeof(labels[0]) - 1; i++)
+			labels[status][i] = pg_ascii_toupper((unsigned char) pc_status_names[status][i]);
+	}
+	return labels[status];
+}
+
+/* Whether a connection in this status waits for the user to connect again. */
+bool
+pc_status_needs_reauthentication(PcStatus status)
+{
+	return status == PC_STATUS_EXPIRED || status == PC_STATUS_REVOKED ||
+		status == PC_STATUS_FAILED;
+}
+
+/* A real change of status that the table allows (not the diagonal). */
+bool
+pc_status_change_allowed(PcStatus from, PcStatus to)
+{
+	return from != to && pc_allowed[from][to];
 }
 
 PcStatus
@@ -136,6 +186,16 @@ InsertingExistingRows(Relation rel)
 		CopyingInto(rel);
 }
 
+/* SQL function: provider_status_needs_reauthentication(provider_connection_status) */
+PG_FUNCTION_INFO_V1(provider_status_needs_reauthentication);
+
+/* For the overview view: pc_status_needs_reauthentication of an enum value. */
+Datum
+provider_status_needs_reauthentication(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(pc_status_needs_reauthentication(StatusFromEnumDatum(PG_GETARG_DATUM(0))));
+}
+
 /* Identity columns must keep their value across an UPDATE. */
 static void
 CheckIdentityKept(Relation rel, HeapTuple oldtup, HeapTuple newtup)
@@ -161,6 +221,92 @@ CheckIdentityKept(Relation rel, HeapTuple oldtup, HeapTuple newtup)
 							identity[i]),
 					 errhint("Disconnect the connection and create a new one instead.")));
 	}
+}
+
+/* A uuid column of a row, or NULL. */
+static const pg_uuid_t *
+UuidAttr(Relation rel, HeapTuple tup, const char *name)
+{
+	bool		isnull;
+	Datum		d = heap_getattr(tup, AttnumOf(rel, name), RelationGetDescr(rel), &isnull);
+
+	return isnull ? NULL : DatumGetUUIDP(d);
+}
+
+/*
+ * Record a status change made by a direct UPDATE: one
+ * ProviderConnectionStatusChanged event, written (and, in commit mode,
+ * notified) in the updating transaction, so it commits or rolls back with
+ * the change.
+ */
+static void
+RecordStatusChange(Relation rel, HeapTuple newtup, PcStatus from, PcStatus to)
+{
+	PcEvent		ev;
+	PcWrittenEvent w;
+	pg_uuid_t	call_id;
+	StringInfoData details;
+	bool		isnull;
+	Datum		slug;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	pc_plans_use_schema(RelationGetNamespace(rel));
+	if (pc_schema_level() < PC_SCHEMA_1_3)
+	{
+		SPI_finish();
+		return;
+	}
+
+	initStringInfo(&details);
+	/* pc_json_text_member puts the commas between members. */
+	pc_json_text_member(&details, "old_status", pc_status_name(from));
+	pc_json_text_member(&details, "new_status", pc_status_name(to));
+	pc_json_text_member(&details, "role", GetUserNameFromId(GetUserId(), true));
+
+	memset(&ev, 0, sizeof(ev));
+	ev.command = PC_CMD_STATUS_CHANGE;
+	ev.outcome = PC_SUCCEEDED;
+	ev.user_id = UuidAttr(rel, newtup, "user_id");
+	ev.connection_id = UuidAttr(rel, newtup, "id");
+	ev.provider_id = UuidAttr(rel, newtup, "provider_id");
+	slug = heap_getattr(newtup, AttnumOf(rel, "provider_slug"), RelationGetDescr(rel), &isnull);
+	ev.provider_slug = isnull ? NULL : TextDatumGetCString(slug);
+	ev.details = details.data;
+	pc_event_stamp(&ev, &w);
+	pc_uuid7(&call_id, w.occurred_at, PC_GUARD_CALL_SEED_BIT | (uint64) w.audit_id);
+	w.event.call_id = &call_id;
+	pc_write_events(&w, 1);
+	SPI_finish();
+}
+
+/*
+ * encrypted_credentials of a new row version: NULL, kept as it was, or
+ * starting with our seal header. Only the header's bytes are read.
+ */
+static void
+CheckSealed(Relation rel, HeapTuple oldtup, HeapTuple newtup, int creds_att)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	bool		isnull;
+	Datum		value = heap_getattr(newtup, creds_att, desc, &isnull);
+
+	if (isnull)
+		return;
+	if (oldtup != NULL)
+	{
+		bool		oldnull;
+		Datum		old = heap_getattr(oldtup, creds_att, desc, &oldnull);
+
+		/* Unchanged (compares toast pointers, not the values they point to). */
+		if (!oldnull && datumIsEqual(old, value, false, -1))
+			return;
+	}
+	if (!pc_seal_header_valid(DatumGetByteaPSlice(value, 0, PC_SEAL_HEADER_LEN + 1)))
+		ereport(ERROR,
+				(errcode(ERRCODE_CHECK_VIOLATION),
+				 errmsg("encrypted_credentials must hold a value sealed by provider_connections"),
+				 errhint("Store credentials with provider_connect or provider_refresh_tokens.")));
 }
 
 /* SQL trigger function: provider_connections_guard() */
@@ -213,7 +359,7 @@ provider_connections_guard(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("a new provider connection cannot start as \"%s\"",
-							StatusName(to)),
+							pc_status_name(to)),
 					 errdetail("New connections start as \"pending\" or \"active\".")));
 	}
 	else
@@ -227,10 +373,15 @@ provider_connections_guard(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("illegal provider connection status transition from \"%s\" to \"%s\"",
-							StatusName(from), StatusName(to)),
+							pc_status_name(from), pc_status_name(to)),
 					 from == PC_STATUS_DISCONNECTED ?
 					 errdetail("\"disconnected\" is terminal; create a new connection instead.") : 0));
+		if (from != to && !pc_command_writing() &&
+			SessionReplicationRole != SESSION_REPLICATION_ROLE_REPLICA)
+			RecordStatusChange(rel, newtup, from, to);
 	}
+	CheckSealed(rel, TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? trigdata->tg_trigtuple : NULL,
+				newtup, creds_att);
 
 	(void) heap_getattr(newtup, creds_att, desc, &isnull);
 	if (to == PC_STATUS_ACTIVE && isnull)

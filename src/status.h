@@ -23,11 +23,15 @@ typedef enum PcStatus
 
 /* The status for a label; raises an error for an unknown label. */
 extern PcStatus pc_status_from_name(const char *name);
+extern const char *pc_status_label(PcStatus status);
+extern const char *pc_status_name(PcStatus status);
 
 /*
  * Whether a row may move from one status to another. A status kept as it is
  * is not a transition and is always allowed.
  */
 extern bool pc_transition_allowed(PcStatus from, PcStatus to);
+extern bool pc_status_change_allowed(PcStatus from, PcStatus to);
+extern bool pc_status_needs_reauthentication(PcStatus status);
 
 #endif							/* PC_STATUS_H */

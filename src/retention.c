@@ -1,0 +1,156 @@
+/*
+ * retention.c
+ *		provider_purge_events: ageing the append-only audit log out.
+ *
+ * The audit log and the feed positions refuse UPDATE, DELETE and TRUNCATE
+ * from every role (append_only.c). Retention is the one exception, and it
+ * only goes through this function: it removes, in batches, the audit rows
+ * older than a time AND at or below a feed position, with their positions.
+ * The position bound is what keeps the purge from losing anything a
+ * consumer has not passed: pass the smallest position your consumers have
+ * stored. Rows not numbered yet are never removed. The purge records
+ * itself as a ProviderEventsPurged event with its counts.
+ *
+ * Not granted to PUBLIC (README, "Retention"): the owner grants EXECUTE to
+ * the role that runs the job.
+ *
+ * Copyright (c) 2026, provider_connections developers.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+
+#include "clock.h"
+#include "events.h"
+#include "plans.h"
+#include "retention.h"
+#include "uuid7.h"
+
+/* Audit rows removed per statement: a batch's locks and WAL stay bounded. */
+#define PC_PURGE_BATCH 10000
+
+/* Under test_clock, the call id of a purge event is seeded apart. */
+#define PC_PURGE_CALL_SEED_BIT (UINT64CONST(1) << 43)
+
+/* While provider_purge_events deletes: the append-only trigger lets its rows go. */
+static bool pc_purging = false;
+
+/*
+ * One batch: the oldest positions at or below $2 whose audit row is older
+ * than $1, at most $3, and their audit rows.
+ */
+static PcStatement pc_purge_batch = {
+	"WITH victims AS ("
+	"  SELECT p.global_position, p.audit_id FROM %1$s.provider_event_positions p"
+	"   JOIN %1$s.provider_audit_log a ON a.id OPERATOR(pg_catalog.=) p.audit_id"
+	"  WHERE p.global_position OPERATOR(pg_catalog.<=) $2"
+	"    AND a.occurred_at OPERATOR(pg_catalog.<) $1"
+	"  ORDER BY p.global_position LIMIT $3),"
+	" gone AS ("
+	"  DELETE FROM %1$s.provider_event_positions p USING victims v"
+	"   WHERE p.global_position OPERATOR(pg_catalog.=) v.global_position"
+	"  RETURNING p.audit_id)"
+	" DELETE FROM %1$s.provider_audit_log a USING gone g"
+	"  WHERE a.id OPERATOR(pg_catalog.=) g.audit_id",
+	3, {TIMESTAMPTZOID, INT8OID, INT4OID}
+};
+
+/* Whether provider_purge_events is deleting right now in this backend. */
+bool
+pc_purge_in_progress(void)
+{
+	return pc_purging;
+}
+
+/* Record the purge: one ProviderEventsPurged event with what it removed. */
+static void
+RecordPurge(int64 removed, TimestampTz before, int64 up_to_position)
+{
+	PcEvent		ev;
+	PcWrittenEvent w;
+	pg_uuid_t	call_id;
+	StringInfoData details;
+
+	initStringInfo(&details);
+	appendStringInfo(&details, "\"audit_rows\":" INT64_FORMAT ",\"positions\":" INT64_FORMAT,
+					 removed, removed);
+	/* pc_json_text_member puts the comma before its member. */
+	pc_json_text_member(&details, "before", timestamptz_to_str(before));
+	appendStringInfo(&details, ",\"up_to_position\":" INT64_FORMAT, up_to_position);
+
+	memset(&ev, 0, sizeof(ev));
+	ev.command = PC_CMD_PURGE;
+	ev.outcome = PC_SUCCEEDED;
+	ev.details = details.data;
+	pc_event_stamp(&ev, &w);
+	pc_uuid7(&call_id, w.occurred_at, PC_PURGE_CALL_SEED_BIT | (uint64) w.audit_id);
+	w.event.call_id = &call_id;
+	pc_write_events(&w, 1);
+}
+
+/* SQL function: provider_purge_events(before timestamptz, up_to_position bigint) */
+PG_FUNCTION_INFO_V1(provider_purge_events);
+
+/*
+ * Remove the audit rows that occurred before `before` and whose feed
+ * position is at most up_to_position, with their positions, in batches of
+ * PC_PURGE_BATCH; record the purge as an event. Returns how many audit rows
+ * went. NULL arguments and a negative position are errors: a retention job
+ * that lost its parameters must not guess.
+ */
+Datum
+provider_purge_events(PG_FUNCTION_ARGS)
+{
+	TimestampTz before;
+	int64		up_to;
+	volatile int64 removed = 0;
+	Datum		args[3];
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("provider_purge_events needs both before and up_to_position")));
+	before = PG_GETARG_TIMESTAMPTZ(0);
+	up_to = PG_GETARG_INT64(1);
+	if (up_to < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("up_to_position must not be negative")));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	pc_plans_use_schema(get_func_namespace(fcinfo->flinfo->fn_oid));
+	args[0] = TimestampTzGetDatum(before);
+	args[1] = Int64GetDatum(up_to);
+	args[2] = Int32GetDatum(PC_PURGE_BATCH);
+
+	pc_purging = true;
+	PG_TRY();
+	{
+		for (;;)
+		{
+			if (SPI_execute_plan(pc_statement_plan(&pc_purge_batch), args, NULL, false, 0) != SPI_OK_DELETE)
+				elog(ERROR, "could not purge provider_connections events");
+			removed += SPI_processed;
+			if (SPI_processed < PC_PURGE_BATCH)
+				break;
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	PG_FINALLY();
+	{
+		pc_purging = false;
+	}
+	PG_END_TRY();
+
+	RecordPurge(removed, before, up_to);
+	SPI_finish();
+	PG_RETURN_INT64(removed);
+}
