@@ -1,0 +1,78 @@
+-- The read side (1.3): the overview view, refresh claims and their leases,
+-- and retention of the append-only log (specs/claim.spec shows concurrent
+-- claims never overlap).
+-- A fresh install of its own, so that this file runs in any order.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS provider_connections CASCADE;
+CREATE EXTENSION provider_connections CASCADE;
+RESET client_min_messages;
+\set VERBOSITY terse
+COPY (SELECT 'regress-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_regress.key && chmod 600 pc_regress.key';
+SET provider_connections.encryption_key_file = 'pc_regress.key';
+\set u '''31313131-3131-3131-3131-313131313131'''
+\set p '''aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa'''
+
+-- Connections in every situation the overview tells apart.
+SELECT connection_id AS soon FROM provider_connect(:u, :p, 'soon', '\x01', 'oauth2', now() + interval '2 minutes') \gset
+SELECT connection_id AS later FROM provider_connect(:u, :p, 'later', '\x01', 'link_token', now() + interval '4 minutes') \gset
+SELECT connection_id AS key FROM provider_connect(:u, :p, 'key', '\x01', 'api_key', now() + interval '1 minute') \gset
+SELECT connection_id AS far FROM provider_connect(:u, :p, 'far', '\x01', 'oauth2', now() + interval '1 day') \gset
+SELECT connection_id AS never FROM provider_connect(:u, :p, 'never', '\x01', 'oauth2') \gset
+SELECT connection_id AS gone FROM provider_connect(:u, :p, 'gone', '\x01', 'oauth2', now() + interval '1 hour') \gset
+SELECT ok FROM provider_mark_expired(:'gone');
+SELECT ok FROM provider_begin_connect(:u, :p, 'waiting');
+UPDATE provider_connections SET credentials_expires_at = now() - interval '1 second' WHERE id = :'gone';
+
+SELECT provider_slug, status, is_connected, needs_reauthentication, is_credentials_expired,
+       is_credentials_expiring_soon, can_sync, supports_refresh
+  FROM provider_connections_overview ORDER BY provider_slug;
+-- Every column of the table but the sealed credentials.
+SELECT a.attname AS only_in_table FROM pg_attribute a
+ WHERE a.attrelid = 'provider_connections'::regclass AND a.attnum > 0 AND NOT a.attisdropped
+   AND a.attname NOT IN (SELECT attname FROM pg_attribute WHERE attrelid = 'provider_connections_overview'::regclass);
+
+-- Claims: refreshable, active, expiring within the window, soonest first;
+-- claimed ones are leased and not handed out again while the lease runs.
+SELECT provider_slug, credential_type FROM provider_claim_expiring('5 minutes', 10, '1 minute');
+SELECT count(*) AS claimed_again FROM provider_claim_expiring('5 minutes', 10, '1 minute');
+SELECT provider_slug, lease_until > now() AS leased FROM provider_connections WHERE lease_until IS NOT NULL ORDER BY 1;
+-- max_rows bounds a claim; an expired lease can be claimed again.
+UPDATE provider_connections SET lease_until = now() - interval '1 second' WHERE id IN (:'soon', :'later');
+SELECT provider_slug FROM provider_claim_expiring('5 minutes', 1, '1 minute');
+-- A successful refresh ends the lease (and here moves the expiry out of the window).
+SELECT ok FROM provider_refresh_tokens(:'soon', '\x02', now() + interval '1 hour');
+SELECT lease_until IS NULL AS lease_ended FROM provider_connections WHERE id = :'soon';
+-- A refresh that fails leaves the lease to run out.
+UPDATE provider_connections SET lease_until = now() - interval '1 second' WHERE id = :'later';
+SELECT provider_slug FROM provider_claim_expiring('5 minutes', 10, '1 minute');
+SELECT ok, error_code FROM provider_refresh_tokens(:'later', NULL);
+SELECT lease_until > now() AS still_leased FROM provider_connections WHERE id = :'later';
+-- Bad arguments are errors.
+SELECT * FROM provider_claim_expiring(NULL);
+SELECT * FROM provider_claim_expiring('5 minutes', 0);
+SELECT * FROM provider_claim_expiring('5 minutes', 10, '0');
+
+-- Retention: only rows older than `before` AND at or below the position go,
+-- with their positions; rows not numbered yet stay; the purge records itself.
+SELECT count(*) AS numbered FROM provider_events_since(0, 1000);
+SELECT max(global_position) AS head, count(*) AS events FROM provider_event_positions \gset
+SELECT provider_purge_events(now() + interval '1 second', 4) AS purged;
+SELECT min(global_position) AS first_left, count(*) FILTER (WHERE global_position <= :head) AS left
+  FROM provider_event_positions;
+-- Events of a transaction still open cannot be numbered yet, so even a
+-- purge of everything numbered keeps them.
+BEGIN;
+SELECT ok FROM provider_connect(:u, :p, 'after', '\x01');
+SELECT provider_purge_events(now() + interval '1 second', :head) AS purged_all_numbered;
+SELECT count(*) AS left_of_the_open_call FROM provider_audit_log WHERE provider_slug = 'after';
+ROLLBACK;
+SELECT provider_purge_events('-infinity', :head) AS purged_nothing_older;
+SELECT event_type, context->>'audit_rows' AS audit_rows, context->>'up_to_position' AS up_to
+  FROM provider_audit_log WHERE event_type = 'ProviderEventsPurged' ORDER BY id;
+-- The feed goes on past the purge; consumers behind it just skip ahead.
+SELECT min(global_position) > 4 AS resumes_after_purged FROM provider_events_since(0, 1000);
+-- Everywhere else the log stays append-only.
+DELETE FROM provider_audit_log;
+DELETE FROM provider_event_positions;
+SELECT provider_purge_events(NULL, 1);
+SELECT provider_purge_events(now(), -1);
