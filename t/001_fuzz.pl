@@ -108,13 +108,25 @@ is($attempted, $committed, "every committed call wrote one Attempted row ($commi
   or diag("pgbench said:\n$out");
 
 sql_ok($node, 'fuzz',
-	'each call\'s transaction holds exactly one Attempted and one outcome of the same command',
-	q{SELECT count(*) = 0 FROM (SELECT context->>'transaction_id' AS t, count(*) AS n,
+	'each call holds exactly one Attempted and one outcome of the same command, in its own transaction',
+	# Notices (a direct UPDATE's status change, a recovery) are single
+	# events beside the calls, checked below.
+	q{SELECT count(*) = 0 FROM (SELECT call_id, count(*) AS n,
+	        count(DISTINCT context->>'transaction_id') AS transactions,
 	        count(*) FILTER (WHERE event_type LIKE '%Attempted') AS attempted,
 	        count(DISTINCT regexp_replace(event_type, '(Attempted|Succeeded|Failed)$', '')) AS commands,
 	        min(id) FILTER (WHERE event_type LIKE '%Attempted') = min(id) AS attempted_first
-	   FROM provider_audit_log GROUP BY 1) s
-	  WHERE n <> 2 OR attempted <> 1 OR commands <> 1 OR NOT attempted_first});
+	   FROM provider_audit_log
+	  WHERE event_type NOT IN ('ProviderConnectionStatusChanged', 'ProviderConnectionRecovered')
+	  GROUP BY 1) s
+	  WHERE call_id IS NULL OR n <> 2 OR transactions <> 1 OR attempted <> 1 OR commands <> 1
+	     OR NOT attempted_first});
+sql_ok($node, 'fuzz',
+	'each direct status change left one ProviderConnectionStatusChanged event, alone in its call',
+	q{SELECT count(*) = 0 FROM (SELECT call_id, count(*) AS n FROM provider_audit_log
+	   WHERE call_id IN (SELECT call_id FROM provider_audit_log
+	                      WHERE event_type = 'ProviderConnectionStatusChanged')
+	   GROUP BY 1) s WHERE n <> 1});
 sql_ok($node, 'fuzz',
 	'no active row without credentials, no disconnected row with them',
 	q{SELECT count(*) = 0 FROM provider_connections
