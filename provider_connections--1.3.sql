@@ -384,6 +384,16 @@ CREATE FUNCTION @extschema@.provider_purge_events(before timestamptz, up_to_posi
     SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'provider_purge_events';
 
+/* The newest feed position: a consumer's lag is this minus its stored position. */
+CREATE FUNCTION @extschema@.provider_feed_head()
+    RETURNS bigint
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT coalesce(max(global_position), 0) FROM @extschema@.provider_event_positions $$;
+REVOKE ALL ON FUNCTION @extschema@.provider_feed_head() FROM PUBLIC;
+COMMENT ON FUNCTION @extschema@.provider_feed_head() IS
+    'the newest feed position (0 when none): consumer lag is this minus the position it stored';
+
 /* What applications read: everything but the sealed credentials. */
 CREATE VIEW @extschema@.provider_connections_overview AS
 SELECT c.id, c.user_id, c.provider_id, c.provider_slug, c.status, c.alias, c.credential_type,

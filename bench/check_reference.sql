@@ -157,19 +157,20 @@ BEGIN
             FOREACH v_impl IN ARRAY ARRAY['public', 'plref'] LOOP
                 BEGIN
                     v_id := gen_random_uuid();
+                    -- (header-bearing bytes: the extension refuses others in encrypted_credentials)
                     SET LOCAL session_replication_role = replica;     -- insert any status
                     EXECUTE format($q$INSERT INTO %I.provider_connections
                                        (id, user_id, provider_id, provider_slug, status, credential_type,
                                         encrypted_credentials, created_at, updated_at)
                                      VALUES ($1, $1, $1, 'x', %L,
                                              CASE WHEN %L = 'disconnected' THEN NULL ELSE 'oauth2' END,
-                                             CASE WHEN %L = 'disconnected' THEN NULL ELSE '\x01'::bytea END,
+                                             CASE WHEN %L = 'disconnected' THEN NULL ELSE '\x504301000000000f'::bytea END,
                                              now(), now())$q$, v_impl, v_from, v_from, v_from) USING v_id;
                     SET LOCAL session_replication_role = origin;
                     EXECUTE format($q$UPDATE %I.provider_connections
                                          SET status = %L,
                                              credential_type = CASE WHEN %L = 'disconnected' THEN NULL ELSE 'oauth2' END,
-                                             encrypted_credentials = CASE WHEN %L = 'disconnected' THEN NULL ELSE '\x01'::bytea END
+                                             encrypted_credentials = CASE WHEN %L = 'disconnected' THEN NULL ELSE '\x504301000000000f'::bytea END
                                        WHERE id = $1$q$, v_impl, v_to, v_to, v_to) USING v_id;
                     v_out := 'allowed';
                     RAISE EXCEPTION 'check_rollback';

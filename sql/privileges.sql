@@ -30,6 +30,9 @@ GRANT EXECUTE ON FUNCTION provider_credentials(uuid),
                           provider_claim_expiring(interval, integer, interval),
                           provider_mark_expired(uuid),
                           provider_mark_revoked(uuid, text) TO pc_worker;
+CREATE ROLE pc_mailer;
+GRANT USAGE ON SCHEMA public TO pc_mailer;
+GRANT EXECUTE ON FUNCTION provider_events_since(bigint, integer), provider_feed_head() TO pc_mailer;
 GRANT EXECUTE ON FUNCTION provider_expire_overdue(interval),
                           provider_purge_events(timestamptz, bigint) TO pc_maintenance;
 
@@ -65,6 +68,14 @@ SELECT * FROM provider_rotate_credentials();
 \set VERBOSITY sqlstate
 SHOW provider_connections.encryption_key_file;
 \set VERBOSITY terse
+RESET ROLE;
+
+-- The consumer role reads the feed and its head, and nothing else.
+SET ROLE pc_mailer;
+SELECT count(*) > 0 AS reads_feed, provider_feed_head() > 0 AS has_head FROM provider_events_since(0, 10);
+SELECT count(*) FROM provider_audit_log;
+SELECT count(*) FROM provider_connections_overview;
+SELECT ok FROM provider_record_sync(:'app_conn');
 RESET ROLE;
 
 -- The worker role: also the plain credentials.
@@ -104,7 +115,7 @@ RESET ROLE;
 SELECT status FROM public.provider_connections WHERE id = :'app_conn';
 
 DROP SCHEMA evil CASCADE;
-REVOKE ALL ON ALL TABLES IN SCHEMA public FROM pc_app, pc_worker, pc_maintenance;
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA public FROM pc_app, pc_worker, pc_maintenance;
-DROP OWNED BY pc_app, pc_worker, pc_nobody, pc_maintenance;
-DROP ROLE pc_worker, pc_app, pc_nobody, pc_maintenance;
+REVOKE ALL ON ALL TABLES IN SCHEMA public FROM pc_app, pc_worker, pc_maintenance, pc_mailer;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA public FROM pc_app, pc_worker, pc_maintenance, pc_mailer;
+DROP OWNED BY pc_app, pc_worker, pc_nobody, pc_maintenance, pc_mailer;
+DROP ROLE pc_worker, pc_app, pc_nobody, pc_maintenance, pc_mailer;
