@@ -17,6 +17,11 @@ ISOLATION_OPTS = --load-extension=pgcrypto
 # postgres from a copy of the tree (TAP_TESTS= there for the suites above).
 TAP_TESTS = 1
 
+# libpq: replication.c parses a subscription's connection string, to name
+# its publisher without the password.
+PG_CPPFLAGS = -I$(libpq_srcdir)
+SHLIB_LINK_INTERNAL = $(libpq)
+
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
 
 PG_CONFIG ?= pg_config
