@@ -25,6 +25,13 @@
  * here as a ProviderConnectionStatusChanged event, with the old and new
  * status and the role, and notified like the others (1.3 schemas on).
  *
+ * On a logical replication subscriber (replication.c) the rows come from
+ * the publisher: other writes are refused there, but an operator's under
+ * session_replication_role = replica, and the apply worker does not check
+ * transitions again (it applies what the publisher's guard accepted, also
+ * to a row that diverged on the subscriber, which then converges). The
+ * invariants and the identity check still apply to it.
+ *
  * Copyright (c) 2026, provider_connections developers.
  */
 #include "postgres.h"
@@ -50,6 +57,7 @@
 #include "events.h"
 #include "miscadmin.h"
 #include "plans.h"
+#include "replication.h"
 #include "status.h"
 #include "utils/uuid.h"
 #include "uuid7.h"
@@ -344,6 +352,12 @@ provider_connections_guard(PG_FUNCTION_ARGS)
 	desc = RelationGetDescr(rel);
 	newtup = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
 		trigdata->tg_newtuple : trigdata->tg_trigtuple;
+	/* A subscriber's rows are the publisher's. */
+	if (SessionReplicationRole != SESSION_REPLICATION_ROLE_REPLICA)
+		pc_refuse_on_subscriber_in(RelationGetNamespace(rel),
+								   TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ?
+								   "INSERT into provider_connections" :
+								   "UPDATE of provider_connections");
 	status_att = AttnumOf(rel, "status");
 	creds_att = AttnumOf(rel, "encrypted_credentials");
 
@@ -369,7 +383,8 @@ provider_connections_guard(PG_FUNCTION_ARGS)
 
 		CheckIdentityKept(rel, oldtup, newtup);
 		from = StatusFromEnumDatum(heap_getattr(oldtup, status_att, desc, &isnull));
-		if (!pc_transition_allowed(from, to))
+		/* The apply worker applies the publisher's row, whatever ours was. */
+		if (!pc_transition_allowed(from, to) && !pc_replica_applying())
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("illegal provider connection status transition from \"%s\" to \"%s\"",
