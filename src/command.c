@@ -42,6 +42,7 @@
 #include "status.h"
 #include "plans.h"
 #include "keys.h"
+#include "replication.h"
 #include "uuid7.h"
 
 /* Under test_clock, call ids are seeded apart from event and connection ids. */
@@ -106,11 +107,13 @@ static const struct
 
 /*
  * Connect to SPI and prepare a call of the given command, whose objects live
- * in the schema of the SQL function being called.
+ * in the schema of the SQL function being called. On a logical replication
+ * subscriber the call is refused before anything is written.
  */
 void
 pc_call_begin(PcCall *call, FunctionCallInfo fcinfo, PcCommand command)
 {
+	pc_refuse_on_subscriber(fcinfo);
 	pc_call_begin_in(call, get_func_namespace(fcinfo->flinfo->fn_oid), command);
 }
 

@@ -33,6 +33,7 @@
 #include "command.h"
 #include "events.h"
 #include "plans.h"
+#include "replication.h"
 #include "uuid7.h"
 
 /* Under test_clock, pending connection ids are seeded apart from other ids. */
@@ -400,6 +401,8 @@ provider_expire_overdue(PG_FUNCTION_ARGS)
 	MemoryContext rowcxt;
 	MemoryContext oldcxt;
 
+	/* Its calls are made from C (pc_call_begin_in): refuse them here. */
+	pc_refuse_on_subscriber(fcinfo);
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

@@ -32,6 +32,7 @@
 #include "crypto.h"
 #include "keys.h"
 #include "plans.h"
+#include "replication.h"
 
 /* pg_catalog.substring counts from 1: the key id's first byte. */
 #define PC_KEY_ID_SQL_START CppAsString2(PC_SEAL_KEY_ID_OFFSET) " + 1"
@@ -128,6 +129,8 @@ provider_rotate_credentials(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("must be superuser to rotate provider credentials")));
+	/* A subscriber receives the publisher's rotated rows. */
+	pc_refuse_on_subscriber(fcinfo);
 	problem = pc_key_problem();
 	if (problem != NULL)
 		ereport(ERROR,
