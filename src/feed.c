@@ -38,6 +38,11 @@
  * In notify = worker mode the worker also sends each newly numbered event's
  * notification, in feed order, from the same transaction.
  *
+ * On a logical replication subscriber positions replicate from the
+ * publisher with the audit rows: rounds number nothing there, the worker
+ * only notifies what arrived, and provider_events_since reads (raising an
+ * error while the feed cannot be read whole: replication.c).
+ *
  * Copyright (c) 2026, provider_connections developers.
  */
 #include "postgres.h"
@@ -64,6 +69,7 @@
 #include "events.h"
 #include "feed.h"
 #include "plans.h"
+#include "replication.h"
 #include "worker.h"
 
 /* Whether the current transaction wrote events (the worker is woken at commit). */
@@ -338,10 +344,25 @@ AssignRound(Oid nsp, bool wait, int64 *notified_upto)
 	HeapTuple	state;
 	TupleDesc	desc;
 	int			rc;
+	PcFeedSource source;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	pc_plans_use_schema(nsp);
+
+	/* A subscriber's positions are the publisher's: number none, notify them. */
+	source = pc_feed_source(nsp, false);
+	if (source != PC_FEED_LOCAL)
+	{
+		if (source == PC_FEED_REPLICATED && notified_upto != NULL)
+		{
+			if (*notified_upto < 0)
+				*notified_upto = FeedHead();
+			notified = NotifyNumbered(notified_upto);
+		}
+		SPI_finish();
+		return notified;
+	}
 
 	if (SPI_execute_plan(pc_statement_plan(wait ? &pc_lock_state_wait : &pc_lock_state_skip),
 						 NULL, NULL, false, 1) != SPI_OK_SELECT)
@@ -401,12 +422,16 @@ PG_FUNCTION_INFO_V1(provider_feed_assign);
  * committed before this call visible in the feed. When a worker serves the
  * database it asks the worker for a round and waits for it; otherwise it
  * runs the round itself, waiting for one in progress elsewhere. A read-only
- * or repeatable-read transaction, or a standby, reads what is numbered.
- * Returns how many events this call numbered itself.
+ * or repeatable-read transaction, or a standby, reads what is numbered, and
+ * so does a subscriber, whose positions replicate (replication.c; it raises
+ * an error while they cannot be read whole). Returns how many events this
+ * call numbered itself.
  */
 Datum
 provider_feed_assign(PG_FUNCTION_ARGS)
 {
+	if (pc_feed_source(get_func_namespace(fcinfo->flinfo->fn_oid), true) != PC_FEED_LOCAL)
+		PG_RETURN_INT64(0);
 	if (RecoveryInProgress() || XactReadOnly || IsolationUsesXactSnapshot())
 		PG_RETURN_INT64(0);
 	if (pc_worker_sync())

@@ -84,6 +84,7 @@
 #include "events.h"
 #include "feed.h"
 #include "guc_compat.h"
+#include "replication.h"
 #include "worker.h"
 
 /* A round that handled this many events is followed by another at once. */
@@ -724,7 +725,8 @@ HoldXactCallback(XactEvent event, void *arg)
 /*
  * Utility hook: before a command that needs a database to itself (see
  * DatabaseToHold), stop our worker there, so that DROP DATABASE does not
- * fail with "database is being accessed by other users".
+ * fail with "database is being accessed by other users". CREATE
+ * SUBSCRIPTION brings the worker in (replication.c).
  */
 static void
 WorkerProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
@@ -738,6 +740,7 @@ WorkerProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 		dboid = DatabaseToHold(pstmt->utilityStmt, &dropping);
 	if (OidIsValid(dboid))
 		HoldDatabase(dboid, dropping);
+	pc_replica_utility(pstmt->utilityStmt);
 
 	if (prev_ProcessUtility)
 		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
