@@ -9,7 +9,9 @@
  * The position bound is what keeps the purge from losing anything a
  * consumer has not passed: pass the smallest position your consumers have
  * stored. Rows not numbered yet are never removed. The purge records
- * itself as a ProviderEventsPurged event with its counts.
+ * itself as a ProviderEventsPurged event with its counts, but on a logical
+ * replication subscriber, whose log holds only the publisher's events (and
+ * whose audit ids are the publisher's: replication.c).
  *
  * Not granted to PUBLIC (README, "Retention"): the owner grants EXECUTE to
  * the role that runs the job.
@@ -30,6 +32,7 @@
 #include "clock.h"
 #include "events.h"
 #include "plans.h"
+#include "replication.h"
 #include "retention.h"
 #include "uuid7.h"
 
@@ -150,7 +153,9 @@ provider_purge_events(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 
-	RecordPurge(removed, before, up_to);
+	/* A subscriber's log holds the publisher's events, and its audit ids. */
+	if (!pc_replica_subscribed(get_func_namespace(fcinfo->flinfo->fn_oid)))
+		RecordPurge(removed, before, up_to);
 	SPI_finish();
 	PG_RETURN_INT64(removed);
 }
