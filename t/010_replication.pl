@@ -1,8 +1,8 @@
 # t/010_replication.pl: logical replication of the extension's tables from
 # a publisher cluster to a subscriber cluster on the same machine, set up
-# with the SQL of the README's "Logical replication" section (taken from
-# the README, or from docs/replication.md before it is folded in; every SQL
-# block of the section runs here, on the side its first line names):
+# with the SQL of the README's "Logical replication" section (read from
+# README.md itself; every SQL block of the section runs here, on the side
+# its first line names):
 #
 #	- the initial copy and streamed changes arrive whole: connections (whose
 #	  credentials open with the same key), audit rows and the feed with the
@@ -38,16 +38,12 @@ use Time::HiRes qw(usleep);
 
 # ---- the README's SQL ----
 
-# The section's text: README.md once it holds it, else docs/replication.md.
+# The section's text, from README.md.
 sub section_text
 {
-	my $top = "$FindBin::RealBin/..";
-	if (-e "$top/README.md")
-	{
-		my $readme = slurp_file("$top/README.md");
-		return $1 if $readme =~ /^(## Logical replication\n.*?)(?=^## |\z)/ms;
-	}
-	return slurp_file("$top/docs/replication.md");
+	my $readme = slurp_file("$FindBin::RealBin/../README.md");
+	return $1 if $readme =~ /^(## Logical replication\n.*?)(?=^## |\z)/ms;
+	BAIL_OUT('README.md has no "## Logical replication" section');
 }
 
 # Every ```sql block of the section, by its first line (which says where it runs).

@@ -5,7 +5,7 @@
 # connect returned); the Security model's grants, with its roles created;
 # the refresh worker's loop as provider_worker, its psql variables set to a
 # claimed connection. Operations (pg_cron) is run by t/011_cron.pl, key
-# rotation by t/004_rotation.pl.
+# rotation by t/007_secrets.pl, Logical replication by t/010_replication.pl.
 #
 # Copyright (c) 2026, provider_connections developers.
 # Released under the PostgreSQL License (see LICENSE).
