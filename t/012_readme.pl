@@ -4,8 +4,9 @@
 # database (the example ids, written "01a204b9-...", stand for the id the
 # connect returned); the Security model's grants, with its roles created;
 # the refresh worker's loop as provider_worker, its psql variables set to a
-# claimed connection. Operations (pg_cron) is run by t/011_cron.pl, key
-# rotation by t/007_secrets.pl, Logical replication by t/010_replication.pl.
+# claimed connection; Key rotation, its shell step and its SQL. Operations
+# (pg_cron) is run by t/011_cron.pl, Logical replication by
+# t/010_replication.pl.
 #
 # Copyright (c) 2026, provider_connections developers.
 # Released under the PostgreSQL License (see LICENSE).
@@ -107,6 +108,36 @@ is(join(',', @outcomes), 't,t,t', 'refresh, mark_revoked and mark_expired all su
 is($node->safe_psql('app', q{SELECT string_agg(status || '/' || (lease_until IS NULL), ',' ORDER BY status)
                               FROM provider_connections WHERE alias = 'soon'}),
 	'active/true,expired/true,revoked/true', 'each ended its lease');
+
+# Key rotation, the shell step and then the SQL, as written. A reload
+# reaches sessions between statements, so each step after a reload runs in
+# a new session once the setting shows.
+my $rotation = section('## Key rotation');
+my ($sh) = $rotation =~ /^```sh\n(.*?)^```/ms;
+my ($rotate_sql) = sql_blocks($rotation);
+ok($sh && $rotate_sql, 'Key rotation has its shell step and its SQL');
+my $old_id = $node->safe_psql('app', q{SELECT encode(substr(encrypted_credentials, 4, 4), 'hex')
+                                        FROM provider_connections WHERE alias = 'soon' AND status = 'active'});
+{
+	local $ENV{PGDATA} = $node->data_dir;
+	system('bash', '-c', $sh) == 0 or die "the README's key command failed";
+}
+my @rot = grep { /\S/ } map { s/^--.*$//mgr } split /;\s*\n/, $rotate_sql;
+is(scalar @rot, 6, 'the rotation SQL: six statements');
+$node->safe_psql('app', "$_;") for @rot[0 .. 2];
+ok($node->poll_query_until('app', q{SELECT current_setting('provider_connections.encryption_key_file') = 'provider_connections.new.key'}),
+	'the reload took the new key file');
+is($node->safe_psql('app', "SELECT remaining FROM ($rot[3]) r"), '0', 'one batch re-sealed everything');
+$node->safe_psql('app', "$_;") for @rot[4 .. 5];
+ok($node->poll_query_until('app', q{SELECT current_setting('provider_connections.encryption_key_previous_file') = ''}),
+	'the previous key file is reset');
+my $new_id = $node->safe_psql('app', q{SELECT encode(substr(encrypted_credentials, 4, 4), 'hex')
+                                        FROM provider_connections WHERE alias = 'soon' AND status = 'active'});
+isnt($new_id, $old_id, "credentials now carry the new key's id ($old_id -> $new_id)");
+is($node->safe_psql('app', q{SELECT count(*) FILTER (WHERE provider_credentials(id) IS NULL) || '/' || count(*)
+                              FROM provider_connections WHERE encrypted_credentials IS NOT NULL}),
+	'0/' . $node->safe_psql('app', 'SELECT count(*) FROM provider_connections WHERE encrypted_credentials IS NOT NULL'),
+	'and every one opens with the new key alone');
 
 $node->stop;
 done_testing();
