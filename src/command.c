@@ -43,10 +43,6 @@
 #include "plans.h"
 #include "keys.h"
 #include "replication.h"
-#include "uuid7.h"
-
-/* Under test_clock, call ids are seeded apart from event and connection ids. */
-#define PC_CALL_SEED_BIT (UINT64CONST(1) << 41)
 
 /* Nesting depth of the data changes commands make (pc_guarded_write). */
 static int	pc_command_depth = 0;
@@ -143,8 +139,7 @@ pc_call_attempted(PcCall *call)
 {
 	call->event.outcome = PC_ATTEMPTED;
 	pc_event_stamp(&call->event, &call->attempted);
-	pc_uuid7(&call->call_id, call->attempted.occurred_at,
-			 PC_CALL_SEED_BIT | (uint64) call->attempted.audit_id);
+	pc_event_call_id(&call->call_id, &call->attempted);
 	call->attempted.event.call_id = &call->call_id;
 	call->event.call_id = &call->call_id;
 }
@@ -436,13 +431,24 @@ provider_credential_type_refreshable(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(i >= 0 && pc_credential_types[i].refreshable);
 }
 
-/* An expiry argument: NULL (never expires) or a real time, not -infinity. */
+/*
+ * An expiry argument: NULL (never expires) or a real time, not -infinity;
+ * with in_future, also not in the past (pc_now), which would make new
+ * credentials dead on arrival.
+ */
 bool
-pc_check_expires_at(PcCall *call, FunctionCallInfo fcinfo, int argno)
+pc_check_expires_at(PcCall *call, FunctionCallInfo fcinfo, int argno, bool in_future)
 {
-	if (!PG_ARGISNULL(argno) && TIMESTAMP_IS_NOBEGIN(PG_GETARG_TIMESTAMPTZ(argno)))
+	if (PG_ARGISNULL(argno))
+		return true;
+	if (TIMESTAMP_IS_NOBEGIN(PG_GETARG_TIMESTAMPTZ(argno)))
 	{
 		pc_call_fail(call, PC_RESULT_INVALID_ARGUMENT, "expires_at cannot be -infinity");
+		return false;
+	}
+	if (in_future && PG_GETARG_TIMESTAMPTZ(argno) <= pc_now())
+	{
+		pc_call_fail(call, PC_RESULT_INVALID_ARGUMENT, "expires_at is in the past");
 		return false;
 	}
 	return true;
@@ -486,6 +492,18 @@ pc_find_connection(const pg_uuid_t *id, PcConnectionRow *row)
 	row->provider_slug = SPI_getvalue(tup, desc, Anum_pc_find_provider_slug);
 	row->status = pc_status_from_name(SPI_getvalue(tup, desc, Anum_pc_find_status));
 	return true;
+}
+
+/*
+ * What the call's events say of an existing connection: its owner,
+ * provider and slug, or nothing known when row is NULL (not found).
+ */
+void
+pc_call_describe(PcCall *call, const PcConnectionRow *row)
+{
+	call->event.user_id = row ? &row->user_id : NULL;
+	call->event.provider_id = row ? &row->provider_id : NULL;
+	call->event.provider_slug = row ? row->provider_slug : NULL;
 }
 
 /* Argument helpers: NULL for a NULL argument. */

@@ -76,7 +76,7 @@ extern bool pc_check_credentials(PcCall *call, FunctionCallInfo fcinfo, int argn
 extern bool pc_check_credential_type(PcCall *call, const char *type);
 extern bool pc_check_slug(PcCall *call, const char *slug);
 extern bool pc_check_alias(PcCall *call, const char *alias);
-extern bool pc_check_expires_at(PcCall *call, FunctionCallInfo fcinfo, int argno);
+extern bool pc_check_expires_at(PcCall *call, FunctionCallInfo fcinfo, int argno, bool in_future);
 extern bool pc_check_key(PcCall *call);
 
 /* What the commands read of an existing connection. */
@@ -89,6 +89,7 @@ typedef struct PcConnectionRow
 } PcConnectionRow;
 
 extern bool pc_find_connection(const pg_uuid_t *id, PcConnectionRow *row);
+extern void pc_call_describe(PcCall *call, const PcConnectionRow *row);
 
 extern pg_uuid_t *pc_arg_uuid(FunctionCallInfo fcinfo, int argno);
 extern char *pc_arg_text(FunctionCallInfo fcinfo, int argno);

@@ -11,7 +11,6 @@
 
 #include "executor/spi.h"
 #include "fmgr.h"
-#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -23,9 +22,6 @@
 #include "plans.h"
 #include "clock.h"
 #include "uuid7.h"
-
-/* Under test_clock, connection ids are seeded apart from event ids. */
-#define PC_CONNECTION_SEED_BIT (UINT64CONST(1) << 40)
 
 typedef struct ConnectArgs
 {
@@ -155,18 +151,6 @@ CheckActivation(PcCall *call, ConnectArgs *a)
 	return false;
 }
 
-/* An expiry for new credentials: not in the past (pc_now), which would make them dead on arrival. */
-static bool
-CheckNotExpired(PcCall *call, FunctionCallInfo fcinfo, int argno)
-{
-	if (!PG_ARGISNULL(argno) && PG_GETARG_TIMESTAMPTZ(argno) <= pc_now())
-	{
-		pc_call_fail(call, PC_RESULT_INVALID_ARGUMENT, "expires_at is in the past");
-		return false;
-	}
-	return true;
-}
-
 /* Inside the guarded subtransaction: seal and insert. */
 static void
 InsertConnection(PcCall *call, void *arg)
@@ -176,7 +160,7 @@ InsertConnection(PcCall *call, void *arg)
 	Datum		values[Natts_pc_insert];
 	char		nulls[Natts_pc_insert];
 
-	pc_uuid7(&a->new_id, now, PC_CONNECTION_SEED_BIT | (uint64) call->attempted.audit_id);
+	pc_uuid7(&a->new_id, now, PC_SEED_CONNECTION | (uint64) call->attempted.audit_id);
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[Anum_pc_insert_id - 1] = UUIDPGetDatum(&a->new_id);
@@ -245,8 +229,7 @@ provider_connect(PG_FUNCTION_ARGS)
 			 pc_check_slug(&call, a.provider_slug) &&
 			 pc_check_alias(&call, a.alias) &&
 			 pc_check_credential_type(&call, a.credential_type) &&
-			 pc_check_expires_at(&call, fcinfo, 5) &&
-			 CheckNotExpired(&call, fcinfo, 5) &&
+			 pc_check_expires_at(&call, fcinfo, 5, true) &&
 			 pc_check_key(&call) &&
 			 (a.connection_id == NULL || CheckActivation(&call, &a)))
 	{

@@ -60,10 +60,10 @@ provider_disconnect(PG_FUNCTION_ARGS)
 	if (connection_id != NULL)
 		found = pc_find_connection(connection_id, &row);
 
+	pc_call_describe(&call, found ? &row : NULL);
+	/* The caller's user, who may not be the owner (not_owned_by_user). */
 	call.event.user_id = user_id;
 	call.event.connection_id = connection_id;
-	call.event.provider_id = found ? &row.provider_id : NULL;
-	call.event.provider_slug = found ? row.provider_slug : NULL;
 	call.result_connection_id = connection_id;
 	pc_call_attempted(&call);
 

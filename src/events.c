@@ -230,8 +230,8 @@ pc_events_notify_by_worker(void)
 }
 
 /* s cut to at most maxbytes without splitting a character; NULL stays NULL. */
-static const char *
-Clip(const char *s, int maxbytes)
+const char *
+pc_clip(const char *s, int maxbytes)
 {
 	int			len;
 
@@ -357,12 +357,36 @@ pc_event_stamp(const PcEvent *ev, PcWrittenEvent *w)
 {
 	memset(w, 0, sizeof(*w));
 	w->event = *ev;
-	w->event.provider_slug = Clip(ev->provider_slug, PC_MAX_EVENT_SLUG_BYTES);
-	w->event.reason = ev->outcome == PC_FAILED ? Clip(ev->reason, PC_MAX_REASON_BYTES) : NULL;
+	w->event.provider_slug = pc_clip(ev->provider_slug, PC_MAX_EVENT_SLUG_BYTES);
+	w->event.reason = ev->outcome == PC_FAILED ? pc_clip(ev->reason, PC_MAX_REASON_BYTES) : NULL;
 	w->occurred_at = pc_now();
 	w->audit_id = DatumGetInt64(DirectFunctionCall1(nextval_oid,
 													ObjectIdGetDatum(pc_audit_sequence())));
-	pc_uuid7(&w->event_id, w->occurred_at, (uint64) w->audit_id);
+	pc_uuid7(&w->event_id, w->occurred_at, PC_SEED_EVENT | (uint64) w->audit_id);
+}
+
+/* The id of a new call, whose first event is first (stamped). */
+void
+pc_event_call_id(pg_uuid_t *out, const PcWrittenEvent *first)
+{
+	pc_uuid7(out, first->occurred_at, PC_SEED_CALL | (uint64) first->audit_id);
+}
+
+/*
+ * Write a notice: a single Succeeded event that is a call of its own (a
+ * direct status change, a purge), with a call id of its own.
+ */
+void
+pc_write_notice(PcEvent *ev)
+{
+	PcWrittenEvent w;
+	pg_uuid_t	call_id;
+
+	ev->outcome = PC_SUCCEEDED;
+	pc_event_stamp(ev, &w);
+	pc_event_call_id(&call_id, &w);
+	w.event.call_id = &call_id;
+	pc_write_events(&w, 1);
 }
 
 /* Bind one audit row at values/nulls, in Anum_pc_audit_* order. */

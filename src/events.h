@@ -78,6 +78,9 @@ typedef struct PcWrittenEvent
 extern void pc_events_init(void);
 extern void pc_event_stamp(const PcEvent *event, PcWrittenEvent *written);
 extern void pc_write_events(const PcWrittenEvent *events, int n);
+extern void pc_event_call_id(pg_uuid_t *out, const PcWrittenEvent *first);
+extern void pc_write_notice(PcEvent *ev);
+extern const char *pc_clip(const char *s, int maxbytes);
 extern bool pc_event_from_type(const char *event_type, PcCommand *command, PcOutcome *outcome);
 extern char *pc_event_payload(const PcWrittenEvent *written);
 extern void pc_json_text_member(StringInfo buf, const char *key, const char *value);

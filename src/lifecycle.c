@@ -22,7 +22,6 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
-#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -35,9 +34,6 @@
 #include "plans.h"
 #include "replication.h"
 #include "uuid7.h"
-
-/* Under test_clock, pending connection ids are seeded apart from other ids. */
-#define PC_PENDING_SEED_BIT (UINT64CONST(1) << 44)
 
 /* Connections provider_expire_overdue handles per SELECT. */
 #define PC_EXPIRE_BATCH 500
@@ -127,7 +123,7 @@ InsertPending(PcCall *call, void *arg)
 	Datum		values[Natts_pc_pending];
 	char		nulls[Natts_pc_pending];
 
-	pc_uuid7(&a->new_id, now, PC_PENDING_SEED_BIT | (uint64) call->attempted.audit_id);
+	pc_uuid7(&a->new_id, now, PC_SEED_CONNECTION | (uint64) call->attempted.audit_id);
 	memset(nulls, ' ', sizeof(nulls));
 	values[Anum_pc_pending_id - 1] = UUIDPGetDatum(&a->new_id);
 	values[Anum_pc_pending_user_id - 1] = UUIDPGetDatum(a->user_id);
@@ -225,8 +221,7 @@ ReasonDetails(const char *reason)
 	if (reason == NULL)
 		return NULL;
 	initStringInfo(&buf);
-	pc_json_text_member(&buf, "reason", pnstrdup(reason, pg_mbcliplen(reason, strlen(reason),
-																	  PC_MAX_REASON_BYTES)));
+	pc_json_text_member(&buf, "reason", pc_clip(reason, PC_MAX_REASON_BYTES));
 	return buf.data;
 }
 
@@ -250,10 +245,8 @@ MarkCall(FunctionCallInfo fcinfo, Oid nsp, PcCommand command, const pg_uuid_t *i
 		pc_call_begin_in(&call, nsp, command);
 	if (id != NULL)
 		found = pc_find_connection(id, &row);
-	call.event.user_id = found ? &row.user_id : NULL;
+	pc_call_describe(&call, found ? &row : NULL);
 	call.event.connection_id = id;
-	call.event.provider_id = found ? &row.provider_id : NULL;
-	call.event.provider_slug = found ? row.provider_slug : NULL;
 	call.event.details = ReasonDetails(reason);
 	call.result_connection_id = id;
 	pc_call_attempted(&call);
@@ -365,9 +358,7 @@ provider_record_sync(PG_FUNCTION_ARGS)
 	}
 
 	/* A failure: its events say what the connection was. */
-	call.event.user_id = found ? &row.user_id : NULL;
-	call.event.provider_id = found ? &row.provider_id : NULL;
-	call.event.provider_slug = found ? row.provider_slug : NULL;
+	pc_call_describe(&call, found ? &row : NULL);
 	pc_call_attempted(&call);
 	if (id == NULL)
 		pc_call_fail_null(&call, "connection_id");

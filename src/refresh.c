@@ -128,10 +128,8 @@ provider_refresh_tokens(PG_FUNCTION_ARGS)
 	if (a.connection_id != NULL)
 		found = pc_find_connection(a.connection_id, &row);
 
-	call.event.user_id = found ? &row.user_id : NULL;
+	pc_call_describe(&call, found ? &row : NULL);
 	call.event.connection_id = a.connection_id;
-	call.event.provider_id = found ? &row.provider_id : NULL;
-	call.event.provider_slug = found ? row.provider_slug : NULL;
 	call.result_connection_id = a.connection_id;
 	pc_call_attempted(&call);
 
@@ -142,7 +140,7 @@ provider_refresh_tokens(PG_FUNCTION_ARGS)
 	else if (pc_check_credentials(&call, fcinfo, 1) &&
 			 (a.credential_type == NULL ||
 			  pc_check_credential_type(&call, a.credential_type)) &&
-			 pc_check_expires_at(&call, fcinfo, 2))
+			 pc_check_expires_at(&call, fcinfo, 2, false))
 	{
 		/* Refreshing keeps the status: not a transition, but only while active. */
 		if (row.status != PC_STATUS_ACTIVE)

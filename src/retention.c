@@ -34,13 +34,9 @@
 #include "plans.h"
 #include "replication.h"
 #include "retention.h"
-#include "uuid7.h"
 
 /* Audit rows removed per statement: a batch's locks and WAL stay bounded. */
 #define PC_PURGE_BATCH 10000
-
-/* Under test_clock, the call id of a purge event is seeded apart. */
-#define PC_PURGE_CALL_SEED_BIT (UINT64CONST(1) << 43)
 
 /* While provider_purge_events deletes: the append-only trigger lets its rows go. */
 static bool pc_purging = false;
@@ -77,8 +73,6 @@ static void
 RecordPurge(int64 removed, TimestampTz before, int64 up_to_position)
 {
 	PcEvent		ev;
-	PcWrittenEvent w;
-	pg_uuid_t	call_id;
 	StringInfoData details;
 
 	initStringInfo(&details);
@@ -90,12 +84,8 @@ RecordPurge(int64 removed, TimestampTz before, int64 up_to_position)
 
 	memset(&ev, 0, sizeof(ev));
 	ev.command = PC_CMD_PURGE;
-	ev.outcome = PC_SUCCEEDED;
 	ev.details = details.data;
-	pc_event_stamp(&ev, &w);
-	pc_uuid7(&call_id, w.occurred_at, PC_PURGE_CALL_SEED_BIT | (uint64) w.audit_id);
-	w.event.call_id = &call_id;
-	pc_write_events(&w, 1);
+	pc_write_notice(&ev);
 }
 
 /* SQL function: provider_purge_events(before timestamptz, up_to_position bigint) */

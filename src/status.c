@@ -60,10 +60,6 @@
 #include "replication.h"
 #include "status.h"
 #include "utils/uuid.h"
-#include "uuid7.h"
-
-/* Under test_clock, the call ids of status-change events are seeded apart. */
-#define PC_GUARD_CALL_SEED_BIT (UINT64CONST(1) << 42)
 
 static const char *const pc_status_names[PC_NUM_STATUSES] = {
 	"pending", "active", "expired", "revoked", "failed", "disconnected"
@@ -251,8 +247,6 @@ static void
 RecordStatusChange(Relation rel, HeapTuple newtup, PcStatus from, PcStatus to)
 {
 	PcEvent		ev;
-	PcWrittenEvent w;
-	pg_uuid_t	call_id;
 	StringInfoData details;
 	bool		isnull;
 	Datum		slug;
@@ -274,17 +268,13 @@ RecordStatusChange(Relation rel, HeapTuple newtup, PcStatus from, PcStatus to)
 
 	memset(&ev, 0, sizeof(ev));
 	ev.command = PC_CMD_STATUS_CHANGE;
-	ev.outcome = PC_SUCCEEDED;
 	ev.user_id = UuidAttr(rel, newtup, "user_id");
 	ev.connection_id = UuidAttr(rel, newtup, "id");
 	ev.provider_id = UuidAttr(rel, newtup, "provider_id");
 	slug = heap_getattr(newtup, AttnumOf(rel, "provider_slug"), RelationGetDescr(rel), &isnull);
 	ev.provider_slug = isnull ? NULL : TextDatumGetCString(slug);
 	ev.details = details.data;
-	pc_event_stamp(&ev, &w);
-	pc_uuid7(&call_id, w.occurred_at, PC_GUARD_CALL_SEED_BIT | (uint64) w.audit_id);
-	w.event.call_id = &call_id;
-	pc_write_events(&w, 1);
+	pc_write_notice(&ev);
 	SPI_finish();
 }
 

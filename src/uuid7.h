@@ -18,4 +18,12 @@
  */
 extern void pc_uuid7(pg_uuid_t *out, TimestampTz now, uint64 test_seed);
 
+/*
+ * The seed spaces, so that ids of different kinds never share a seed: each
+ * is or-ed with the audit id of the event that made the id (unique).
+ */
+#define PC_SEED_EVENT 0						/* event ids */
+#define PC_SEED_CONNECTION (UINT64CONST(1) << 40)	/* connection ids */
+#define PC_SEED_CALL (UINT64CONST(1) << 41)		/* call ids */
+
 #endif							/* PC_UUID7_H */
