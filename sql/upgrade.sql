@@ -57,7 +57,7 @@ LANGUAGE sql AS $$
       FROM members m
 $$;
 
--- The fresh install of the current version, from its full script.
+-- The fresh install of the current version (the 1.3 script, then 1.3--1.4).
 CREATE EXTENSION provider_connections CASCADE;
 SELECT extversion FROM pg_extension WHERE extname = 'provider_connections';
 CREATE TABLE fresh_shape AS SELECT * FROM extension_shape();
