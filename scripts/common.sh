@@ -60,6 +60,7 @@ write_key_file() {
 
 # start_cluster: sets CLUSTER_DIR, PGHOST, PGPORT, PGUSER, PGDATABASE.
 # PC_EXTRA_CONF: more postgresql.conf lines, for a diagnosis (auto_explain, say).
+# wal_level = logical: sql/subscriber.sql subscribes one database to another.
 start_cluster() {
 	CLUSTER_DIR=$(mktemp -d /tmp/provider_connections.XXXXXX)
 	chmod 755 "$CLUSTER_DIR"
@@ -76,6 +77,7 @@ shared_preload_libraries = 'provider_connections'
 provider_connections.encryption_key_file = 'provider_connections.key'
 max_prepared_transactions = 10
 fsync = off
+wal_level = logical
 log_line_prefix = '%m [%p] %q%a '
 ${PC_EXTRA_CONF:-}
 CONF

@@ -55,7 +55,8 @@ SELECT pos, (r).ok, (r).error_code, (r).error FROM (
     UNION ALL SELECT 3, provider_connect(:u, 'bbbbbbbb-bbbb-bbbb-bbbb-bbbbbbbbbbbb', 'chase', '\x01', connection_id => :'pending')
     UNION ALL SELECT 4, provider_connect(:u, :p, 'schwab', '\x01', connection_id => '00000000-0000-0000-0000-000000000000')
     UNION ALL SELECT 5, provider_connect(:u, :p, 'schwab', '\x01', 'oauth2', now() - interval '1 second')
-    UNION ALL SELECT 6, provider_connect(:u, :p, 'schwab', NULL, connection_id => :'pending')) s ORDER BY pos;
+    UNION ALL SELECT 6, provider_connect(:u, :p, 'schwab', NULL, connection_id => :'pending')
+    UNION ALL SELECT 7, provider_connect(:u, :p, 'fidelity', '\x01', connection_id => :'pending')) s ORDER BY pos;
 SELECT coalesce(max(id), 0) AS mark FROM provider_audit_log \gset
 
 -- Expired keeps the credentials (a refresh token may still be in them);
@@ -116,6 +117,33 @@ SELECT ok FROM provider_connect(:u, :p, 'schwab', '\x34', connection_id => :'pen
 SELECT count(*) FILTER (WHERE event_type = 'ProviderConnectionStatusChanged') AS recorded_twice
   FROM provider_audit_log WHERE id > :mark;
 
+-- session_replication_role = replica hides nothing on a database that
+-- subscribes to nothing: the change is recorded all the same.
+SELECT coalesce(max(id), 0) AS mark FROM provider_audit_log \gset
+SET session_replication_role = replica;
+UPDATE provider_connections SET status = 'expired' WHERE id = :'pending';
+RESET session_replication_role;
+SELECT event_type, context->>'old_status' AS old_status, context->>'new_status' AS new_status
+  FROM provider_audit_log WHERE id > :mark ORDER BY id;
+SELECT ok FROM provider_connect(:u, :p, 'schwab', '\x34', connection_id => :'pending');
+
+-- A direct DELETE is recorded, one event per connection, with the status
+-- it had and the role; rolled back, it leaves nothing. TRUNCATE, which
+-- could record nothing, is refused.
+SELECT connection_id AS doomed FROM provider_connect(:u, :p, 'doomed', '\x01') \gset
+SELECT coalesce(max(id), 0) AS mark FROM provider_audit_log \gset
+BEGIN;
+DELETE FROM provider_connections WHERE id = :'doomed';
+ROLLBACK;
+SELECT count(*) AS events_after_rollback FROM provider_audit_log WHERE id > :mark;
+DELETE FROM provider_connections WHERE id = :'doomed';
+SELECT event_type, action, connection_id = :'doomed' AS this_connection, provider_slug,
+       context->>'old_status' AS old_status, context->>'role' AS role,
+       call_id IS NOT NULL AS has_call_id
+  FROM provider_audit_log WHERE id > :mark ORDER BY id;
+TRUNCATE provider_connections;
+SELECT count(*) > 0 AS connections_kept FROM provider_connections;
+
 -- The guard refuses bytes without our seal header: none, a headerless
 -- value longer than the header, another format version.
 UPDATE provider_connections SET encrypted_credentials = '\x01' WHERE id = :'pending';
@@ -131,6 +159,12 @@ SELECT connection_id AS later FROM provider_connect(:u, :p, 'c', '\x01', 'oauth2
 -- (as a clock would: expiries in the past, written directly)
 UPDATE provider_connections SET credentials_expires_at = now() - interval '10 minutes' WHERE id IN (:'late', :'later');
 UPDATE provider_connections SET credentials_expires_at = now() - interval '1 minute' WHERE id = :'soon';
+-- A negative grace (also one that only adds up to negative) is refused:
+-- it would expire credentials that are still valid. Nothing changes.
+SELECT provider_expire_overdue('-100 years');
+SELECT provider_expire_overdue('1 mon -40 days');
+SELECT count(*) FILTER (WHERE status = 'active') AS still_active
+  FROM provider_connections WHERE id IN (:'soon', :'late', :'later');
 SELECT coalesce(max(id), 0) AS mark FROM provider_audit_log \gset
 SELECT provider_expire_overdue('5 minutes') AS expired;
 SELECT provider_expire_overdue('5 minutes') AS expired_again;

@@ -126,7 +126,8 @@ ActivateConnection(PcCall *call, void *arg)
 
 /*
  * Whether connection a->connection_id may be made active for this call:
- * it exists, the user owns it, it is of the same provider, and it is not
+ * it exists, the user owns it, it is of the same provider (id and slug:
+ * the events would otherwise record a slug the row does not have), and it is not
  * already active or disconnected. Sets a->from.
  */
 static bool
@@ -141,6 +142,9 @@ CheckActivation(PcCall *call, ConnectArgs *a)
 	else if (memcmp(&row.provider_id, a->provider_id, sizeof(pg_uuid_t)) != 0)
 		pc_call_fail(call, PC_RESULT_INVALID_ARGUMENT,
 					 "provider_id does not match the connection's provider");
+	else if (strcmp(row.provider_slug, a->provider_slug) != 0)
+		pc_call_fail(call, PC_RESULT_INVALID_ARGUMENT,
+					 "provider_slug does not match the connection's provider");
 	else if (!pc_status_change_allowed(row.status, PC_STATUS_ACTIVE))
 		pc_call_fail_transition(call, row.status, PC_STATUS_ACTIVE);
 	else

@@ -156,6 +156,7 @@ static const PcEventKind pc_event_kinds[] = {
 	{PC_CMD_RECOVERY, PC_SUCCEEDED, "ProviderConnectionRecovered", "provider_connection_recovered"},
 	{PC_CMD_STATUS_CHANGE, PC_SUCCEEDED, "ProviderConnectionStatusChanged", "provider_connection_status_changed"},
 	{PC_CMD_PURGE, PC_SUCCEEDED, "ProviderEventsPurged", "provider_events_purged"},
+	{PC_CMD_DELETE, PC_SUCCEEDED, "ProviderConnectionDeleted", "provider_connection_deleted"},
 };
 
 /* provider_connections.notify: who sends the notifications. */

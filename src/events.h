@@ -29,6 +29,7 @@ typedef enum PcCommand
 	PC_CMD_RECOVERY,			/* a connection needing re-authentication is active again */
 	PC_CMD_STATUS_CHANGE,		/* a status changed by a direct UPDATE */
 	PC_CMD_PURGE,				/* provider_purge_events removed old events */
+	PC_CMD_DELETE,				/* a connection removed by a direct DELETE (1.4 on) */
 	PC_NUM_COMMANDS
 } PcCommand;
 

@@ -385,6 +385,7 @@ provider_expire_overdue(PG_FUNCTION_ARGS)
 {
 	Oid			nsp = get_func_namespace(fcinfo->flinfo->fn_oid);
 	Interval   *grace;
+	Interval	zero = {0};
 	TimestampTz cutoff;
 	Datum		args[4];
 	pg_uuid_t	last_id;
@@ -399,6 +400,13 @@ provider_expire_overdue(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("grace cannot be null")));
 	grace = PG_GETARG_INTERVAL_P(0);
+	/* A negative grace would expire credentials that are still valid. */
+	if (DatumGetBool(DirectFunctionCall2(interval_lt, IntervalPGetDatum(grace),
+										 IntervalPGetDatum(&zero))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("grace must not be negative"),
+				 errdetail("A negative grace would expire connections whose credentials are still valid.")));
 	cutoff = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
 													 TimestampTzGetDatum(pc_now()),
 													 IntervalPGetDatum(grace)));

@@ -23,7 +23,11 @@
  * No write path escapes the trail: a status change made by a direct UPDATE,
  * not by one of our functions (which record their own events), is recorded
  * here as a ProviderConnectionStatusChanged event, with the old and new
- * status and the role, and notified like the others (1.3 schemas on).
+ * status and the role, and notified like the others (1.3 schemas on); a
+ * direct DELETE as a ProviderConnectionDeleted event (1.4 on). TRUNCATE,
+ * which could record neither, is refused (append_only.c). Only a real
+ * apply worker, and an operator's repair on a subscriber, write unrecorded:
+ * session_replication_role = replica alone hides nothing.
  *
  * On a logical replication subscriber (replication.c) the rows come from
  * the publisher: other writes are refused there, but an operator's under
@@ -238,16 +242,15 @@ UuidAttr(Relation rel, HeapTuple tup, const char *name)
 }
 
 /*
- * Record a status change made by a direct UPDATE: one
- * ProviderConnectionStatusChanged event, written (and, in commit mode,
- * notified) in the updating transaction, so it commits or rolls back with
- * the change.
+ * Write the notice of a direct write to a row: one event of the given kind
+ * about the connection in tup, whose details are the members in details,
+ * with the role that wrote it; in the writing transaction, so it commits
+ * or rolls back with the write.
  */
 static void
-RecordStatusChange(Relation rel, HeapTuple newtup, PcStatus from, PcStatus to)
+RecordDirectWrite(Relation rel, HeapTuple tup, PcCommand command, StringInfo details)
 {
 	PcEvent		ev;
-	StringInfoData details;
 	bool		isnull;
 	Datum		slug;
 
@@ -259,23 +262,64 @@ RecordStatusChange(Relation rel, HeapTuple newtup, PcStatus from, PcStatus to)
 		SPI_finish();
 		return;
 	}
+	pc_json_text_member(details, "role", GetUserNameFromId(GetUserId(), true));
+
+	memset(&ev, 0, sizeof(ev));
+	ev.command = command;
+	ev.user_id = UuidAttr(rel, tup, "user_id");
+	ev.connection_id = UuidAttr(rel, tup, "id");
+	ev.provider_id = UuidAttr(rel, tup, "provider_id");
+	slug = heap_getattr(tup, AttnumOf(rel, "provider_slug"), RelationGetDescr(rel), &isnull);
+	ev.provider_slug = isnull ? NULL : TextDatumGetCString(slug);
+	ev.details = details->data;
+	pc_write_notice(&ev);
+	SPI_finish();
+}
+
+/*
+ * Record a status change made by a direct UPDATE: one
+ * ProviderConnectionStatusChanged event with both statuses.
+ */
+static void
+RecordStatusChange(Relation rel, HeapTuple newtup, PcStatus from, PcStatus to)
+{
+	StringInfoData details;
 
 	initStringInfo(&details);
 	/* pc_json_text_member puts the commas between members. */
 	pc_json_text_member(&details, "old_status", pc_status_name(from));
 	pc_json_text_member(&details, "new_status", pc_status_name(to));
-	pc_json_text_member(&details, "role", GetUserNameFromId(GetUserId(), true));
+	RecordDirectWrite(rel, newtup, PC_CMD_STATUS_CHANGE, &details);
+}
 
-	memset(&ev, 0, sizeof(ev));
-	ev.command = PC_CMD_STATUS_CHANGE;
-	ev.user_id = UuidAttr(rel, newtup, "user_id");
-	ev.connection_id = UuidAttr(rel, newtup, "id");
-	ev.provider_id = UuidAttr(rel, newtup, "provider_id");
-	slug = heap_getattr(newtup, AttnumOf(rel, "provider_slug"), RelationGetDescr(rel), &isnull);
-	ev.provider_slug = isnull ? NULL : TextDatumGetCString(slug);
-	ev.details = details.data;
-	pc_write_notice(&ev);
-	SPI_finish();
+/*
+ * Record a connection removed by a direct DELETE: one
+ * ProviderConnectionDeleted event with the status it had (1.4 schemas,
+ * where the guard fires on DELETE).
+ */
+static void
+RecordDeletion(Relation rel, HeapTuple oldtup, PcStatus from)
+{
+	StringInfoData details;
+
+	initStringInfo(&details);
+	pc_json_text_member(&details, "old_status", pc_status_name(from));
+	RecordDirectWrite(rel, oldtup, PC_CMD_DELETE, &details);
+}
+
+/*
+ * Whether a direct write goes unrecorded because it is not this database's
+ * to record: the apply worker applies what the publisher recorded, and an
+ * operator's repair on a subscriber under session_replication_role =
+ * replica is a local fix of a copy. On a database that subscribes to
+ * nothing the replica role hides nothing.
+ */
+static bool
+WriteIsReplicas(Relation rel)
+{
+	return pc_replica_applying() ||
+		(SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA &&
+		 pc_replica_subscribed(RelationGetNamespace(rel)));
 }
 
 /*
@@ -307,12 +351,34 @@ CheckSealed(Relation rel, HeapTuple oldtup, HeapTuple newtup, int creds_att)
 				 errhint("Store credentials with provider_connect or provider_refresh_tokens.")));
 }
 
+/*
+ * The guard's DELETE: a connection may be deleted (an application erasing
+ * a user's data), but never silently. Refused on a subscriber, as every
+ * write there is, but the apply worker's and an operator's repair.
+ */
+static Datum
+GuardDelete(Relation rel, HeapTuple oldtup)
+{
+	bool		isnull;
+	Datum		status;
+
+	if (SessionReplicationRole != SESSION_REPLICATION_ROLE_REPLICA)
+		pc_refuse_on_subscriber_in(RelationGetNamespace(rel),
+								   "DELETE from provider_connections");
+	status = heap_getattr(oldtup, AttnumOf(rel, "status"), RelationGetDescr(rel), &isnull);
+	if (!isnull && !WriteIsReplicas(rel))
+		RecordDeletion(rel, oldtup, StatusFromEnumDatum(status));
+	return PointerGetDatum(oldtup);
+}
+
 /* SQL trigger function: provider_connections_guard() */
 PG_FUNCTION_INFO_V1(provider_connections_guard);
 
 /*
- * BEFORE INSERT OR UPDATE row trigger on provider_connections: rejects any
- * write that breaks the state machine or its invariants. SQLSTATE 55000
+ * BEFORE INSERT OR UPDATE OR DELETE row trigger on provider_connections:
+ * rejects any write that breaks the state machine or its invariants, and
+ * records the direct writes our functions did not make (1.4 schemas also
+ * fire it on DELETE). SQLSTATE 55000
  * (object_not_in_prerequisite_state) for a refused status change, 23514
  * (check_violation) for a broken credentials invariant.
  */
@@ -331,15 +397,26 @@ provider_connections_guard(PG_FUNCTION_ARGS)
 
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
 		!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
-		!(TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
-		  TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event)))
+		(TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ==
+		 TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event)))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("provider_connections_guard must run BEFORE INSERT OR UPDATE FOR EACH ROW")));
+				 errmsg("provider_connections_guard must run BEFORE INSERT OR UPDATE OR DELETE FOR EACH ROW, or BEFORE TRUNCATE")));
 
 	rel = trigdata->tg_relation;
 	desc = RelationGetDescr(rel);
+	if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
+	{
+		if (!WriteIsReplicas(rel))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("TRUNCATE is not allowed on %s: it would remove connections without a trace",
+							RelationGetRelationName(rel)),
+					 errhint("DELETE the rows instead: each deletion is recorded as an event.")));
+		return PointerGetDatum(NULL);
+	}
+	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+		return GuardDelete(rel, trigdata->tg_trigtuple);
 	newtup = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
 		trigdata->tg_newtuple : trigdata->tg_trigtuple;
 	/* A subscriber's rows are the publisher's. */
@@ -381,8 +458,7 @@ provider_connections_guard(PG_FUNCTION_ARGS)
 							pc_status_name(from), pc_status_name(to)),
 					 from == PC_STATUS_DISCONNECTED ?
 					 errdetail("\"disconnected\" is terminal; create a new connection instead.") : 0));
-		if (from != to && !pc_command_writing() &&
-			SessionReplicationRole != SESSION_REPLICATION_ROLE_REPLICA)
+		if (from != to && !pc_command_writing() && !WriteIsReplicas(rel))
 			RecordStatusChange(rel, newtup, from, to);
 	}
 	CheckSealed(rel, TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? trigdata->tg_trigtuple : NULL,
