@@ -115,10 +115,14 @@ SELECT ok, error_code, error FROM provider_connect('11111111-1111-1111-1111-1111
     'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', '\x01', expires_at => '-infinity');
 
 -- Database error: a user's trigger that raises. The call returns a failure,
--- the Attempted and Failed rows stay, and the transaction goes on.
+-- the Attempted and Failed rows stay, and the transaction goes on. The
+-- result and the event carry the error's message only: its detail and hint
+-- may quote the row, sealed credentials included.
 CREATE FUNCTION refuse_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    RAISE EXCEPTION 'disk quota for user % exceeded', NEW.user_id;
+    RAISE EXCEPTION 'disk quota for user % exceeded', NEW.user_id
+        USING DETAIL = 'row holds ' || encode(NEW.encrypted_credentials, 'hex'),
+              HINT = 'hint quoting ' || NEW.provider_slug;
 END $$;
 CREATE TRIGGER refuse_insert BEFORE INSERT ON provider_connections
     FOR EACH ROW EXECUTE FUNCTION refuse_insert();
@@ -131,6 +135,15 @@ COMMIT;
 SELECT event_type, connection_id, reason FROM events WHERE id > :mark ORDER BY id;
 DROP TRIGGER refuse_insert ON provider_connections;
 DROP FUNCTION refuse_insert();
+-- A CHECK constraint's error quotes the whole failing row in its detail.
+ALTER TABLE provider_connections ADD CONSTRAINT no_blocked CHECK (provider_slug <> 'blocked');
+SELECT coalesce(max(id), 0) AS mark FROM provider_audit_log \gset
+SELECT ok, error_code, error FROM provider_connect('11111111-1111-1111-1111-111111111111',
+    'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'blocked', '\x01');
+SELECT event_type, reason FROM events WHERE id > :mark ORDER BY id;
+SELECT count(*) AS rows_quoting_the_row FROM provider_audit_log
+ WHERE id > :mark AND (reason LIKE '%Failing row%' OR context::text LIKE '%Failing row%');
+ALTER TABLE provider_connections DROP CONSTRAINT no_blocked;
 
 -- No key configured: a clear failure, nothing stored.
 SET provider_connections.encryption_key_file = '';
