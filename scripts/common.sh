@@ -24,8 +24,10 @@ install_deps() {
 	# which needs IPC::Run; valgrind: t/*_valgrind.pl. pg_cron: a test
 	# schedules the maintenance functions as the README does;
 	# python3-psycopg: examples/consumer.py; wal2json: the README's
-	# change data capture example.
+	# change data capture example. procps (ps) and git: test/worker.sh and
+	# scripts/chroot_test.sh call them, and a minimal Debian has neither.
 	local pkgs="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR make gcc libc6-dev perl libipc-run-perl valgrind"
+	pkgs="$pkgs procps git"
 	pkgs="$pkgs postgresql-$PG_MAJOR-cron postgresql-$PG_MAJOR-wal2json python3-psycopg"
 	local missing=""
 	for p in $pkgs; do
