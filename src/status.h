@@ -23,6 +23,8 @@ typedef enum PcStatus
 
 /* The status for a label; raises an error for an unknown label. */
 extern PcStatus pc_status_from_name(const char *name);
+/* The status an enum datum of provider_connection_status holds. */
+extern PcStatus pc_status_from_enum(Datum value);
 extern const char *pc_status_label(PcStatus status);
 extern const char *pc_status_name(PcStatus status);
 
