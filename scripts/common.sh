@@ -43,6 +43,10 @@ build_install() {
 	log "building provider_connections"
 	make -C "$TOP" -s clean >/dev/null
 	make -C "$TOP" -s PG_CONFIG="$PG_BIN/pg_config" ${EXTRA_CFLAGS:+PG_CFLAGS="$EXTRA_CFLAGS"} >/dev/null
+	# make install adds files and never removes one: scripts a past build
+	# installed (provider_connections--1.2.sql, say) would keep answering
+	# CREATE EXTENSION ... VERSION in the tests after this tree dropped them.
+	as_root rm -f "$("$PG_BIN/pg_config" --sharedir)"/extension/provider_connections--*.sql
 	as_root make -C "$TOP" -s PG_CONFIG="$PG_BIN/pg_config" install >/dev/null
 }
 
