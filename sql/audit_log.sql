@@ -48,12 +48,14 @@ SELECT count(*) AS unpaired
    AND NOT EXISTS (SELECT 1 FROM provider_audit_log o
                     WHERE o.id = a.id + 1 AND o.event_type NOT LIKE '%Attempted');
 
--- The context says who called; event ids are distinct UUIDv7s.
+-- The context says who called, and who notifies (commit: the caller);
+-- event ids are distinct UUIDv7s.
 SELECT DISTINCT context->>'current_user' = current_user AS by_caller,
        context->>'session_user' = session_user AS by_session_user,
        context->>'application_name' AS application_name,
        (context->>'backend_pid')::int > 0 AS has_pid,
-       (context->>'transaction_id')::bigint > 0 AS has_xid
+       (context->>'transaction_id')::bigint > 0 AS has_xid,
+       context->>'notify' AS notify
   FROM provider_audit_log ORDER BY application_name;
 SELECT count(DISTINCT event_id) = count(*) AS distinct_ids,
        bool_and(substr(event_id::text, 15, 1) = '7') AS all_v7

@@ -8,10 +8,18 @@
  * transaction (commit: listeners see only events of committed transactions,
  * in the order they were written), by the background worker after the
  * caller committed, in feed order (worker), or not at all (off). The
- * payload is a small JSON object of ids and facts; free text (the reason,
- * an invalid slug) is clipped so that no payload can reach PostgreSQL's
- * 8000-byte limit, which would abort the caller. Credentials never reach an
- * event.
+ * setting is cluster-wide (postgresql.conf, reload), and the choice the
+ * writer made travels with the event, in its audit row's context ("notify"):
+ * the worker sends exactly the events left to it, so a reload that changes
+ * the mode while transactions are open neither loses nor doubles a
+ * notification.
+ *
+ * The payload is a small JSON object of ids and facts; free text (the
+ * reason, an invalid slug) is clipped so that no payload can reach
+ * PostgreSQL's 8000-byte limit, which would abort the caller. Both senders
+ * build it with pc_event_payload from the same fields: the caller from the
+ * row it writes, the worker from the row it reads. Credentials never reach
+ * an event.
  *
  * Copyright (c) 2026, provider_connections developers.
  */
@@ -29,6 +37,7 @@
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/json.h"
+#include "utils/jsonb.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 #include "utils/memutils.h"
@@ -39,6 +48,7 @@
 #include "plans.h"
 #include "clock.h"
 #include "uuid7.h"
+#include "worker.h"
 
 /* The audit row's columns, in the order the INSERT below binds them. */
 enum
@@ -167,6 +177,7 @@ typedef enum PcNotifyMode
 	PC_NOTIFY_OFF				/* nobody: the feed only */
 } PcNotifyMode;
 
+/* The modes' names, as the setting and the audit row's context spell them; indexed by PcNotifyMode. */
 static const struct config_enum_entry pc_notify_options[] = {
 	{"commit", PC_NOTIFY_COMMIT, false},
 	{"worker", PC_NOTIFY_WORKER, false},
@@ -178,7 +189,7 @@ static const struct config_enum_entry pc_notify_options[] = {
 typedef enum PcPayloadMode
 {
 	PC_PAYLOAD_FULL,			/* ids and facts of the event */
-	PC_PAYLOAD_IDS				/* event_type, event_id, audit_id, global_position */
+	PC_PAYLOAD_IDS				/* event_type, event_id, call_id, audit_id, global_position */
 } PcPayloadMode;
 
 static const struct config_enum_entry pc_payload_options[] = {
@@ -275,11 +286,35 @@ JsonUuid(StringInfo buf, const char *key, const pg_uuid_t *value)
 }
 
 /*
- * Who made the call: the role outside any SECURITY DEFINER function; then
- * the event's details, if any (the same for every event of a call).
+ * The members of an audit row's context that say who made the call and who
+ * notifies its events; every other member is a detail of the event, and
+ * goes into its payload (see pc_event_payload).
+ */
+static const char *const pc_context_caller_keys[] = {
+	"current_user", "session_user", "application_name", "backend_pid",
+	"transaction_id", "notify"
+};
+
+/* Whether the context member key (len bytes) is one of pc_context_caller_keys. */
+static bool
+IsCallerKey(const char *key, int len)
+{
+	int			i;
+
+	for (i = 0; i < lengthof(pc_context_caller_keys); i++)
+		if (strlen(pc_context_caller_keys[i]) == len &&
+			memcmp(pc_context_caller_keys[i], key, len) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Who made the call (the role outside any SECURITY DEFINER function) and
+ * who notifies its events (notify: the mode's name); then the event's
+ * details, if any (the same for every event of a call).
  */
 static char *
-ContextJson(const char *details)
+ContextJson(const char *details, PcNotifyMode notify)
 {
 	StringInfoData buf;
 
@@ -293,6 +328,7 @@ ContextJson(const char *details)
 	JsonKey(&buf, "transaction_id");
 	appendStringInfo(&buf, UINT64_FORMAT,
 					 U64FromFullTransactionId(GetTopFullTransactionId()));
+	pc_json_text_member(&buf, "notify", pc_notify_options[notify].name);
 	if (details != NULL)
 		appendStringInfo(&buf, ",%s", details);
 	appendStringInfoChar(&buf, '}');
@@ -300,13 +336,118 @@ ContextJson(const char *details)
 }
 
 /*
- * The notification payload of a written event: a small JSON object of ids
- * and facts (provider_connections.notify_payload = full) or of ids only
- * (ids). Free text is already clipped, so no payload nears the 8000-byte
- * limit. global_position is included once known (worker mode).
+ * Who notifies the events a caller writes now: the caller itself (commit),
+ * the worker (worker) or nobody (off). In worker mode the caller notifies
+ * when no worker can: without the library preloaded, or in a database that
+ * provider_connections.worker_databases leaves out.
+ */
+static PcNotifyMode
+NotifierNow(void)
+{
+	if (pc_notify_mode == PC_NOTIFY_WORKER &&
+		(!pc_events_preloaded || !pc_worker_database_listed()))
+		return PC_NOTIFY_COMMIT;
+	return (PcNotifyMode) pc_notify_mode;
+}
+
+/*
+ * Whether the event whose audit row has this context was left to the
+ * worker to notify. Rows written before 1.4 do not say: the worker's own
+ * setting decides for them, as it did then.
+ */
+bool
+pc_event_left_to_worker(Jsonb *context)
+{
+	JsonbValue *v;
+
+	v = context == NULL ? NULL :
+		getKeyJsonValueFromContainer(&context->root, "notify", strlen("notify"), NULL);
+	if (v == NULL || v->type != jbvString)
+		return pc_events_notify_by_worker();
+	return v->val.string.len == strlen("worker") &&
+		memcmp(v->val.string.val, "worker", v->val.string.len) == 0;
+}
+
+/*
+ * Whether the JSON object being built in buf already has the member key:
+ * the payload's keys are ours and never hold an escaped quote, so looking
+ * for "key": is exact.
+ */
+static bool
+JsonHasKey(StringInfo buf, const char *key)
+{
+	char	   *quoted = psprintf("\"%s\":", key);
+	bool		found = strstr(buf->data, quoted) != NULL;
+
+	pfree(quoted);
+	return found;
+}
+
+/*
+ * Append the details in an audit row's context (its members but the
+ * caller's) to a payload being built, in the context's (jsonb) order. A
+ * detail whose key the payload already has is left out: the event's own
+ * column says it (a failed mark's reason is why it failed; the reason the
+ * mark was asked for stays in the audit row's context).
+ */
+static void
+AppendDetails(StringInfo buf, Jsonb *context)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char	   *key = NULL;
+
+	if (context == NULL || !JB_ROOT_IS_OBJECT(context))
+		return;
+	it = JsonbIteratorInit(&context->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			key = IsCallerKey(v.val.string.val, v.val.string.len) ? NULL :
+				pnstrdup(v.val.string.val, v.val.string.len);
+			continue;
+		}
+		if (tok != WJB_VALUE || key == NULL)
+			continue;
+		if (JsonHasKey(buf, key))
+			continue;
+		JsonKey(buf, key);
+		switch (v.type)
+		{
+			case jbvNull:
+				appendStringInfoString(buf, "null");
+				break;
+			case jbvString:
+				escape_json(buf, pnstrdup(v.val.string.val, v.val.string.len));
+				break;
+			case jbvNumeric:
+				appendStringInfoString(buf, DatumGetCString(DirectFunctionCall1(numeric_out,
+																				 NumericGetDatum(v.val.numeric))));
+				break;
+			case jbvBool:
+				appendStringInfoString(buf, v.val.boolean ? "true" : "false");
+				break;
+			default:
+				/* A nested object or array (none so far): as jsonb prints it. */
+				appendStringInfoString(buf, JsonbToCString(NULL, v.val.binary.data, v.val.binary.len));
+				break;
+		}
+	}
+}
+
+/*
+ * The notification payload of a written event, whose audit row's context is
+ * context (the details are read from it): a small JSON object of ids and
+ * facts (provider_connections.notify_payload = full) or of ids only (ids).
+ * Free text is already clipped, so no payload nears the 8000-byte limit.
+ * global_position is included once known (worker mode). The caller and the
+ * worker both build it here, from the same fields, so that the payloads of
+ * an event differ only by global_position.
  */
 char *
-pc_event_payload(const PcWrittenEvent *w)
+pc_event_payload(const PcWrittenEvent *w, Jsonb *context)
 {
 	const PcEvent *ev = &w->event;
 	StringInfoData buf;
@@ -341,8 +482,7 @@ pc_event_payload(const PcWrittenEvent *w)
 			JsonKey(&buf, "needs_user_action");
 			appendStringInfoString(&buf, ev->needs_user_action ? "true" : "false");
 		}
-		if (ev->details != NULL)
-			appendStringInfo(&buf, ",%s", ev->details);
+		AppendDetails(&buf, context);
 	}
 	appendStringInfoChar(&buf, '}');
 	return buf.data;
@@ -424,8 +564,9 @@ BindAuditRow(const PcWrittenEvent *w, Datum context, Datum *values, char *nulls)
 
 /*
  * Write the audit rows of stamped events, in order, with one INSERT, in the
- * current transaction; in commit mode also queue their notifications, in
- * the same order. Raises an error if the rows cannot be written: no change
+ * current transaction, each saying in its context who notifies it; when
+ * that is the caller (NotifierNow), also queue their notifications, in the
+ * same order. Raises an error if the rows cannot be written: no change
  * goes unrecorded. The caller is connected to SPI. Each row carries the
  * top-level transaction id, by which the feed finds it once that
  * transaction has committed (feed.c).
@@ -438,6 +579,7 @@ pc_write_events(const PcWrittenEvent *events, int n)
 	PcSchemaLevel level = pc_schema_level();
 	int			ncols = pc_audit_shapes[level].ncols;
 	const char *details = NULL;
+	PcNotifyMode notifier = NotifierNow();
 	Datum		context;
 	int			i;
 	int			rc;
@@ -446,7 +588,7 @@ pc_write_events(const PcWrittenEvent *events, int n)
 	/* The events of a call share their caller and details: one jsonb. */
 	for (i = 0; i < n && details == NULL; i++)
 		details = events[i].event.details;
-	context = DirectFunctionCall1(jsonb_in, CStringGetDatum(ContextJson(details)));
+	context = DirectFunctionCall1(jsonb_in, CStringGetDatum(ContextJson(details, notifier)));
 	for (i = 0; i < n; i++)
 	{
 		Datum		rowvalues[Natts_pc_audit_insert];
@@ -463,11 +605,10 @@ pc_write_events(const PcWrittenEvent *events, int n)
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not write the provider_connections audit rows")));
 
-	if (pc_notify_mode == PC_NOTIFY_COMMIT ||
-		(pc_notify_mode == PC_NOTIFY_WORKER && !pc_events_preloaded))
+	if (notifier == PC_NOTIFY_COMMIT)
 		for (i = 0; i < n; i++)
-			Async_Notify(PC_CHANNEL, pc_event_payload(&events[i]));
-	pc_feed_note_event();
+			Async_Notify(PC_CHANNEL, pc_event_payload(&events[i], DatumGetJsonbP(context)));
+	pc_feed_note_event(notifier == PC_NOTIFY_WORKER);
 }
 
 /* Define the notification settings; called from _PG_init. */
@@ -482,16 +623,16 @@ pc_events_init(void)
 							 &pc_notify_mode,
 							 PC_NOTIFY_COMMIT,
 							 pc_notify_options,
-							 PGC_SUSET,
+							 PGC_SIGHUP,
 							 0,
 							 NULL, NULL, NULL);
 	DefineCustomEnumVariable("provider_connections.notify_payload",
 							 "What a notification carries.",
-							 "full: the event's ids and facts; ids: event_type, event_id, audit_id and global_position only (any role can LISTEN).",
+							 "full: the event's ids and facts; ids: event_type, event_id, call_id, audit_id and global_position only (any role can LISTEN).",
 							 &pc_payload_mode,
 							 PC_PAYLOAD_FULL,
 							 pc_payload_options,
-							 PGC_SUSET,
+							 PGC_SIGHUP,
 							 0,
 							 NULL, NULL, NULL);
 }

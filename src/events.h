@@ -9,6 +9,7 @@
 
 #include "postgres.h"
 #include "lib/stringinfo.h"
+#include "utils/jsonb.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -53,7 +54,7 @@ typedef struct PcEvent
 	const char *reason;			/* Failed events only */
 	bool		needs_user_action;	/* ProviderTokenRefreshFailed only */
 	const pg_uuid_t *call_id;	/* shared by the events of one call */
-	const char *details;		/* more JSON members for context and payload, or NULL */
+	const char *details;		/* more JSON members for the context (and so the payload), or NULL */
 } PcEvent;
 
 /* An event as written: what its audit row adds to it. */
@@ -83,7 +84,8 @@ extern void pc_event_call_id(pg_uuid_t *out, const PcWrittenEvent *first);
 extern void pc_write_notice(PcEvent *ev);
 extern const char *pc_clip(const char *s, int maxbytes);
 extern bool pc_event_from_type(const char *event_type, PcCommand *command, PcOutcome *outcome);
-extern char *pc_event_payload(const PcWrittenEvent *written);
+extern char *pc_event_payload(const PcWrittenEvent *written, Jsonb *context);
+extern bool pc_event_left_to_worker(Jsonb *context);
 extern void pc_json_text_member(StringInfo buf, const char *key, const char *value);
 extern bool pc_events_notify_by_worker(void);
 

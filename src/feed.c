@@ -35,8 +35,9 @@
  * provider_feed_state is not dumped) the first round numbers every visible
  * row without a position.
  *
- * In notify = worker mode the worker also sends each newly numbered event's
- * notification, in feed order, from the same transaction.
+ * The worker also goes through each newly numbered event, in feed order,
+ * from the same transaction, and sends the notification of those their
+ * writer left to it (notify = worker mode when they were written).
  *
  * On a logical replication subscriber positions replicate from the
  * publisher with the audit rows: rounds number nothing there, the worker
@@ -74,6 +75,8 @@
 
 /* Whether the current transaction wrote events (the worker is woken at commit). */
 static bool pc_feed_wrote = false;
+/* ... and whether it left some of their notifications to the worker. */
+static bool pc_feed_wrote_for_worker = false;
 
 /* The state row, locked for the round: NOWAIT-free, so rounds queue up. */
 static PcStatement pc_lock_state_wait = {
@@ -168,27 +171,44 @@ enum
 	Anum_pc_notify_provider_slug,
 	Anum_pc_notify_reason,
 	Anum_pc_notify_needs_user_action,
-	Anum_pc_notify_occurred_at
+	Anum_pc_notify_occurred_at,
+	Anum_pc_notify_call_id,
+	Anum_pc_notify_context
 };
 
+/* The columns a payload is built from (pc_event_payload); call_id is 1.3 on. */
+#define PC_TO_NOTIFY_SQL(call_id) \
+	"SELECT p.global_position, a.id, a.event_id, a.event_type, a.user_id, a.connection_id," \
+	" a.provider_id, a.provider_slug, a.reason, a.needs_user_action, a.occurred_at," \
+	" " call_id ", a.context" \
+	" FROM (SELECT global_position, audit_id FROM %1$s.provider_event_positions" \
+	"        WHERE global_position OPERATOR(pg_catalog.>) $1" \
+	"        ORDER BY global_position LIMIT $2) p," \
+	/* One primary key probe per position, whatever the plan's estimates (see PC_ROUND_SQL). */ \
+	" LATERAL (SELECT * FROM %1$s.provider_audit_log a" \
+	"          WHERE a.id OPERATOR(pg_catalog.=) p.audit_id OFFSET 0) a" \
+	" ORDER BY p.global_position"
+
 static PcStatement pc_to_notify = {
-	"SELECT p.global_position, a.id, a.event_id, a.event_type, a.user_id, a.connection_id,"
-	" a.provider_id, a.provider_slug, a.reason, a.needs_user_action, a.occurred_at"
-	" FROM (SELECT global_position, audit_id FROM %1$s.provider_event_positions"
-	"        WHERE global_position OPERATOR(pg_catalog.>) $1"
-	"        ORDER BY global_position LIMIT $2) p,"
-	/* One primary key probe per position, whatever the plan's estimates (see PC_ROUND_SQL). */
-	" LATERAL (SELECT * FROM %1$s.provider_audit_log a"
-	"          WHERE a.id OPERATOR(pg_catalog.=) p.audit_id OFFSET 0) a"
-	" ORDER BY p.global_position",
+	PC_TO_NOTIFY_SQL("a.call_id"),
 	2, {INT8OID, INT8OID}
 };
 
-/* Note that the current transaction wrote an event. */
+/* The same for a 1.2 schema, whose audit rows have no call_id. */
+static PcStatement pc_to_notify_1_2 = {
+	PC_TO_NOTIFY_SQL("NULL::pg_catalog.uuid"),
+	2, {INT8OID, INT8OID}
+};
+
+/*
+ * Note that the current transaction wrote an event; for_worker: one whose
+ * notification is left to the worker, which its commit then wakes at once.
+ */
 void
-pc_feed_note_event(void)
+pc_feed_note_event(bool for_worker)
 {
 	pc_feed_wrote = true;
+	pc_feed_wrote_for_worker |= for_worker;
 }
 
 /*
@@ -269,20 +289,24 @@ UuidColumn(HeapTuple tup, TupleDesc desc, int attnum)
 }
 
 /*
- * Queue the notification of each numbered event after *notified_upto, in
- * feed order, at most PC_FEED_NOTIFY_BATCH; advance *notified_upto. Returns
- * how many. They go out when the caller's transaction commits.
+ * Go through the numbered events after *notified_upto, in feed order, at
+ * most PC_FEED_NOTIFY_BATCH, and queue the notification of those the worker
+ * sends: every one when all, else those their writer left to the worker
+ * (pc_event_left_to_worker). Advance *notified_upto past them all. Returns
+ * how many were gone through. The notifications go out when the caller's
+ * transaction commits.
  */
 static int64
-NotifyNumbered(int64 *notified_upto)
+NotifyNumbered(int64 *notified_upto, bool all)
 {
 	Datum		args[2];
 	uint64		i;
 	uint64		n;
+	PcStatement *stmt = pc_schema_level() >= PC_SCHEMA_1_3 ? &pc_to_notify : &pc_to_notify_1_2;
 
 	args[0] = Int64GetDatum(*notified_upto);
 	args[1] = Int64GetDatum(PC_FEED_NOTIFY_BATCH);
-	if (ExecuteIndexed(&pc_to_notify, args, NULL) != SPI_OK_SELECT)
+	if (ExecuteIndexed(stmt, args, NULL) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the events to notify");
 	n = SPI_processed;
 	for (i = 0; i < n; i++)
@@ -291,12 +315,22 @@ NotifyNumbered(int64 *notified_upto)
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		PcWrittenEvent w;
 		bool		isnull;
-		char	   *type = SPI_getvalue(tup, desc, Anum_pc_notify_event_type);
+		char	   *type;
+		Datum		context;
+		Jsonb	   *ctx;
+
+		w.global_position = DatumGetInt64(SPI_getbinval(tup, desc, Anum_pc_notify_position, &isnull));
+		context = SPI_getbinval(tup, desc, Anum_pc_notify_context, &isnull);
+		ctx = isnull ? NULL : DatumGetJsonbP(context);
+		*notified_upto = w.global_position;
+		if (!all && !pc_event_left_to_worker(ctx))
+			continue;
 
 		memset(&w, 0, sizeof(w));
+		w.global_position = *notified_upto;
+		type = SPI_getvalue(tup, desc, Anum_pc_notify_event_type);
 		if (type == NULL || !pc_event_from_type(type, &w.event.command, &w.event.outcome))
 			elog(ERROR, "unknown event_type \"%s\" in the audit log", type ? type : "");
-		w.global_position = DatumGetInt64(SPI_getbinval(tup, desc, Anum_pc_notify_position, &isnull));
 		w.audit_id = DatumGetInt64(SPI_getbinval(tup, desc, Anum_pc_notify_audit_id, &isnull));
 		memcpy(&w.event_id, DatumGetUUIDP(SPI_getbinval(tup, desc, Anum_pc_notify_event_id, &isnull)),
 			   sizeof(pg_uuid_t));
@@ -307,9 +341,9 @@ NotifyNumbered(int64 *notified_upto)
 		w.event.reason = SPI_getvalue(tup, desc, Anum_pc_notify_reason);
 		w.event.needs_user_action =
 			DatumGetBool(SPI_getbinval(tup, desc, Anum_pc_notify_needs_user_action, &isnull)) && !isnull;
+		w.event.call_id = UuidColumn(tup, desc, Anum_pc_notify_call_id);
 		w.occurred_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_pc_notify_occurred_at, &isnull));
-		Async_Notify(PC_CHANNEL, pc_event_payload(&w));
-		*notified_upto = w.global_position;
+		Async_Notify(PC_CHANNEL, pc_event_payload(&w, ctx));
 	}
 	return (int64) n;
 }
@@ -328,8 +362,11 @@ FeedHead(void)
 /*
  * One round of assignment in schema nsp (see the file header). wait: block
  * on a round in progress elsewhere rather than skip it. notified_upto: when
- * not NULL, also notify the numbered events after it (worker mode); a
- * negative value means "from the head as it was before this round".
+ * not NULL (the worker), also go through the numbered events after it and
+ * notify those left to the worker, whatever the mode is now; a negative
+ * value means "from the head as it was before this round". On a
+ * subscriber, whose callers notify nothing, the worker notifies every
+ * replicated event in worker mode, and none otherwise.
  * Returns how many events were numbered or notified, whichever is more,
  * or -1 if the round was skipped because another assigner holds the feed.
  */
@@ -356,9 +393,14 @@ AssignRound(Oid nsp, bool wait, int64 *notified_upto)
 	{
 		if (source == PC_FEED_REPLICATED && notified_upto != NULL)
 		{
-			if (*notified_upto < 0)
-				*notified_upto = FeedHead();
-			notified = NotifyNumbered(notified_upto);
+			if (!pc_events_notify_by_worker())
+				*notified_upto = -1;	/* start afresh when worker mode comes */
+			else
+			{
+				if (*notified_upto < 0)
+					*notified_upto = FeedHead();
+				notified = NotifyNumbered(notified_upto, true);
+			}
 		}
 		SPI_finish();
 		return notified;
@@ -397,7 +439,7 @@ AssignRound(Oid nsp, bool wait, int64 *notified_upto)
 		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)))
 			SetLatch(MyLatch);
 		if (notified_upto != NULL)
-			notified = NotifyNumbered(notified_upto);
+			notified = NotifyNumbered(notified_upto, false);
 	}
 	SPI_finish();
 	return Max(numbered, notified);
@@ -446,16 +488,18 @@ FeedXactCallback(XactEvent event, void *arg)
 	switch (event)
 	{
 		case XACT_EVENT_COMMIT:
-			/* In commit mode nothing waits for the round: the naptime does. */
+			/* When callers notified, nothing waits for the round: the naptime does. */
 			if (pc_feed_wrote)
-				pc_worker_wake(pc_events_notify_by_worker());
+				pc_worker_wake(pc_feed_wrote_for_worker);
 			pc_feed_wrote = false;
+			pc_feed_wrote_for_worker = false;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			pc_feed_wrote = false;
+			pc_feed_wrote_for_worker = false;
 			break;
 		default:
 			break;

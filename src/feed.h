@@ -14,7 +14,7 @@
 #define PC_FEED_NOTIFY_BATCH 10000
 
 extern void pc_feed_init(void);
-extern void pc_feed_note_event(void);
+extern void pc_feed_note_event(bool for_worker);
 extern Oid	pc_feed_schema(void);
 extern int64 pc_feed_assign(Oid nsp, int64 *notified_upto);
 

@@ -65,6 +65,7 @@
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
+#include "events.h"
 #include "feed.h"
 #include "replication.h"
 
@@ -362,5 +363,5 @@ void
 pc_replica_utility(Node *stmt)
 {
 	if (IsA(stmt, CreateSubscriptionStmt))
-		pc_feed_note_event();
+		pc_feed_note_event(pc_events_notify_by_worker());
 }

@@ -12,7 +12,8 @@
  * have a worker, under one spinlock held for a few instructions at a time:
  *
  *	- A caller's commit that wrote events calls pc_worker_wake: it sets the
- *	  slot's "wanted" mark and, in notify = worker mode, the worker's latch,
+ *	  slot's "wanted" mark and, when it left notifications to the worker
+ *	  (notify = worker mode), the worker's latch,
  *	  or, when no worker runs, the launcher's latch (once, on the first
  *	  mark). No LWLock, no catalog access, nothing but that on the commit
  *	  path. In commit mode nothing waits for a round: the worker runs one
@@ -466,6 +467,23 @@ pc_worker_serving(void)
 }
 
 /*
+ * Whether provider_connections.worker_databases lets a worker serve this
+ * backend's database (every database when it is empty). A caller in
+ * notify = worker mode notifies its events itself when not: no worker
+ * would. Like the setting, the answer is the same in every session.
+ */
+bool
+pc_worker_database_listed(void)
+{
+	char	   *name;
+
+	if (ServeEveryDatabase() || !OidIsValid(MyDatabaseId))
+		return true;
+	name = get_database_name(MyDatabaseId);
+	return name == NULL || DatabaseListed(name);
+}
+
+/*
  * Ask this database's worker for a round and wait until one that began
  * after the request has committed: everything committed before the call is
  * then positioned. Returns false (the caller assigns positions itself) when
@@ -908,9 +926,11 @@ NoteRoundSucceeded(PcFailures *f)
 
 /*
  * One round in its own transaction: assign positions and, when notify,
- * queue the notifications (sent at commit). notified_upto is stored only
- * once the commit succeeded, so failed notifications are retried from where
- * they were. *count gets what pc_feed_assign returned; a negative value
+ * go through the numbered events and queue the notifications of those left
+ * to the worker (sent at commit), in every notify mode: events written in
+ * worker mode may commit after a reload changed the mode. notified_upto is
+ * stored only once the commit succeeded, so failed notifications are
+ * retried from where they were. *count gets what pc_feed_assign returned; a negative value
  * means it skipped the round (another assigner held the feed): the round
  * then does not count as done for pc_worker_sync.
  */
@@ -968,8 +988,6 @@ WorkerRound(bool notify, bool retry_follows, PcFailures *failures, int64 *count)
 			pc_worker_slot->rounds_ok = round;
 		if (notify)
 			pc_worker_slot->notified_upto = upto;
-		else if (!pc_events_notify_by_worker())
-			pc_worker_slot->notified_upto = -1; /* callers notify: start afresh */
 	}
 	SpinLockRelease(&pc_shared->mutex);
 	ConditionVariableBroadcast(&pc_worker_slot->round_done);
@@ -1047,8 +1065,11 @@ WorkerLoop(void)
 
 		MemoryContextReset(cxt);
 		MemoryContextSwitchTo(cxt);
-		notify = pc_events_notify_by_worker() && GetCurrentTimestamp() >= notify_after;
-		outcome = WorkerRound(notify, notify, notify ? &notify_failures : &assign_failures, &n);
+		/* Outside worker mode few events, if any, are left to the worker. */
+		notify = GetCurrentTimestamp() >= notify_after;
+		outcome = WorkerRound(notify, notify,
+							  notify && pc_events_notify_by_worker() ? &notify_failures : &assign_failures,
+							  &n);
 		if (outcome == PC_ROUND_FAILED && notify)
 		{
 			notify_after = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), pc_worker_naptime);

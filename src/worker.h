@@ -14,6 +14,7 @@
 extern void pc_worker_init(void);
 extern void pc_worker_wake(bool round_needed);
 extern bool pc_worker_serving(void);
+extern bool pc_worker_database_listed(void);
 extern bool pc_worker_sync(void);
 
 #endif							/* PC_WORKER_H */
