@@ -28,6 +28,13 @@ How it works (see README.md, "The event feed"):
     (a listener that was disconnected misses notifications, and the payload
     may hold only ids). It reads the feed on every notification and at the
     latest every --timeout seconds, until a batch comes back short.
+  - Events it had not handled yet may have been purged
+    (provider_purge_events with a bound above its stored position): the
+    feed then refuses to read on (SQLSTATE 72000, naming the purge horizon).
+    It stops with a message saying so (exit status 1); run it once with
+    --skip-purged to go on after the horizon, which it then reports on
+    stderr. Those events are lost to it: restore them from a backup if they
+    matter.
   - SIGTERM or SIGINT: it finishes the batch in progress, commits, and
     exits 0. Any error stops it with exit status 1 and a message on stderr;
     run it under a supervisor that restarts it (systemd Restart=on-failure,
@@ -54,7 +61,7 @@ CREATE can be revoked:
 
     CREATE ROLE mailer LOGIN;
     GRANT USAGE ON SCHEMA public TO mailer;
-    GRANT EXECUTE ON FUNCTION provider_events_since(bigint, integer) TO mailer;
+    GRANT EXECUTE ON FUNCTION provider_events_since(bigint, integer, boolean) TO mailer;
     GRANT CREATE ON DATABASE app TO mailer;
 
 Copyright (c) 2026, provider_connections developers.
@@ -101,6 +108,9 @@ def parse_args(argv):
     p.add_argument("--init", action="store_true",
                    help="only create the schema, tables and position row if missing, then exit "
                         "(at deployment: CREATE on the database can then be revoked)")
+    p.add_argument("--skip-purged", action="store_true",
+                   help="when events it had not handled were purged, say so on stderr and go on "
+                        "after them (default: stop with an error)")
     args = p.parse_args(argv)
     if args.batch < 1 or args.timeout <= 0:
         p.error("--batch must be at least 1 and --timeout positive")
@@ -188,7 +198,11 @@ def email_kind(event_type, action, needs_user_action):
     return None
 
 
-def handle_batch(conn, args):
+class PurgedEvents(Exception):
+    """The feed refused to read on: events after the stored position were purged."""
+
+
+def handle_batch(conn, args, skip_purged=False):
     """Handle one batch in one transaction; returns (position, events, e-mails).
 
     Lock the position row, read the events after it, insert their e-mails,
@@ -205,11 +219,17 @@ def handle_batch(conn, args):
         # go together. The feed only needs a read-write READ COMMITTED
         # transaction (the default) to include everything committed before
         # the call (README: "The event feed").
-        events = conn.execute(sql.SQL(
-            "SELECT global_position, audit_id, event_id, event_type, action, user_id,"
-            "       needs_user_action"
-            "  FROM {}.provider_events_since(%s, %s)").format(sql.Identifier(args.feed_schema)),
-            [position, args.batch]).fetchall()
+        # 72000: events after the position were purged (README, "The event
+        # feed"); the transaction is then rolled back, and the caller decides.
+        try:
+            events = conn.execute(sql.SQL(
+                "SELECT global_position, audit_id, event_id, event_type, action, user_id,"
+                "       needs_user_action"
+                "  FROM {}.provider_events_since(%s, %s, skip_purged => %s)").format(
+                    sql.Identifier(args.feed_schema)),
+                [position, args.batch, skip_purged]).fetchall()
+        except psycopg.errors.SnapshotTooOld as ex:
+            raise PurgedEvents(f"{ex.diag.message_primary}. {ex.diag.message_detail}") from ex
         emails = []
         for global_position, audit_id, event_id, event_type, action, user_id, nua in events:
             kind = email_kind(event_type, action, nua)
@@ -292,7 +312,13 @@ def run(args):
 
     why = "start"
     while not stopping:
-        position, handled, sent = handle_batch(work, args)
+        try:
+            position, handled, sent = handle_batch(work, args)
+        except PurgedEvents as ex:
+            if not args.skip_purged:
+                raise
+            print(f"consumer {args.name}: skipping purged events: {ex}", file=sys.stderr, flush=True)
+            position, handled, sent = handle_batch(work, args, skip_purged=True)
         if handled:
             print(f"batch consumer={args.name} position={position} handled={handled}"
                   f" emails={sent} wake={why}", flush=True)
@@ -315,6 +341,10 @@ def main(argv):
         run(args)
     except psycopg.Error as ex:
         print(f"consumer {args.name}: {type(ex).__name__}: {ex}".rstrip(), file=sys.stderr)
+        return 1
+    except PurgedEvents as ex:
+        print(f"consumer {args.name}: events it had not handled were purged: {ex}\n"
+              "Run it with --skip-purged to go on after them.", file=sys.stderr)
         return 1
     return 0
 

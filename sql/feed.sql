@@ -72,3 +72,60 @@ SELECT string_agg(name, ', ') AS feed_columns
 UPDATE provider_event_positions SET global_position = global_position + 1000;
 DELETE FROM provider_event_positions;
 TRUNCATE provider_event_positions;
+
+-- A database no worker serves (a template: the launcher serves none), where
+-- provider_events_since numbers events itself, in the reader's transaction.
+-- Its snapshot shows the reader's own events, not committed: a round must
+-- never number them, neither the first round of a new install nor a later
+-- one; if the transaction rolls back they must leave no position, and if
+-- it commits they are numbered by the next read. provider_feed_head()
+-- numbers what committed before it, as the feed does, so it is never
+-- behind committed events (here no worker round ever comes).
+-- The own transaction's events are only at risk once a later transaction
+-- id has ended (another session's commit, or as here a savepoint rolled
+-- back): the snapshot's xmax is then above the own id, and a snapshot
+-- counts its own transaction as committed.
+CREATE DATABASE pc_feed_own IS_TEMPLATE true;
+\c pc_feed_own
+SET client_min_messages = warning;
+CREATE EXTENSION provider_connections CASCADE;
+RESET client_min_messages;
+\set VERBOSITY terse
+\set u '''16161616-1616-1616-1616-161616161616'''
+\set p '''aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa'''
+SELECT count(*) AS workers FROM pg_stat_activity
+ WHERE datname = current_database() AND backend_type = 'provider_connections worker';
+BEGIN;
+SELECT ok FROM provider_begin_connect(:u, :p, 'own-first-round');
+SAVEPOINT s;
+SELECT ok FROM provider_begin_connect(:u, :p, 'undone');
+ROLLBACK TO SAVEPOINT s;
+SELECT count(*) FILTER (WHERE provider_slug LIKE 'own-%') AS own_events_read, count(*) AS read
+  FROM provider_events_since(0);
+SELECT provider_feed_head() AS head;
+ROLLBACK;
+SELECT count(*) AS positions FROM provider_event_positions;
+SELECT ok FROM provider_begin_connect(:u, :p, 'committed');
+SELECT provider_feed_head() AS head_covers_the_committed_call;
+BEGIN;
+SELECT ok FROM provider_begin_connect(:u, :p, 'own-later-round');
+SAVEPOINT s;
+SELECT ok FROM provider_begin_connect(:u, :p, 'undone');
+ROLLBACK TO SAVEPOINT s;
+SELECT count(*) FILTER (WHERE provider_slug LIKE 'own-%') AS own_events_read, count(*) AS read
+  FROM provider_events_since(0);
+SELECT provider_feed_head() AS head;
+ROLLBACK;
+SELECT count(*) AS positions, max(global_position) AS head FROM provider_event_positions;
+BEGIN;
+SELECT ok FROM provider_begin_connect(:u, :p, 'own-committed');
+SAVEPOINT s;
+SELECT ok FROM provider_begin_connect(:u, :p, 'undone');
+ROLLBACK TO SAVEPOINT s;
+SELECT count(*) FILTER (WHERE provider_slug LIKE 'own-%') AS own_events_read, count(*) AS read
+  FROM provider_events_since(0);
+COMMIT;
+SELECT global_position, provider_slug, event_type FROM provider_events_since(0);
+\c contrib_regression
+ALTER DATABASE pc_feed_own IS_TEMPLATE false;
+DROP DATABASE pc_feed_own;

@@ -25,14 +25,14 @@ GRANT EXECUTE ON FUNCTION provider_connect(uuid, uuid, text, bytea, text, timest
                           provider_record_sync(uuid) TO pc_app;
 GRANT SELECT ON provider_connections_overview TO pc_app;
 GRANT SELECT ON provider_audit_log TO pc_app;
-GRANT EXECUTE ON FUNCTION provider_events_since(bigint, integer) TO pc_app;
+GRANT EXECUTE ON FUNCTION provider_events_since(bigint, integer, boolean) TO pc_app;
 GRANT EXECUTE ON FUNCTION provider_credentials(uuid),
                           provider_claim_expiring(interval, integer, interval),
                           provider_mark_expired(uuid),
                           provider_mark_revoked(uuid, text) TO pc_worker;
 CREATE ROLE pc_mailer;
 GRANT USAGE ON SCHEMA public TO pc_mailer;
-GRANT EXECUTE ON FUNCTION provider_events_since(bigint, integer), provider_feed_head() TO pc_mailer;
+GRANT EXECUTE ON FUNCTION provider_events_since(bigint, integer, boolean), provider_feed_head() TO pc_mailer;
 GRANT EXECUTE ON FUNCTION provider_expire_overdue(interval),
                           provider_purge_events(timestamptz, bigint) TO pc_maintenance;
 

@@ -69,8 +69,37 @@ ROLLBACK;
 SELECT provider_purge_events('-infinity', :head) AS purged_nothing_older;
 SELECT event_type, context->>'audit_rows' AS audit_rows, context->>'up_to_position' AS up_to
   FROM provider_audit_log WHERE event_type = 'ProviderEventsPurged' ORDER BY id;
--- The feed goes on past the purge; consumers behind it just skip ahead.
-SELECT min(global_position) > 4 AS resumes_after_purged FROM provider_events_since(0, 1000);
+-- A consumer behind the purge horizon (the highest position purged: 4) is
+-- told so, with SQLSTATE 72000, the horizon in the message and the detail,
+-- whatever max_events it asks for; with skip_purged it reads on after the
+-- horizon. At the horizon or past it nothing changes.
+\set VERBOSITY default
+SELECT count(*) FROM provider_events_since(0, 1000);
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
+SELECT count(*) FROM provider_events_since(3, 0);
+\set VERBOSITY terse
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
+SELECT count(*) AS kept FROM provider_event_positions \gset
+SELECT min(global_position) AS resumes_at, count(*) = :kept AS all_kept
+  FROM provider_events_since(0, 1000, skip_purged => true);
+SELECT min(global_position) AS at_the_horizon FROM provider_events_since(4, 1000);
+SELECT min(global_position) AS past_it_with_skip FROM provider_events_since(6, 1000, true);
+SELECT purged_up_to FROM provider_feed_horizon;
+-- A purge of every event does not set the head back: the horizon, at the
+-- last event purged, is its floor. Read in the purge's transaction (where
+-- the purge's own event cannot be numbered yet), the head is where it was;
+-- read after it, it includes the purge's event.
+SELECT provider_feed_head() AS head_before_purging_all \gset
+BEGIN;
+SELECT provider_purge_events(now() + interval '1 day', 9223372036854775807) > 0 AS purged_all;
+SELECT count(*) AS positions_left,
+       (SELECT purged_up_to FROM provider_feed_horizon) = :head_before_purging_all AS horizon_at_head
+  FROM provider_event_positions;
+SELECT provider_feed_head() - :head_before_purging_all AS head_moved_in_the_purge;
+COMMIT;
+SELECT provider_feed_head() - :head_before_purging_all AS head_moved_by_the_purge_event;
+SELECT event_type FROM provider_events_since(:head_before_purging_all, 1000);
+SELECT count(*) FROM provider_events_since(:head_before_purging_all - 1, 1000);
 -- Everywhere else the log stays append-only.
 DELETE FROM provider_audit_log;
 DELETE FROM provider_event_positions;

@@ -123,5 +123,24 @@ DROP EXTENSION provider_connections;
 DROP ROLE pc_upgrade_app;
 DROP ROLE pc_upgrade_admin;
 
+-- From 1.3, with a consumer's grant: provider_events_since gains its third
+-- argument, skip_purged (a new function), and the grant carries over the
+-- same way; calls written for 1.3 work unchanged.
+CREATE EXTENSION provider_connections VERSION '1.3';
+CREATE ROLE pc_upgrade_mailer;
+GRANT EXECUTE ON FUNCTION provider_events_since(bigint, integer) TO pc_upgrade_mailer;
+ALTER EXTENSION provider_connections UPDATE TO '1.4';
+SELECT has_function_privilege('pc_upgrade_mailer', 'provider_events_since(bigint, integer, boolean)', 'EXECUTE') AS mailer_granted,
+       has_function_privilege('public', 'provider_events_since(bigint, integer, boolean)', 'EXECUTE') AS public_granted,
+       (SELECT initprivs::text FROM pg_init_privs
+         WHERE objoid = 'provider_events_since(bigint, integer, boolean)'::regprocedure)
+           = :'fresh_initprivs' AS initprivs_as_fresh;
+SET ROLE pc_upgrade_mailer;
+SELECT count(*) AS read_as_in_1_3 FROM provider_events_since(0, 10);
+SELECT count(*) AS read_skipping FROM provider_events_since(0, skip_purged => true);
+RESET ROLE;
+DROP EXTENSION provider_connections;
+DROP ROLE pc_upgrade_mailer;
+
 \c contrib_regression
 DROP DATABASE pc_upgrade;

@@ -145,9 +145,14 @@ static PcStatement pc_round = {
 	4, {XID8OID, XID8ARRAYOID, XID8OID, XID8OID}
 };
 
-/* The first round: every visible row without a position. */
+/*
+ * The first round: every visible row without a position but the
+ * assigner's own, which its snapshot shows although they are not committed
+ * (a reader that wrote events earlier in its transaction).
+ */
 static PcStatement pc_first_round = {
-	PC_ROUND_SQL("$1 IS NULL AND $2 IS NULL AND $3 IS NOT NULL AND $4 IS NOT NULL"),
+	PC_ROUND_SQL("$1 IS NULL AND $2 IS NULL AND $4 IS NOT NULL"
+				 " AND a.xid OPERATOR(pg_catalog.<>) $3"),
 	4, {XID8OID, XID8ARRAYOID, XID8OID, XID8OID}
 };
 
@@ -479,6 +484,43 @@ provider_feed_assign(PG_FUNCTION_ARGS)
 	if (pc_worker_sync())
 		PG_RETURN_INT64(0);
 	PG_RETURN_INT64(Max(AssignRound(get_func_namespace(fcinfo->flinfo->fn_oid), true, NULL), 0));
+}
+
+/* SQL function: provider_feed_resume(after_position, skip_purged, purged_up_to) */
+PG_FUNCTION_INFO_V1(provider_feed_resume);
+
+/*
+ * Called by provider_events_since, in the snapshot of its read: the
+ * position to read on from. purged_up_to is the purge horizon (NULL before
+ * any purge: provider_feed_horizon). A position below it has missed events
+ * a purge removed (at least the one at the horizon): that is an error,
+ * with SQLSTATE 72000 (snapshot_too_old: what the reader's position needs
+ * is gone, as for a snapshot older than what vacuum kept), unless the
+ * caller asked to skip them, in which case it reads on after the horizon.
+ */
+Datum
+provider_feed_resume(PG_FUNCTION_ARGS)
+{
+	int64		after;
+	int64		horizon;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	after = PG_GETARG_INT64(0);
+	if (PG_ARGISNULL(2) || (horizon = PG_GETARG_INT64(2)) <= after)
+		PG_RETURN_INT64(after);
+	if (PG_GETARG_BOOL(1))
+		PG_RETURN_INT64(horizon);
+	ereport(ERROR,
+			(errcode(ERRCODE_SNAPSHOT_TOO_OLD),
+			 errmsg("feed position " INT64_FORMAT " is behind the purge horizon " INT64_FORMAT,
+					after, horizon),
+			 errdetail("Events after position " INT64_FORMAT " up to position " INT64_FORMAT
+					   " were removed by provider_purge_events, so a consumer at position "
+					   INT64_FORMAT " has missed some of them.",
+					   after, horizon, after),
+			 errhint("To continue after the purged events, call provider_events_since with skip_purged => true.")));
+	PG_RETURN_NULL();			/* not reached */
 }
 
 /* At commit of a transaction that wrote events, wake the worker if it must notify. */

@@ -8,7 +8,10 @@
  * older than a time AND at or below a feed position, with their positions.
  * The position bound is what keeps the purge from losing anything a
  * consumer has not passed: pass the smallest position your consumers have
- * stored. Rows not numbered yet are never removed. The purge records
+ * stored. Rows not numbered yet are never removed. The highest position
+ * removed raises the purge horizon (provider_feed_horizon): a consumer
+ * below it is told by provider_events_since that it missed events, and
+ * provider_feed_head() never returns less. The purge records
  * itself as a ProviderEventsPurged event with its counts, but on a logical
  * replication subscriber, whose log holds only the publisher's events (and
  * whose audit ids are the publisher's: replication.c).
@@ -43,7 +46,8 @@ static bool pc_purging = false;
 
 /*
  * One batch: the oldest positions at or below $2 whose audit row is older
- * than $1, at most $3, and their audit rows.
+ * than $1, at most $3, and their audit rows. Returns how many audit rows
+ * went and the highest position removed (NULL: none).
  */
 static PcStatement pc_purge_batch = {
 	"WITH victims AS ("
@@ -55,10 +59,24 @@ static PcStatement pc_purge_batch = {
 	" gone AS ("
 	"  DELETE FROM %1$s.provider_event_positions p USING victims v"
 	"   WHERE p.global_position OPERATOR(pg_catalog.=) v.global_position"
-	"  RETURNING p.audit_id)"
-	" DELETE FROM %1$s.provider_audit_log a USING gone g"
-	"  WHERE a.id OPERATOR(pg_catalog.=) g.audit_id",
+	"  RETURNING p.audit_id, p.global_position),"
+	" removed AS ("
+	"  DELETE FROM %1$s.provider_audit_log a USING gone g"
+	"   WHERE a.id OPERATOR(pg_catalog.=) g.audit_id"
+	"  RETURNING g.global_position)"
+	" SELECT pg_catalog.count(*), pg_catalog.max(global_position) FROM removed",
 	3, {TIMESTAMPTZOID, INT8OID, INT4OID}
+};
+
+/*
+ * Raise the purge horizon to $1 (never lower it). The row exists from the
+ * first purge on; until then the horizon is 0.
+ */
+static PcStatement pc_raise_horizon = {
+	"INSERT INTO %1$s.provider_feed_horizon AS h (purged_up_to) VALUES ($1)"
+	" ON CONFLICT (singleton) DO UPDATE"
+	" SET purged_up_to = pg_catalog.int8larger(h.purged_up_to, excluded.purged_up_to)",
+	1, {INT8OID}
 };
 
 /* Whether provider_purge_events is deleting right now in this backend. */
@@ -104,6 +122,7 @@ provider_purge_events(PG_FUNCTION_ARGS)
 	TimestampTz before;
 	int64		up_to;
 	volatile int64 removed = 0;
+	volatile int64 horizon = 0;
 	Datum		args[3];
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
@@ -129,10 +148,19 @@ provider_purge_events(PG_FUNCTION_ARGS)
 	{
 		for (;;)
 		{
-			if (SPI_execute_plan(pc_statement_plan(&pc_purge_batch), args, NULL, false, 0) != SPI_OK_DELETE)
+			bool		isnull;
+			int64		batch;
+			int64		highest;
+
+			if (SPI_execute_plan(pc_statement_plan(&pc_purge_batch), args, NULL, false, 0) != SPI_OK_SELECT ||
+				SPI_processed != 1)
 				elog(ERROR, "could not purge provider_connections events");
-			removed += SPI_processed;
-			if (SPI_processed < PC_PURGE_BATCH)
+			batch = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+			highest = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+			if (!isnull)
+				horizon = Max(horizon, highest);
+			removed += batch;
+			if (batch < PC_PURGE_BATCH)
 				break;
 			CHECK_FOR_INTERRUPTS();
 		}
@@ -142,6 +170,21 @@ provider_purge_events(PG_FUNCTION_ARGS)
 		pc_purging = false;
 	}
 	PG_END_TRY();
+
+	/*
+	 * In the purge's transaction: a reader sees the rows or the horizon. A
+	 * database still at 1.3 (the library updated, not the extension) has no
+	 * horizon to keep.
+	 */
+	if (horizon > 0 &&
+		OidIsValid(get_relname_relid("provider_feed_horizon", get_func_namespace(fcinfo->flinfo->fn_oid))))
+	{
+		Datum		harg[1];
+
+		harg[0] = Int64GetDatum(horizon);
+		if (SPI_execute_plan(pc_statement_plan(&pc_raise_horizon), harg, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not record the purge horizon");
+	}
 
 	/* A subscriber's log holds the publisher's events, and its audit ids. */
 	if (!pc_replica_subscribed(get_func_namespace(fcinfo->flinfo->fn_oid)))

@@ -95,7 +95,8 @@
 #define PC_RESTART_DELAY_MS 5000	/* after a worker died of an error */
 #define PC_HOLD_GRACE_MS 2000	/* a held database's worker gets SIGTERM after */
 #define PC_HOLD_WAIT_MS 10000	/* ... and the command goes on after */
-#define PC_SYNC_TIMEOUT_MS 2000 /* pc_worker_sync gives up after */
+#define PC_SYNC_START_MS 50		/* pc_worker_sync gives up on a silent worker after */
+#define PC_SYNC_TIMEOUT_MS 2000 /* ... and on a busy one after */
 #define PC_ROUND_INTERVAL_MS 5	/* rounds start at most this often */
 #define PC_WARN_INTERVAL_MS 60000	/* repeated round failures: one WARNING per */
 #define PC_EXTRA_SLOTS 32		/* slots beyond max_worker_processes */
@@ -488,7 +489,14 @@ pc_worker_database_listed(void)
  * after the request has committed: everything committed before the call is
  * then positioned. Returns false (the caller assigns positions itself) when
  * no worker serves the database, or it exits, or its rounds fail, or after
- * PC_SYNC_TIMEOUT_MS.
+ * PC_SYNC_TIMEOUT_MS; and after PC_SYNC_START_MS already if the worker
+ * showed no sign of life by then (it began no round since the request and
+ * finished none): a worker that is stopped (SIGSTOP, a debugger) or stuck
+ * must not make every reader wait seconds. A healthy worker starts the
+ * round within a few milliseconds (a reader's request skips its pause
+ * between rounds), and one busy with a long round has finished it or begun
+ * ours by then. Giving up is always safe: the caller's own round waits for
+ * any round in progress (the state row's lock) and numbers what is left.
  */
 bool
 pc_worker_sync(void)
@@ -497,8 +505,9 @@ pc_worker_sync(void)
 	Latch	   *latch = NULL;
 	pid_t		pid = 0;
 	uint64		target = 0;
+	uint64		done_before = 0;
 	bool		ok = false;
-	TimestampTz deadline;
+	TimestampTz start;
 
 	if (pc_shared == NULL || !OidIsValid(MyDatabaseId))
 		return false;
@@ -509,6 +518,7 @@ pc_worker_sync(void)
 		pid = slot->pid;
 		latch = slot->latch;
 		target = slot->rounds_begun + 1;
+		done_before = slot->rounds_done;
 		slot->wanted = true;
 		slot->sync_pending = true;
 	}
@@ -517,21 +527,25 @@ pc_worker_sync(void)
 		return false;
 	SetLatch(latch);
 
-	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), PC_SYNC_TIMEOUT_MS);
+	start = GetCurrentTimestamp();
 	ConditionVariablePrepareToSleep(&slot->round_done);
 	for (;;)
 	{
 		bool		over;
+		bool		alive;
+		TimestampTz limit;
 		long		remaining;
 
 		SpinLockAcquire(&pc_shared->mutex);
 		ok = slot->rounds_ok >= target;
 		over = slot->pid != pid ||
 			(slot->rounds_done >= target && !slot->retry_pending);
+		alive = slot->rounds_begun >= target || slot->rounds_done != done_before;
 		SpinLockRelease(&pc_shared->mutex);
 		if (ok || over)
 			break;
-		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		limit = TimestampTzPlusMilliseconds(start, alive ? PC_SYNC_TIMEOUT_MS : PC_SYNC_START_MS);
+		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), limit);
 		if (remaining <= 0)
 			break;
 		(void) ConditionVariableTimedSleep(&slot->round_done, remaining, pc_wait_event);

@@ -5,6 +5,11 @@
 # no orphan audit row, no unpaired event, and the connection is unchanged.
 # Done for a refresh and for a disconnect.
 #
+# Then a background worker stopped with SIGSTOP (as a debugger or a stuck
+# process would leave it): readers of the feed, who ask the worker for a
+# numbering round, must fall back to their own round promptly rather than
+# wait out the sync timeout, and the feed stays exactly-once.
+#
 # Copyright (c) 2026, provider_connections developers.
 # Released under the PostgreSQL License (see LICENSE).
 use strict;
@@ -17,6 +22,7 @@ use PCTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(time);
 
 # Cluster.pm turns restart_after_crash off; this test is about the restart.
 my $node = pc_node('faults', conf => 'restart_after_crash = on');
@@ -109,4 +115,74 @@ my $kills = () = log_since($node, $log_start) =~ /terminated by signal 9/g;
 is($kills, 2, 'the server log records the two kills');
 
 $node->stop;
+
+# ---- a stopped worker ----
+# Commit mode, and a worker_naptime of an hour: once idle, the worker runs
+# no round unless a reader asks for one, so it is stopped between rounds
+# (never holding the feed's lock, which a reader would then wait for).
+my $stopped = pc_node('stopped', conf => "provider_connections.worker_naptime = '1h'\n");
+fresh_db($stopped, 'app');
+$stopped->safe_psql('app', q{
+SELECT provider_begin_connect('fb000000-0000-0000-0000-000000000001', 'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab')
+  FROM generate_series(1, 5);
+SELECT count(*) FROM provider_events_since(0, 0);});
+
+my $worker_sql = q{SELECT pid FROM pg_stat_activity
+ WHERE backend_type = 'provider_connections worker' AND datname = 'app' AND state = 'idle'};
+my $worker_pid;
+# However the test ends, the worker runs again (or the node's shutdown
+# would wait for it).
+END { kill 'CONT', $worker_pid if $worker_pid; }
+for my $try (1 .. 20)
+{
+	$stopped->poll_query_until('app', "SELECT count(*) = 1 FROM ($worker_sql) w") or last;
+	my $pid = $stopped->safe_psql('app', $worker_sql);
+	kill 'STOP', $pid or die "could not stop the worker $pid: $!";
+	$worker_pid = $pid;
+	# Still idle once stopped (its state is in shared memory): no round cut in half.
+	last if $stopped->safe_psql('app', "SELECT state FROM pg_stat_activity WHERE pid = $pid") eq 'idle';
+	kill 'CONT', $pid;
+	$worker_pid = undef;
+}
+ok($worker_pid, 'the idle worker is stopped (SIGSTOP)');
+
+# Each reader commits two events, then reads the feed from the last
+# position, timed. The bound is a behaviour check, not a measure of speed
+# (the benchmarks measure that): 500 ms is generous for a fallback expected
+# within tens of milliseconds, and far below the 2 s sync timeout a reader
+# waited before it fell back.
+my $reader = $stopped->background_psql('app');
+my $last = $reader->query_safe('SELECT max(global_position) FROM provider_event_positions');
+my @slow;
+for my $i (1 .. 5)
+{
+	$reader->query_safe(q{SELECT provider_begin_connect('fb000000-0000-0000-0000-000000000002',
+	                        'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'stopped')});
+	my $t0 = time;
+	my $got = $reader->query_safe("SELECT count(*) || ' ' || max(global_position) FROM provider_events_since($last)");
+	my $ms = int(1000 * (time - $t0));
+	my ($n, $max) = split / /, $got;
+	is($n, 2, "read $i while the worker is stopped: the reader's two new events ($ms ms)");
+	push @slow, "$i: $ms ms" if $ms >= 500;
+	$last = $max if $n > 0;
+}
+is(join(', ', @slow), '', 'no read waited for the stopped worker (each under 500 ms)');
+$reader->quit;
+
+kill 'CONT', $worker_pid;
+$worker_pid = undef;
+$stopped->safe_psql('app', q{SELECT provider_begin_connect('fb000000-0000-0000-0000-000000000003',
+                             'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'resumed')});
+# A read first, so that the check's own snapshot sees every position.
+$stopped->safe_psql('app', 'SELECT count(*) FROM provider_events_since(0, 0)');
+sql_ok($stopped, 'app', 'after SIGCONT the feed is still exactly-once: every event once, in one position',
+	q{SELECT count(*) = (SELECT count(*) FROM provider_audit_log)
+	         AND count(DISTINCT audit_id) = count(*)
+	         AND count(*) = (SELECT count(*) FROM provider_event_positions)
+	    FROM provider_events_since(0, 100000)});
+ok($stopped->poll_query_until('app',
+		q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'provider_connections worker'
+		   AND datname = 'app'}),
+	'the worker still serves app');
+$stopped->stop;
 done_testing();

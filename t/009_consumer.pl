@@ -21,8 +21,10 @@
 # position must be the feed head, and no INSERT of the consumer may have
 # conflicted (its INSERTs are plain: a duplicate would have stopped it with
 # an error, and the server would have logged it; at the end a consumer set
-# back to position 0 shows that it does). In notify = commit mode, then in
-# notify = worker mode.
+# back to position 0 shows that it does). A consumer whose events were then
+# purged before it handled them stops with an error naming the purge
+# horizon, and with --skip-purged says so and goes on after it. In
+# notify = commit mode, then in notify = worker mode.
 #
 # Kills are placed by progress (locks, batch lines, rows written), never by
 # a sleep; the load is throttled pgbench with a fixed transaction count.
@@ -140,13 +142,13 @@ SELECT a.event_id, a.id AS audit_id, p.global_position, a.user_id,
 # stdout and stderr in files of the test's log directory (kept on failure).
 sub start_consumer
 {
-	my ($node, $mode, $label) = @_;
+	my ($node, $mode, $label, @extra) = @_;
 	my $base = "$PostgreSQL::Test::Utils::log_path/009_consumer_${mode}_$label";
 	my $c = { label => $label, out => "$base.out", err => "$base.err",
 		timer => IPC::Run::timeout(5 * $timeout) };
 	$c->{h} = IPC::Run::start(
 		[ $python, $consumer, $node->connstr('consumer') . ' user=mailer',
-		  '--name', 'emails', '--batch', $batch, '--timeout', '2' ],
+		  '--name', 'emails', '--batch', $batch, '--timeout', '2', @extra ],
 		'<', \undef, '>', $c->{out}, '2>', $c->{err}, $c->{timer});
 	return $c;
 }
@@ -240,7 +242,7 @@ GRANT SELECT ON provider_connections_overview TO app;
 GRANT SELECT ON provider_audit_log TO app;
 CREATE ROLE mailer LOGIN;
 GRANT USAGE ON SCHEMA public TO mailer;
-GRANT EXECUTE ON FUNCTION provider_events_since(bigint, integer) TO mailer;
+GRANT EXECUTE ON FUNCTION provider_events_since(bigint, integer, boolean) TO mailer;
 GRANT CREATE ON DATABASE consumer TO mailer;
 });
 
@@ -567,6 +569,51 @@ SELECT event_id, audit_id, global_position, user_id, kind FROM ($expected_sql) x
 	ok($dup_status >> 8 == 1 && $dup_err =~ /UniqueViolation: duplicate key value/,
 		"a consumer set back to position 0 stops at the first duplicate, exit 1 ($mode)")
 	  or diag("exit status $dup_status\nstdout: $dup_out\nstderr: $dup_err");
+
+	# Behind a purge: the events up to position 10 are purged while the
+	# consumer (its e-mails emptied, set back to 0) has not handled them.
+	# It stops with an error naming the purge horizon, handling nothing;
+	# with --skip-purged it says so and handles every event after the
+	# horizon, each once.
+	$node->safe_psql('consumer', q{
+DELETE FROM consumer.consumer_emails;
+UPDATE consumer.consumer_position SET position = 0 WHERE consumer = 'emails';
+SELECT provider_purge_events(now() + interval '1 day', 10);});
+	my $horizon = $node->safe_psql('consumer', 'SELECT purged_up_to FROM provider_feed_horizon');
+	my ($behind_out, $behind_err) = ('', '');
+	# A consumer that is not stopped runs on: the timeout ends it, as a failure.
+	my $behind_status = eval {
+		IPC::Run::run(
+			[ $python, $consumer, $node->connstr('consumer') . ' user=mailer',
+			  '--batch', $batch, '--timeout', '2' ],
+			'<', \undef, '>', \$behind_out, '2>', \$behind_err, IPC::Run::timeout($timeout));
+		$?;
+	} // -1;
+	ok($behind_status >> 8 == 1
+		  && $behind_err =~ /events it had not handled were purged: feed position 0 is behind the purge horizon $horizon\b/
+		  && $behind_err =~ /--skip-purged/,
+		"a consumer behind a purge stops, naming the horizon ($horizon) and --skip-purged ($mode)")
+	  or diag("exit status $behind_status\nstdout: $behind_out\nstderr: $behind_err");
+	is($node->safe_psql('consumer', q{SELECT (SELECT position FROM consumer.consumer_position WHERE consumer = 'emails')
+	                                      || '/' || (SELECT count(*) FROM consumer.consumer_emails)}),
+		'0/0', "it handled nothing ($mode)");
+	my $skipper = start_consumer($node, $mode, 'skip', '--skip-purged');
+	my $final_head = $node->safe_psql('consumer', 'SELECT provider_feed_head()');
+	ok(wait_until("the skipping consumer to reach the head ($final_head)",
+			sub { $stored->() eq $final_head }),
+		"with --skip-purged it catches up with the head ($mode)");
+	stop_consumer($skipper, 'TERM');
+	like(errors($skipper), qr/^consumer emails: skipping purged events: feed position 0 is behind the purge horizon $horizon\b/m,
+		"and says on stderr that it skipped the purged events ($mode)");
+	my $n_expected = $node->safe_psql('consumer', "WITH expected AS ($expected_sql) SELECT count(*) FROM expected");
+	is($node->safe_psql('consumer', qq{
+WITH expected AS ($expected_sql)
+SELECT count(*) || '/' || count(*) FILTER (WHERE c.global_position <= $horizon) || '/'
+       || (SELECT count(*) FROM (SELECT event_id, kind FROM expected
+                                 EXCEPT SELECT event_id, kind FROM consumer.consumer_emails) m)
+  FROM consumer.consumer_emails c}),
+		"$n_expected/0/0",
+		"after the horizon, every e-mail once: $n_expected, none before it, none missing ($mode)");
 
 	note("$mode mode, events by type, with the SIGTERM check's 5 connects (e-mails): "
 		  . $node->safe_psql('consumer', qq{

@@ -4,6 +4,7 @@
 # own statements schedule the jobs, and pg_cron itself then runs them
 # (within a minute: pg_cron 1.4 schedules by the minute): the overdue
 # connection is expired and the events the consumer passed are purged.
+# The purge job's command also runs before any consumer stored a position.
 #
 # Copyright (c) 2026, provider_connections developers.
 # Released under the PostgreSQL License (see LICENSE).
@@ -53,8 +54,18 @@ SELECT provider_connect('c1000000-0000-0000-0000-000000000001', 'aaaaaaaa-aaaa-a
                         's' || n, '\x01', 'oauth2', now() + interval '1 hour') FROM generate_series(1, 3) n;
 UPDATE provider_connections SET credentials_expires_at = now() - interval '2 minutes' WHERE provider_slug = 's1';
 SELECT count(*) FROM provider_events_since(0, 1000);
-INSERT INTO consumer.consumer_position VALUES ('mailer', 4);
 });
+
+# The purge job's command as the README schedules it, before any consumer
+# stored a position: it runs (a NULL bound would be refused) and purges
+# nothing, since no consumer has passed anything. (Rolled back: the event
+# recording the purge would move the head the lag check below expects.)
+my ($purge_job) = $schedule =~ /'provider-purge',\s*'[^']*',\s*\$\$(.*?)\$\$/s;
+ok($purge_job, "the README's purge job command was found");
+my ($ret, $out, $err) = $node->psql('app', "BEGIN;\n$purge_job;\nROLLBACK;");
+is("$ret/$out", '0/0', 'the purge job runs before any consumer stored a position, and purges nothing')
+  or diag("stderr: $err");
+$node->safe_psql('app', q{INSERT INTO consumer.consumer_position VALUES ('mailer', 4);});
 is($node->safe_psql('app', $lag), '2', "the README's lag query: the head (6) minus the stored position (4)");
 
 # A purge job due every minute as well (pg_cron 1.4 has no finer
