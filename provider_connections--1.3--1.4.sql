@@ -28,6 +28,8 @@ ALTER TABLE @extschema@.provider_connections
     ENABLE ALWAYS TRIGGER provider_connections_no_truncate;
 COMMENT ON FUNCTION @extschema@.provider_connections_guard() IS
     'trigger: the status state machine and the credentials invariants on every INSERT and UPDATE; records direct status changes and deletions, refuses TRUNCATE';
+
+/*
  * The feed's edges: a purge horizon, a head that never goes backwards, and
  * consumers told when they are behind a purge.
  *
