@@ -180,3 +180,24 @@ COMMENT ON FUNCTION @extschema@.provider_feed_head() IS
     'the newest feed position, after numbering what committed before the call; never decreases (0 before any event): consumer lag is this minus the position it stored';
 COMMENT ON FUNCTION @extschema@.provider_purge_events(timestamptz, bigint) IS
     'remove audit rows older than before and at or below up_to_position, with their positions, raising the purge horizon; returns how many';
+
+/*
+ * provider_key_status(): per key id, how many stored credentials of this
+ * database it seals and whether it is the configured current or previous
+ * key, so that a rotation is known to be done in every database before the
+ * previous key is removed. Superuser only (checked in C too), like
+ * provider_rotate_credentials: not SECURITY DEFINER.
+ */
+CREATE FUNCTION @extschema@.provider_key_status(
+    OUT key_id text,
+    OUT role text,
+    OUT credentials bigint)
+    RETURNS SETOF record
+    LANGUAGE c VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'provider_key_status';
+
+REVOKE ALL ON FUNCTION @extschema@.provider_key_status() FROM PUBLIC;
+
+COMMENT ON FUNCTION @extschema@.provider_key_status() IS
+    'superuser: per key id (8 hex digits), its role (current, previous or unknown) and how many stored credentials of this database it seals';

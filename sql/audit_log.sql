@@ -7,8 +7,8 @@ CREATE EXTENSION provider_connections CASCADE;
 RESET client_min_messages;
 \set VERBOSITY terse
 
-COPY (SELECT 'regress-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_regress.key && chmod 600 pc_regress.key';
-SET provider_connections.encryption_key_file = 'pc_regress.key';
+-- The key: the server's own (provider_connections.encryption_key_file in
+-- postgresql.conf; the key settings cannot be set per session).
 -- History to protect: each command, once succeeding and once failing.
 SELECT (provider_connect('10101010-1010-1010-1010-101010101010',
         'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', '\x01')).connection_id AS c \gset

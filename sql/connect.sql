@@ -12,10 +12,8 @@ SELECT id, event_type, action, user_id, connection_id, provider_id,
        provider_slug, reason, needs_user_action
   FROM provider_audit_log;
 \set VERBOSITY terse
--- This suite's own key files, written by the server into its data directory
--- (relative key paths are relative to it), readable by the server only.
-COPY (SELECT 'regress-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_regress.key && chmod 600 pc_regress.key';
-SET provider_connections.encryption_key_file = 'pc_regress.key';
+-- The key: the server's own (provider_connections.encryption_key_file in
+-- postgresql.conf; the key settings cannot be set per session).
 -- Pin the clock and generated ids so rows and events print the same each run.
 SET provider_connections.test_clock = '2026-01-02 03:04:05.678901+00';
 SET timezone = 'UTC';
@@ -145,15 +143,20 @@ SELECT count(*) AS rows_quoting_the_row FROM provider_audit_log
  WHERE id > :mark AND (reason LIKE '%Failing row%' OR context::text LIKE '%Failing row%');
 ALTER TABLE provider_connections DROP CONSTRAINT no_blocked;
 
--- No key configured: a clear failure, nothing stored.
-SET provider_connections.encryption_key_file = '';
+-- No key configured: a clear failure, nothing stored. (The key settings
+-- take ALTER SYSTEM and a reload, which this session takes before its next
+-- statement; the end resets them to the server's own.)
+ALTER SYSTEM SET provider_connections.encryption_key_file = '';
+SELECT pg_reload_conf(), pg_sleep(0.5);
+SHOW provider_connections.encryption_key_file;
 SELECT count(*) AS before FROM provider_connections \gset
 SELECT ok, error_code, error FROM provider_connect('11111111-1111-1111-1111-111111111111',
     'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', '\x01');
 SELECT count(*) = :before AS nothing_stored FROM provider_connections;
 SELECT event_type, reason FROM events ORDER BY id DESC LIMIT 1;
-RESET provider_connections.encryption_key_file;
-SET provider_connections.encryption_key_file = 'pc_regress.key';
+ALTER SYSTEM RESET provider_connections.encryption_key_file;
+SELECT pg_reload_conf(), pg_sleep(0.5);
+SELECT current_setting('provider_connections.encryption_key_file') <> '' AS key_configured;
 
 -- Fail closed: if the audit row cannot be written the call raises and
 -- changes nothing.

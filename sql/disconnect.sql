@@ -12,10 +12,8 @@ SELECT id, event_type, action, user_id, connection_id, provider_id,
        provider_slug, reason, needs_user_action
   FROM provider_audit_log;
 \set VERBOSITY terse
--- This suite's own key files, written by the server into its data directory
--- (relative key paths are relative to it), readable by the server only.
-COPY (SELECT 'regress-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_regress.key && chmod 600 pc_regress.key';
-SET provider_connections.encryption_key_file = 'pc_regress.key';
+-- The key: the server's own (provider_connections.encryption_key_file in
+-- postgresql.conf; the key settings cannot be set per session).
 SET provider_connections.test_clock = '2026-01-03 00:00:00+00';
 SET timezone = 'UTC';
 

@@ -8,9 +8,15 @@ RESET client_min_messages;
 \set VERBOSITY terse
 -- This suite's own key files, written by the server into its data directory
 -- (relative key paths are relative to it), readable by the server only.
+-- The key settings take postgresql.conf or ALTER SYSTEM only: each change
+-- below is an ALTER SYSTEM and a reload, which this session takes before
+-- its next statement (the SHOW after the pause shows it did). The end of
+-- this file resets them for the suites after it.
 COPY (SELECT 'regress-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_regress.key && chmod 600 pc_regress.key';
 COPY (SELECT 'another-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_another.key && chmod 600 pc_another.key';
-SET provider_connections.encryption_key_file = 'pc_regress.key';
+ALTER SYSTEM SET provider_connections.encryption_key_file = 'pc_regress.key';
+SELECT pg_reload_conf(), pg_sleep(0.5);
+SHOW provider_connections.encryption_key_file;
 
 -- Round trip of arbitrary bytes, zero bytes included.
 SELECT (provider_connect('77777777-7777-7777-7777-777777777777',
@@ -49,13 +55,37 @@ UPDATE provider_connections
 SELECT provider_credentials(:'c1');
 ROLLBACK;
 
--- Another key cannot open it; keeping the old key as the previous one can.
-SET provider_connections.encryption_key_file = 'pc_another.key';
+-- A value with the first magic byte and the version right but the second
+-- magic byte wrong is not ours: the guard refuses to store it, and one
+-- stored past the guard (a superuser disabling it) does not open.
+UPDATE provider_connections
+   SET encrypted_credentials = overlay(encrypted_credentials placing '\x58' from 2 for 1)
+ WHERE id = :'c1';
+BEGIN;
+ALTER TABLE provider_connections DISABLE TRIGGER provider_connections_guard;
+UPDATE provider_connections
+   SET encrypted_credentials = overlay(encrypted_credentials placing '\x58' from 2 for 1)
+ WHERE id = :'c1';
+ALTER TABLE provider_connections ENABLE ALWAYS TRIGGER provider_connections_guard;
+SELECT substr(encrypted_credentials, 1, 3) AS header FROM provider_connections WHERE id = :'c1';
+\set VERBOSITY default
 SELECT provider_credentials(:'c1');
-SET provider_connections.encryption_key_previous_file = 'pc_regress.key';
+\set VERBOSITY terse
+ROLLBACK;
+
+-- Another key cannot open it; keeping the old key as the previous one can.
+ALTER SYSTEM SET provider_connections.encryption_key_file = 'pc_another.key';
+SELECT pg_reload_conf(), pg_sleep(0.5);
+SHOW provider_connections.encryption_key_file;
+SELECT provider_credentials(:'c1');
+ALTER SYSTEM SET provider_connections.encryption_key_previous_file = 'pc_regress.key';
+SELECT pg_reload_conf(), pg_sleep(0.5);
+SHOW provider_connections.encryption_key_previous_file;
 SELECT provider_credentials(:'c1') = '\x00ff00746f702d7365637265742d746f6b656e00'::bytea AS opened_with_previous;
-RESET provider_connections.encryption_key_previous_file;
-SET provider_connections.encryption_key_file = 'pc_regress.key';
+ALTER SYSTEM RESET provider_connections.encryption_key_previous_file;
+ALTER SYSTEM SET provider_connections.encryption_key_file = 'pc_regress.key';
+SELECT pg_reload_conf(), pg_sleep(0.5);
+SHOW provider_connections.encryption_key_file;
 
 -- Connections without credentials and unknown ids give NULL.
 SELECT provider_credentials(NULL) IS NULL AS null_id,
@@ -88,47 +118,84 @@ SELECT count(*) AS stored_settings FROM pg_db_role_setting
  WHERE array_to_string(setconfig, ',') LIKE '%provider_connections.encryption_key%';
 SHOW provider_connections.encryption_key;
 
--- A key file that group or others can read is refused when set, as
--- PostgreSQL refuses such an ssl_key_file, and so is a missing one; the
--- setting keeps its value.
-COPY (SELECT 'readable-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_readable.key && chmod 644 pc_readable.key';
-\set VERBOSITY default
-SET provider_connections.encryption_key_file = 'pc_readable.key';
-SET provider_connections.encryption_key_file = 'pc_missing.key';
+-- The key file settings are the server's alone (PGC_SIGHUP): a key set per
+-- session, role, database or function would seal credentials that the
+-- other sessions cannot open, so every such source is refused (55P02) and
+-- nothing is stored. Shown by SQLSTATE, then by message.
+\set VERBOSITY sqlstate
+SET provider_connections.encryption_key_file = 'pc_another.key';
+SET provider_connections.encryption_key_previous_file = 'pc_another.key';
+SELECT set_config('provider_connections.encryption_key_file', 'pc_another.key', false);
+ALTER ROLE CURRENT_USER SET provider_connections.encryption_key_file = 'pc_another.key';
+ALTER ROLE CURRENT_USER IN DATABASE contrib_regression SET provider_connections.encryption_key_previous_file = 'pc_another.key';
+ALTER DATABASE contrib_regression SET provider_connections.encryption_key_file = 'pc_another.key';
+ALTER DATABASE contrib_regression SET provider_connections.encryption_key_previous_file = 'pc_another.key';
+CREATE FUNCTION keyed() RETURNS int LANGUAGE sql
+    SET provider_connections.encryption_key_file = 'pc_another.key'
+    AS 'SELECT 1';
+CREATE FUNCTION unkeyed() RETURNS int LANGUAGE sql AS 'SELECT 1';
+ALTER FUNCTION unkeyed() SET provider_connections.encryption_key_previous_file = 'pc_another.key';
 \set VERBOSITY terse
+SET provider_connections.encryption_key_file = 'pc_another.key';
+ALTER ROLE CURRENT_USER SET provider_connections.encryption_key_file = 'pc_another.key';
+DROP FUNCTION unkeyed();
+SELECT count(*) AS stored_settings FROM pg_db_role_setting
+ WHERE array_to_string(setconfig, ',') LIKE '%provider_connections.encryption_key%';
+SELECT count(*) AS function_settings FROM pg_proc
+ WHERE array_to_string(proconfig, ',') LIKE '%provider_connections.encryption_key%';
 SHOW provider_connections.encryption_key_file;
+
+-- A key file that group or others can read is refused when set, as
+-- PostgreSQL refuses such an ssl_key_file, and so is a missing one, and one
+-- the server cannot open for reading (mode 0000 passes the ownership and
+-- mode rules, as a file left owned by root with mode 0600 does, yet no key
+-- could be read from it); the setting keeps its value.
+COPY (SELECT 'readable-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_readable.key && chmod 644 pc_readable.key';
+COPY (SELECT 'unreadable-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_unreadable.key && chmod 000 pc_unreadable.key';
+\set VERBOSITY default
+ALTER SYSTEM SET provider_connections.encryption_key_file = 'pc_readable.key';
+ALTER SYSTEM SET provider_connections.encryption_key_file = 'pc_missing.key';
+ALTER SYSTEM SET provider_connections.encryption_key_file = 'pc_unreadable.key';
+ALTER SYSTEM SET provider_connections.encryption_key_previous_file = 'pc_unreadable.key';
+\set VERBOSITY terse
+SELECT pg_reload_conf(), pg_sleep(0.5);
+SHOW provider_connections.encryption_key_file;
+SHOW provider_connections.encryption_key_previous_file;
 
 -- A file that becomes readable by others later, or holds too short a key,
 -- or a zero byte, is refused when the key is loaded: calls fail with
 -- encryption_unavailable, naming the file and never its content.
+-- (A failed load is not kept: the next call tries again, so each call
+-- below reports the file's state when it runs.)
 COPY (SELECT 'later-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_another.key';
-SET provider_connections.encryption_key_file = 'pc_another.key';
+ALTER SYSTEM SET provider_connections.encryption_key_file = 'pc_another.key';
+SELECT pg_reload_conf(), pg_sleep(0.5);
+SHOW provider_connections.encryption_key_file;
 COPY (SELECT 1) TO PROGRAM 'cat > /dev/null; chmod 640 pc_another.key';
 SELECT ok, error_code, error FROM provider_connect('77777777-7777-7777-7777-777777777777',
     'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', '\x01');
-COPY (SELECT 'short') TO PROGRAM 'cat > pc_short.key && chmod 600 pc_short.key';
-SET provider_connections.encryption_key_file = 'pc_short.key';
+COPY (SELECT 'short') TO PROGRAM 'cat > pc_another.key';
+COPY (SELECT 1) TO PROGRAM 'cat > /dev/null; chmod 600 pc_another.key';
 SELECT ok, error_code, error FROM provider_connect('77777777-7777-7777-7777-777777777777',
     'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', '\x01');
-COPY (SELECT 1) TO PROGRAM 'cat > /dev/null; printf ''zero-byte-key-0123456789abcdef\000-0123456789'' > pc_zero.key && chmod 600 pc_zero.key';
-SET provider_connections.encryption_key_file = 'pc_zero.key';
+COPY (SELECT 1) TO PROGRAM 'cat > /dev/null; printf ''zero-byte-key-0123456789abcdef\000-0123456789'' > pc_another.key';
 SELECT ok, error_code, error FROM provider_connect('77777777-7777-7777-7777-777777777777',
     'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', '\x01');
-SET provider_connections.encryption_key_file = 'pc_regress.key';
 
 -- The key file is read once per backend and again whenever the setting is
--- assigned (a SET, or any reload): a new file content is used after that.
+-- assigned (any reload, also one that leaves its value as it was): a new
+-- file content is used after that.
 COPY (SELECT 'rewritten-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_another.key';
-COPY (SELECT 1) TO PROGRAM 'cat > /dev/null; chmod 600 pc_another.key';
-SET provider_connections.encryption_key_file = 'pc_another.key';
 SELECT (provider_connect('77777777-7777-7777-7777-777777777777',
         'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', '\x02')).connection_id AS c3 \gset
 COPY (SELECT 'rewritten-again-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_another.key';
 SELECT provider_credentials(:'c3') = '\x02' AS cached_key_opens;
-SET provider_connections.encryption_key_file = 'pc_another.key';
+SELECT pg_reload_conf(), pg_sleep(0.5);
 SELECT provider_credentials(:'c3');
 SELECT ok FROM provider_disconnect('77777777-7777-7777-7777-777777777777', :'c3');
-SET provider_connections.encryption_key_file = 'pc_regress.key';
+ALTER SYSTEM SET provider_connections.encryption_key_file = 'pc_regress.key';
+SELECT pg_reload_conf(), pg_sleep(0.5);
+SHOW provider_connections.encryption_key_file;
 
 -- Other roles can neither read nor set where the key is, and the key
 -- settings are not listed for them in pg_settings.
@@ -140,6 +207,46 @@ SHOW provider_connections.encryption_key_file;
 SELECT current_setting('provider_connections.encryption_key_file');
 \set VERBOSITY terse
 SET provider_connections.encryption_key_file = 'pc_attacker.key';
+ALTER SYSTEM SET provider_connections.encryption_key_file = 'pc_attacker.key';
 SELECT count(*) AS listed FROM pg_settings WHERE name LIKE 'provider_connections.%key%';
 RESET ROLE;
 DROP ROLE key_reader;
+
+-- provider_key_status: per key id, how many stored credentials it seals,
+-- and which configured key it is; the configured keys have a row also when
+-- they seal nothing. Superuser only.
+SELECT role, credentials FROM provider_key_status() ORDER BY role;
+COPY (SELECT 'status-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_rotated_status.key && chmod 600 pc_rotated_status.key';
+ALTER SYSTEM SET provider_connections.encryption_key_file = 'pc_rotated_status.key';
+ALTER SYSTEM SET provider_connections.encryption_key_previous_file = 'pc_regress.key';
+SELECT pg_reload_conf(), pg_sleep(0.5);
+SHOW provider_connections.encryption_key_previous_file;
+SELECT role, credentials FROM provider_key_status() ORDER BY role;
+SELECT key_id = encode(substr(encrypted_credentials, 4, 4), 'hex') AS id_as_stored
+  FROM provider_key_status(), provider_connections
+ WHERE role = 'previous' AND id = :'c1';
+SELECT ok FROM provider_connect('77777777-7777-7777-7777-777777777777',
+    'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', '\x03');
+SELECT role, credentials FROM provider_key_status() ORDER BY role;
+-- A key no configured key has: unknown (here, once the previous one is gone).
+ALTER SYSTEM RESET provider_connections.encryption_key_previous_file;
+SELECT pg_reload_conf(), pg_sleep(0.5);
+SHOW provider_connections.encryption_key_previous_file;
+SELECT role, credentials FROM provider_key_status() ORDER BY role;
+CREATE ROLE key_status_reader;
+SET ROLE key_status_reader;
+SELECT * FROM provider_key_status();
+RESET ROLE;
+GRANT EXECUTE ON FUNCTION provider_key_status() TO key_status_reader;
+SET ROLE key_status_reader;
+SELECT * FROM provider_key_status();
+RESET ROLE;
+REVOKE EXECUTE ON FUNCTION provider_key_status() FROM key_status_reader;
+DROP ROLE key_status_reader;
+
+-- Back to the server's own key settings for the suites after this one.
+ALTER SYSTEM RESET provider_connections.encryption_key_file;
+ALTER SYSTEM RESET provider_connections.encryption_key_previous_file;
+SELECT pg_reload_conf(), pg_sleep(0.5);
+SELECT current_setting('provider_connections.encryption_key_previous_file') = '' AS no_previous_key,
+       current_setting('provider_connections.encryption_key_file') <> 'pc_rotated_status.key' AS own_key;

@@ -7,10 +7,8 @@ DROP EXTENSION IF EXISTS provider_connections CASCADE;
 CREATE EXTENSION provider_connections CASCADE;
 RESET client_min_messages;
 \set VERBOSITY terse
--- This suite's own key files, written by the server into its data directory
--- (relative key paths are relative to it), readable by the server only.
-COPY (SELECT 'regress-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_regress.key && chmod 600 pc_regress.key';
-SET provider_connections.encryption_key_file = 'pc_regress.key';
+-- The key: the server's own (provider_connections.encryption_key_file in
+-- postgresql.conf; the key settings cannot be set per session).
 
 -- Some committed history: four calls, one of them a failure.
 SELECT count(*) FILTER (WHERE (r).ok) AS ok, count(*) AS calls FROM (

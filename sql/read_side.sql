@@ -7,8 +7,8 @@ DROP EXTENSION IF EXISTS provider_connections CASCADE;
 CREATE EXTENSION provider_connections CASCADE;
 RESET client_min_messages;
 \set VERBOSITY terse
-COPY (SELECT 'regress-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_regress.key && chmod 600 pc_regress.key';
-SET provider_connections.encryption_key_file = 'pc_regress.key';
+-- The key: the server's own (provider_connections.encryption_key_file in
+-- postgresql.conf; the key settings cannot be set per session).
 \set u '''31313131-3131-3131-3131-313131313131'''
 \set p '''aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa'''
 

@@ -12,10 +12,8 @@ SELECT id, event_type, action, user_id, connection_id, provider_id,
        provider_slug, reason, needs_user_action
   FROM provider_audit_log;
 \set VERBOSITY terse
--- This suite's own key files, written by the server into its data directory
--- (relative key paths are relative to it), readable by the server only.
-COPY (SELECT 'regress-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_regress.key && chmod 600 pc_regress.key';
-SET provider_connections.encryption_key_file = 'pc_regress.key';
+-- The key: the server's own (provider_connections.encryption_key_file in
+-- postgresql.conf; the key settings cannot be set per session).
 SET provider_connections.test_clock = '2026-01-04 00:00:00+00';
 SET timezone = 'UTC';
 
@@ -91,8 +89,14 @@ SELECT event_type, reason, needs_user_action FROM events WHERE id > :mark ORDER 
 DROP TRIGGER refuse_update ON provider_connections;
 DROP FUNCTION refuse_update();
 
--- No key configured: refused, nothing stored.
-SET provider_connections.encryption_key_file = '';
+-- No key configured: refused, nothing stored. (The key settings take
+-- ALTER SYSTEM and a reload, which this session takes before its next
+-- statement; then back to the server's own.)
+ALTER SYSTEM SET provider_connections.encryption_key_file = '';
+SELECT pg_reload_conf(), pg_sleep(0.5);
+SHOW provider_connections.encryption_key_file;
 SELECT ok, error_code, error FROM provider_refresh_tokens(:'keep', '\x01');
-SET provider_connections.encryption_key_file = 'pc_regress.key';
+ALTER SYSTEM RESET provider_connections.encryption_key_file;
+SELECT pg_reload_conf(), pg_sleep(0.5);
+SELECT current_setting('provider_connections.encryption_key_file') <> '' AS key_configured;
 SELECT provider_credentials(:'keep') AS unchanged;

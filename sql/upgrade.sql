@@ -7,10 +7,8 @@
 \set VERBOSITY terse
 CREATE DATABASE pc_upgrade;
 \c pc_upgrade
--- This suite's own key files, written by the server into its data directory
--- (relative key paths are relative to it), readable by the server only.
-COPY (SELECT 'regress-key-0123456789abcdef-0123456789') TO PROGRAM 'cat > pc_regress.key && chmod 600 pc_regress.key';
-SET provider_connections.encryption_key_file = 'pc_regress.key';
+-- The key: the server's own (provider_connections.encryption_key_file in
+-- postgresql.conf; the key settings cannot be set per session).
 
 -- Every member of the extension with what defines it.
 CREATE FUNCTION extension_shape() RETURNS TABLE (object text, definition text)

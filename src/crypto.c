@@ -69,18 +69,26 @@ LookupPgcrypto(void)
 	pc_crypto_ready = true;
 }
 
-/* The id recorded in sealed bytes, or -1 if they carry no valid header. */
-static int64
-SealedKeyId(const bytea *sealed)
+/*
+ * The key id a value's first bytes name, or -1 unless they are our header
+ * ("PC", version) and the value goes on past it; len is the value's length.
+ */
+int64
+pc_header_key_id(const uint8 *p, Size len)
 {
-	const uint8 *p = (const uint8 *) VARDATA_ANY(sealed);
-
-	if (VARSIZE_ANY_EXHDR(sealed) <= PC_SEAL_HEADER_LEN ||
+	if (len <= PC_SEAL_HEADER_LEN ||
 		p[0] != 'P' || p[1] != 'C' || p[2] != PC_SEAL_VERSION)
 		return -1;
 	p += PC_SEAL_KEY_ID_OFFSET;
 	return ((int64) p[0] << 24) | ((int64) p[1] << 16) |
 		((int64) p[2] << 8) | (int64) p[3];
+}
+
+/* The id recorded in sealed bytes, or -1 if they carry no valid header. */
+static int64
+SealedKeyId(const bytea *sealed)
+{
+	return pc_header_key_id((const uint8 *) VARDATA_ANY(sealed), VARSIZE_ANY_EXHDR(sealed));
 }
 
 /*

@@ -24,6 +24,7 @@ extern bytea *pc_seal(const bytea *plain);
  */
 extern bytea *pc_open(const bytea *sealed);
 extern bool pc_seal_header_valid(const bytea *sealed);
+extern int64 pc_header_key_id(const uint8 *p, Size len);
 
 /* Where the 4-byte key id sits in sealed bytes (after "PC" and a version). */
 #define PC_SEAL_KEY_ID_OFFSET 3

@@ -7,27 +7,37 @@
  * pg_stat_statements and shows superuser-only settings to
  * pg_read_all_settings. The settings hold where the key is instead:
  *
- *	provider_connections.encryption_key_file			a path (superuser)
+ *	provider_connections.encryption_key_file			a path
  *	provider_connections.encryption_key_command			a command printing it
- *														(postgresql.conf only)
  *	and the same two with _previous_, for rotation.
+ *
+ * All four are PGC_SIGHUP: postgresql.conf, ALTER SYSTEM or the server's
+ * command line only. A key set per session, role, database or function
+ * would seal credentials under a key the other sessions cannot open, so
+ * PostgreSQL refuses SET and every ALTER ... SET of them.
  *
  * A key file must be a regular file that neither group nor others can read,
  * owned by the server's user (or by root and readable by the group), as
- * PostgreSQL requires of ssl_key_file. Relative paths are relative to the
- * data directory. Each backend reads a key on first use and keeps it in
- * malloc'd memory until one of these settings is assigned again, which
- * PostgreSQL does on every reload for settings in the configuration files:
- * a reload re-reads the key.
+ * PostgreSQL requires of ssl_key_file, and one the server can open: a
+ * setting naming another file is refused (the old value stays). Relative
+ * paths are relative to the data directory. Each backend reads a key on
+ * first use and keeps it in malloc'd memory until one of these settings is
+ * assigned again, which PostgreSQL does on every reload for settings in the
+ * configuration files: a reload re-reads the key. A load that fails is not
+ * kept: the next use tries again, so a key file put back or a key command
+ * that was cancelled works again without a reload.
  *
  * The 1.1 settings that held the key itself (encryption_key and
  * encryption_key_previous) still exist only to refuse any value, with a
- * message that names the setting and never the value.
+ * message that names the setting and never the value. PostgreSQL would log
+ * the refused statement with its text (the key) after the error; an
+ * emit_log_hook hides the statement of every error about a key setting.
  *
  * Copyright (c) 2026, provider_connections developers.
  */
 #include "postgres.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -45,7 +55,8 @@ typedef struct PcKeySlot
 	const char *name;			/* "encryption_key" or "encryption_key_previous" */
 	char	   *file;			/* the _file setting */
 	char	   *command;		/* the _command setting */
-	bool		loaded;			/* key/problem are up to date */
+	bool		loaded;			/* key/problem are up to date (never after a
+								 * failed load: the next use retries) */
 	char	   *key;			/* malloc'd, NUL-terminated; NULL if none */
 	uint32		id;				/* pc_key_id of key */
 	char		problem[512];	/* why there is no key; "" if none */
@@ -57,6 +68,9 @@ static PcKeySlot pc_previous = {.name = "encryption_key_previous"};
 /* The retired settings: their values are refused, never used. */
 static char *pc_retired_key = NULL;
 static char *pc_retired_previous_key = NULL;
+
+/* The emit_log_hook before ours, called after ours. */
+static emit_log_hook_type pc_prev_emit_log_hook = NULL;
 
 /* Forget a slot's key, wiping it from memory. */
 static void
@@ -153,15 +167,19 @@ AcceptKey(PcKeySlot *slot, char *buf, size_t len, const char *from)
 	explicit_bzero(buf, PC_MAX_KEY_LENGTH + 1);
 }
 
-/* Read slot's key from its file. */
+/*
+ * Read slot's key from its file. With read(2) into a buffer we wipe: a stdio
+ * stream would leave a copy of the key in its own buffer, freed unwiped.
+ */
 static void
 ReadKeyFile(PcKeySlot *slot)
 {
 	char		buf[PC_MAX_KEY_LENGTH + 1];
 	char		from[MAXPGPATH + 64];
 	char		why[MAXPGPATH + 256];
-	FILE	   *f;
-	size_t		len;
+	int			fd;
+	size_t		len = 0;
+	ssize_t		n;
 
 	snprintf(from, sizeof(from), "key file \"%s\"", slot->file);
 	if (KeyFilePermissionProblem(slot->file, why, sizeof(why)) != NULL)
@@ -170,15 +188,29 @@ ReadKeyFile(PcKeySlot *slot)
 		slot->problem[0] = pg_toupper((unsigned char) slot->problem[0]);
 		return;
 	}
-	f = AllocateFile(slot->file, "r");
-	if (f == NULL)
+	fd = OpenTransientFile(slot->file, O_RDONLY | PG_BINARY);
+	if (fd < 0)
 	{
 		snprintf(slot->problem, sizeof(slot->problem),
 				 "Could not open key file \"%s\": %m", slot->file);
 		return;
 	}
-	len = fread(buf, 1, sizeof(buf), f);
-	FreeFile(f);
+	while (len < sizeof(buf) &&
+		   (n = read(fd, buf + len, sizeof(buf) - len)) != 0)
+	{
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+		{
+			explicit_bzero(buf, sizeof(buf));
+			snprintf(slot->problem, sizeof(slot->problem),
+					 "Could not read key file \"%s\": %m", slot->file);
+			CloseTransientFile(fd);
+			return;
+		}
+		len += n;
+	}
+	CloseTransientFile(fd);
 	if (len > PC_MAX_KEY_LENGTH)
 	{
 		explicit_bzero(buf, sizeof(buf));
@@ -207,6 +239,8 @@ RunKeyCommand(PcKeySlot *slot)
 		snprintf(slot->problem, sizeof(slot->problem), "Could not run %s: %m", from);
 		return;
 	}
+	/* Unbuffered: fread fills buf directly, leaving no copy in a stdio buffer. */
+	setvbuf(f, NULL, _IONBF, 0);
 	len = fread(buf, 1, sizeof(buf), f);
 	/* Drain the rest so the command does not die of SIGPIPE. */
 	while (len > PC_MAX_KEY_LENGTH && fread(buf + PC_MAX_KEY_LENGTH, 1, 1, f) == 1)
@@ -228,7 +262,13 @@ RunKeyCommand(PcKeySlot *slot)
 		AcceptKey(slot, buf, len, from);
 }
 
-/* Load slot's key if this backend has not since the last change. */
+/*
+ * Load slot's key unless this backend holds what the settings give. Only an
+ * outcome that can change with the settings alone is kept (a key, or no key
+ * configured); a failed load is retried by the next use, since the file or
+ * the command may work by then (a key file put back, a key command that a
+ * statement_timeout cancelled).
+ */
 static void
 LoadKey(PcKeySlot *slot)
 {
@@ -249,7 +289,7 @@ LoadKey(PcKeySlot *slot)
 	else if (slot == &pc_current)
 		snprintf(slot->problem, sizeof(slot->problem),
 				 "No encryption key configured (set provider_connections.encryption_key_file)");
-	slot->loaded = true;
+	slot->loaded = slot->key != NULL || (!has_file && !has_command);
 }
 
 /*
@@ -289,24 +329,53 @@ pc_current_key_id(void)
 	return pc_current.id;
 }
 
-/* The configured key (current or previous) whose id is id, or NULL. */
+/*
+ * The configured key (current or previous) whose id is id, or NULL. The
+ * previous key is loaded only when the current one does not match, so a
+ * broken previous key (retried on every load) costs nothing to the calls
+ * that do not need it.
+ */
 const char *
 pc_key_with_id(uint32 id)
 {
 	LoadKey(&pc_current);
-	LoadKey(&pc_previous);
 	if (pc_current.key != NULL && pc_current.id == id)
 		return pc_current.key;
+	LoadKey(&pc_previous);
 	if (pc_previous.key != NULL && pc_previous.id == id)
 		return pc_previous.key;
 	return NULL;
 }
 
-/* Check hook of the _file settings: an empty value, or a usable file. */
+/*
+ * The ids of the usable configured keys, for provider_key_status: *current
+ * and *previous are set, and true returned for each, when that key loads.
+ */
+bool
+pc_configured_key_ids(uint32 *current, bool *has_previous, uint32 *previous)
+{
+	LoadKey(&pc_current);
+	LoadKey(&pc_previous);
+	*has_previous = pc_previous.key != NULL;
+	if (*has_previous)
+		*previous = pc_previous.id;
+	if (pc_current.key == NULL)
+		return false;
+	*current = pc_current.id;
+	return true;
+}
+
+/*
+ * Check hook of the _file settings: an empty value, or a file that passes
+ * the permission rules and that the server can open for reading (a file
+ * left owned by root with mode 0600 passes the rules, yet every load of it
+ * would fail). Only opened, never read: the key is read on first use.
+ */
 static bool
 CheckKeyFile(char **newval, void **extra, GucSource source)
 {
 	char		why[MAXPGPATH + 256];
+	int			fd;
 
 	if (*newval == NULL || (*newval)[0] == '\0')
 		return true;
@@ -315,6 +384,13 @@ CheckKeyFile(char **newval, void **extra, GucSource source)
 		GUC_check_errdetail("%s.", why);
 		return false;
 	}
+	fd = open(*newval, O_RDONLY | PG_BINARY, 0);
+	if (fd < 0)
+	{
+		GUC_check_errdetail("could not open key file \"%s\" for reading as the server's user: %m.", *newval);
+		return false;
+	}
+	close(fd);
 	return true;
 }
 
@@ -357,6 +433,24 @@ CheckRetiredPreviousKey(char **newval, void **extra, GucSource source)
 	return RefuseRetiredKey(newval, "encryption_key_previous");
 }
 
+/*
+ * emit_log_hook: no statement text after an error about a key setting. A
+ * refused SET, ALTER SYSTEM SET, ALTER ROLE ... SET or function SET of one
+ * may carry a key in its text (an operator following 1.1's documentation
+ * writes ALTER SYSTEM SET provider_connections.encryption_key = '<key>'),
+ * which log_min_error_statement would log as STATEMENT. Every message
+ * PostgreSQL or we raise about these settings names the setting.
+ */
+static void
+HideKeySettingStatement(ErrorData *edata)
+{
+	if (edata->message != NULL &&
+		strstr(edata->message, "provider_connections.encryption_key") != NULL)
+		edata->hide_stmt = true;
+	if (pc_prev_emit_log_hook != NULL)
+		pc_prev_emit_log_hook(edata);
+}
+
 /* Define one key's _file and _command settings. */
 static void
 DefineKeySettings(PcKeySlot *slot, GucStringAssignHook assign)
@@ -368,10 +462,10 @@ DefineKeySettings(PcKeySlot *slot, GucStringAssignHook assign)
 							   slot == &pc_current ?
 							   "File holding the key that seals provider credentials." :
 							   "File holding the previous key, accepted for opening credentials during a rotation.",
-							   "Must not be readable by group or others. Relative to the data directory.",
+							   "Must not be readable by group or others. Relative to the data directory. Set in postgresql.conf or by ALTER SYSTEM only.",
 							   &slot->file,
 							   "",
-							   PGC_SUSET,
+							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
 							   CheckKeyFile, assign, NULL);
 	DefineCustomStringVariable(command_name,
@@ -392,6 +486,8 @@ pc_keys_init(void)
 {
 	DefineKeySettings(&pc_current, AssignCurrentKeySource);
 	DefineKeySettings(&pc_previous, AssignPreviousKeySource);
+	pc_prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = HideKeySettingStatement;
 
 	DefineCustomStringVariable("provider_connections.encryption_key",
 							   "Retired in 1.2: refuses any value. Use provider_connections.encryption_key_file.",

@@ -21,5 +21,6 @@ extern const char *pc_current_key(void);
 extern uint32 pc_current_key_id(void);
 extern const char *pc_key_with_id(uint32 id);
 extern const char *pc_previous_key_problem(void);
+extern bool pc_configured_key_ids(uint32 *current, bool *has_previous, uint32 *previous);
 
 #endif							/* PC_KEYS_H */

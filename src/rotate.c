@@ -14,6 +14,10 @@
  * quadratic. Only a batch that found fewer rows than it could take counts
  * what is left (rows skipped because a caller held them).
  *
+ * provider_key_status (1.4) tells an operator, per database, which keys seal
+ * the stored credentials, so that a rotation of a cluster is known to be
+ * finished in every database before the previous key is removed.
+ *
  * Copyright (c) 2026, provider_connections developers.
  */
 #include "postgres.h"
@@ -27,6 +31,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/tuplestore.h"
 #include "utils/uuid.h"
 
 #include "crypto.h"
@@ -186,4 +191,131 @@ provider_rotate_credentials(PG_FUNCTION_ARGS)
 	MemoryContextSwitchTo(callcxt);
 	values[0] = Int64GetDatum(rotated);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
+}
+
+/*
+ * The stored credentials by their first bytes: the header (the key id is
+ * in it) and whether anything follows it. Grouped in SQL; crypto.c reads
+ * the header.
+ */
+static PcStatement pc_key_status_counts = {
+	"SELECT pg_catalog.substring(encrypted_credentials, 1, " CppAsString2(PC_SEAL_HEADER_LEN) "),"
+	" pg_catalog.length(encrypted_credentials) OPERATOR(pg_catalog.>) " CppAsString2(PC_SEAL_HEADER_LEN) ","
+	" pg_catalog.count(*)"
+	" FROM %1$s.provider_connections WHERE encrypted_credentials IS NOT NULL"
+	" GROUP BY 1, 2",
+	0, {InvalidOid}
+};
+
+/* One row of provider_key_status. */
+typedef struct PcKeyCount
+{
+	int64		id;				/* -1: not our header */
+	int64		count;
+} PcKeyCount;
+
+/* Add n credentials under id to counts[0..*used), a new entry if needed. */
+static void
+AddKeyCount(PcKeyCount *counts, int *used, int64 id, int64 n)
+{
+	int			i;
+
+	for (i = 0; i < *used; i++)
+		if (counts[i].id == id)
+		{
+			counts[i].count += n;
+			return;
+		}
+	counts[*used].id = id;
+	counts[*used].count = n;
+	(*used)++;
+}
+
+/* SQL function: provider_key_status() */
+PG_FUNCTION_INFO_V1(provider_key_status);
+
+/*
+ * For this database, one row per key id: the id (8 hex digits, as errors
+ * print it; NULL for values without our header), its role ('current' or
+ * 'previous' when a configured key has that id, otherwise 'unknown') and how
+ * many stored credentials it seals. The configured keys always have a row,
+ * with 0 when they seal nothing. Superuser only; an error without a usable
+ * current key (its id is unknown then).
+ */
+Datum
+provider_key_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext callcxt = CurrentMemoryContext;
+	const char *problem;
+	uint32		current_id;
+	uint32		previous_id = 0;
+	bool		has_previous;
+	PcKeyCount *counts;
+	int			used = 0;
+	uint64		i;
+	int			k;
+
+	if (!superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be superuser to read the key status of provider credentials")));
+	problem = pc_key_problem();
+	if (problem != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot report the key status of provider credentials: %s", problem)));
+	if (!pc_configured_key_ids(&current_id, &has_previous, &previous_id))
+		elog(ERROR, "provider_connections: no usable encryption key");
+
+	InitMaterializedSRF(fcinfo, 0);
+	pc_plans_use_schema(get_func_namespace(fcinfo->flinfo->fn_oid));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_plan(pc_statement_plan(&pc_key_status_counts), NULL, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not count credentials by key");
+
+	/* Configured keys first, then what the rows hold, in the order found. */
+	counts = MemoryContextAlloc(callcxt, sizeof(PcKeyCount) * (SPI_processed + 2));
+	AddKeyCount(counts, &used, current_id, 0);
+	if (has_previous)
+		AddKeyCount(counts, &used, previous_id, 0);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		bytea	   *header = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[i],
+														   SPI_tuptable->tupdesc, 1, &isnull));
+		bool		long_enough = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i],
+															 SPI_tuptable->tupdesc, 2, &isnull));
+		int64		n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+													SPI_tuptable->tupdesc, 3, &isnull));
+		/* Only the header is here; the length that follows was checked in SQL. */
+		int64		id = long_enough ?
+			pc_header_key_id((const uint8 *) VARDATA_ANY(header), PC_SEAL_HEADER_LEN + 1) : -1;
+
+		AddKeyCount(counts, &used, id, n);
+	}
+	SPI_finish();
+
+	for (k = 0; k < used; k++)
+	{
+		Datum		values[3];
+		bool		nulls[3] = {false, false, false};
+		const char *role = "unknown";
+
+		if (counts[k].id < 0)
+			nulls[0] = true;
+		else
+		{
+			values[0] = CStringGetTextDatum(psprintf("%08llx", (unsigned long long) counts[k].id));
+			if ((uint32) counts[k].id == current_id)
+				role = "current";
+			else if (has_previous && (uint32) counts[k].id == previous_id)
+				role = "previous";
+		}
+		values[1] = CStringGetTextDatum(role);
+		values[2] = Int64GetDatum(counts[k].count);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }

@@ -59,6 +59,9 @@ my %secret = (
 write_key_file("$data/previous.key", $secret{'the previous key of part (a)'});
 write_key_file("$data/world.key", $secret{'the key of a world-readable file'}, 0644);
 write_key_file("$data/other.key", $secret{'a key no setting points at'});
+# A file the server's user cannot open (mode 0000 passes the ownership and
+# mode rules, as a root-owned 0600 file does: these tests cannot chown).
+write_key_file("$data/unreadable.key", random_key(), 0000);
 
 # One connection whose credentials every step below must still open.
 my $kept = $node->safe_psql('secrets',
@@ -98,6 +101,8 @@ my @cases = (
 	[ 'encryption_key_file', q{'world.key'}, 'a world-readable (0644) file' ],
 	[ 'encryption_key_previous_file', q{'missing.key'}, 'a missing file' ],
 	[ 'encryption_key_previous_file', q{'world.key'}, 'a world-readable (0644) file' ],
+	[ 'encryption_key_file', q{'unreadable.key'}, 'a file the server cannot open (0000)' ],
+	[ 'encryption_key_previous_file', q{'unreadable.key'}, 'a file the server cannot open (0000)' ],
 	[ 'encryption_key', "'$retired_text'", 'the retired setting, any value' ],
 	[ 'encryption_key_previous', "'$retired_text'", 'the retired setting, any value' ],
 	[ 'test_clock', q{'tomorow'}, 'not a timestamp' ],
@@ -240,20 +245,46 @@ SELECT * FROM provider_connect(NULL, NULL, NULL, NULL);
 SELECT * FROM provider_connect('$user_b', 'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', '', '\\x01');
 SELECT * FROM provider_refresh_tokens(gen_random_uuid(), '\\x01');
 SELECT provider_credentials(gen_random_uuid());
-SET provider_connections.encryption_key_file = '';
-SELECT * FROM provider_connect('$user_b', 'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', '\\x05');
--- a key that did not seal them: an error
-SET provider_connections.encryption_key_file = 'other.key';
-SELECT provider_credentials(:'c1');
-RESET provider_connections.encryption_key_file;
--- tampered credentials: pgcrypto's error
-UPDATE provider_connections
-   SET encrypted_credentials = overlay(encrypted_credentials PLACING '\\x00'::bytea FROM 30)
- WHERE id = :'c3';
-SELECT provider_credentials(:'c3');
-SELECT * FROM provider_disconnect('$user_b', :'c3');
 SQL
 note("the session of calls said:\n$out\n$err");
+
+# key_file_is(VALUE): the key file setting through ALTER SYSTEM (the only
+# way besides postgresql.conf), once new sessions have it.
+sub key_file_is
+{
+	my ($value) = @_;
+	$node->safe_psql('postgres',
+		defined $value
+		? "ALTER SYSTEM SET provider_connections.encryption_key_file = '$value'"
+		: 'ALTER SYSTEM RESET provider_connections.encryption_key_file');
+	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+	wait_for_setting($node, 'provider_connections.encryption_key_file',
+		$value // 'provider_connections.key')
+	  or BAIL_OUT('the key file setting did not take ' . ($value // 'its reset'));
+	return;
+}
+my $sealed_main = "(SELECT id FROM provider_connections WHERE user_id = '$user_b' AND alias = 'main')";
+my $sealed_fidelity = "(SELECT id FROM provider_connections WHERE user_id = '$user_b' AND provider_slug = 'fidelity')";
+my ($r2, $o2, $e2);
+key_file_is('');
+($r2, $o2, $e2) = $node->psql('secrets',
+	"SELECT * FROM provider_connect('$user_b', 'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', '\\x05')");
+$out .= "\n$o2"; $err .= "\n$e2";
+# a key that did not seal them: an error
+key_file_is('other.key');
+($r2, $o2, $e2) = $node->psql('secrets', "SELECT provider_credentials($sealed_main)");
+$out .= "\n$o2"; $err .= "\n$e2";
+key_file_is(undef);
+# tampered credentials: pgcrypto's error
+($r2, $o2, $e2) = $node->psql('secrets', <<SQL, on_error_stop => 0);
+UPDATE provider_connections
+   SET encrypted_credentials = overlay(encrypted_credentials PLACING '\\x00'::bytea FROM 30)
+ WHERE id = $sealed_fidelity;
+SELECT provider_credentials($sealed_fidelity);
+SELECT * FROM provider_disconnect('$user_b', $sealed_fidelity);
+SQL
+$out .= "\n$o2"; $err .= "\n$e2";
+note("the calls after the key changes said:\n$out\n$err");
 like($err, qr/ERROR:  provider credentials were sealed with a key that is not configured/,
 	'a key that did not seal the credentials raises an error');
 like($err, qr/Wrong key or corrupt data/, 'tampered credentials raise pgcrypto\'s error');

@@ -4,7 +4,8 @@
 # database (the example ids, written "01a204b9-...", stand for the id the
 # connect returned); the Security model's grants, with its roles created;
 # the refresh worker's loop as provider_worker, its psql variables set to a
-# claimed connection; Key rotation, its shell step and its SQL. Operations
+# claimed connection; Key rotation, its shell steps and its SQL, over two
+# databases. Operations
 # (pg_cron) is run by t/011_cron.pl, Logical replication by
 # t/010_replication.pl.
 #
@@ -15,6 +16,7 @@ use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
 
+use IPC::Run;
 use PCTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -109,35 +111,65 @@ is($node->safe_psql('app', q{SELECT string_agg(status || '/' || (lease_until IS 
                               FROM provider_connections WHERE alias = 'soon'}),
 	'active/true,expired/true,revoked/true', 'each ended its lease');
 
-# Key rotation, the shell step and then the SQL, as written. A reload
-# reaches sessions between statements, so each step after a reload runs in
-# a new session once the setting shows.
+# Key rotation, its shell steps and its SQL as written, in a cluster where
+# a second database holds credentials too (and a third has no extension):
+# the check must refuse until both are re-sealed. A reload reaches sessions
+# between statements, so each step after a reload runs in a new session
+# once the setting shows.
 my $rotation = section('## Key rotation');
-my ($sh) = $rotation =~ /^```sh\n(.*?)^```/ms;
-my ($rotate_sql) = sql_blocks($rotation);
-ok($sh && $rotate_sql, 'Key rotation has its shell step and its SQL');
+my @sh = $rotation =~ /^```sh\n(.*?)^```/msg;
+is(scalar @sh, 3, 'Key rotation: the key file step, rotate-all.sh and check-keys.sh');
+my ($point_sql, $drop_sql) = sql_blocks($rotation);
+ok($point_sql && $drop_sql, 'Key rotation: the SQL that points the settings and the SQL that drops the previous key');
+fresh_db($node, 'app2');
+$node->safe_psql('app2', q{SELECT provider_connect(gen_random_uuid(), 'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa',
+                           'schwab', '\x01') FROM generate_series(1, 30)});
+$node->safe_psql('postgres', 'CREATE DATABASE no_extension');
 my $old_id = $node->safe_psql('app', q{SELECT encode(substr(encrypted_credentials, 4, 4), 'hex')
                                         FROM provider_connections WHERE alias = 'soon' AND status = 'active'});
+
+# run_sh(SCRIPT): bash runs it with the node's connection in the environment.
+sub run_sh
 {
+	my ($script) = @_;
 	local $ENV{PGDATA} = $node->data_dir;
-	system('bash', '-c', $sh) == 0 or die "the README's key command failed";
+	local $ENV{PGHOST} = $node->host;
+	local $ENV{PGPORT} = $node->port;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ 'bash', '-c', $script ], '<', \undef, '>', \$out, '2>', \$err);
+	return ($? >> 8, $out, $err);
 }
-my @rot = grep { /\S/ } map { s/^--.*$//mgr } split /;\s*\n/, $rotate_sql;
-is(scalar @rot, 6, 'the rotation SQL: six statements');
-$node->safe_psql('app', "$_;") for @rot[0 .. 2];
+my ($rc, $out, $err) = run_sh($sh[0]);
+is($rc, 0, 'the new key file is written') or diag($err);
+$node->safe_psql('app', $point_sql);
 ok($node->poll_query_until('app', q{SELECT current_setting('provider_connections.encryption_key_file') = 'provider_connections.new.key'}),
 	'the reload took the new key file');
-is($node->safe_psql('app', "SELECT remaining FROM ($rot[3]) r"), '0', 'one batch re-sealed everything');
-$node->safe_psql('app', "$_;") for @rot[4 .. 5];
+($rc, $out, $err) = run_sh($sh[2]);
+isnt($rc, 0, 'before re-sealing, check-keys.sh says no');
+like($out, qr/^app: [1-9]\d* credentials sealed under another key/m, 'and counts the credentials of app');
+like($out, qr/^app2: 30 credentials sealed under another key/m, 'and those of app2');
+unlike($out, qr/no_extension|safe to remove/, 'not the database without the extension, and not "safe"');
+($rc, $out, $err) = run_sh($sh[1]);
+is($rc, 0, 'rotate-all.sh ran') or diag($err);
+like($out, qr/^app: every credential sealed under the current key\napp2: every credential sealed under the current key$/m,
+	'rotate-all.sh re-sealed app and app2');
+($rc, $out, $err) = run_sh($sh[2]);
+is($rc, 0, 'after re-sealing, check-keys.sh says yes') or diag("$out\n$err");
+like($out, qr/^app: 0 credentials.*^app2: 0 credentials.*^safe to remove the previous key$/ms,
+	'every database at 0, "safe to remove the previous key"');
+$node->safe_psql('app', $drop_sql);
 ok($node->poll_query_until('app', q{SELECT current_setting('provider_connections.encryption_key_previous_file') = ''}),
 	'the previous key file is reset');
 my $new_id = $node->safe_psql('app', q{SELECT encode(substr(encrypted_credentials, 4, 4), 'hex')
                                         FROM provider_connections WHERE alias = 'soon' AND status = 'active'});
 isnt($new_id, $old_id, "credentials now carry the new key's id ($old_id -> $new_id)");
-is($node->safe_psql('app', q{SELECT count(*) FILTER (WHERE provider_credentials(id) IS NULL) || '/' || count(*)
-                              FROM provider_connections WHERE encrypted_credentials IS NOT NULL}),
-	'0/' . $node->safe_psql('app', 'SELECT count(*) FROM provider_connections WHERE encrypted_credentials IS NOT NULL'),
-	'and every one opens with the new key alone');
+for my $db ('app', 'app2')
+{
+	is($node->safe_psql($db, q{SELECT count(*) FILTER (WHERE provider_credentials(id) IS NULL) || '/' || count(*)
+	                            FROM provider_connections WHERE encrypted_credentials IS NOT NULL}),
+		'0/' . $node->safe_psql($db, 'SELECT count(*) FROM provider_connections WHERE encrypted_credentials IS NOT NULL'),
+		"$db: every credential opens with the new key alone");
+}
 
 $node->stop;
 done_testing();
