@@ -29,16 +29,17 @@ $node->safe_psql('postgres', 'CREATE DATABASE app');
 $node->safe_psql('app', 'CREATE EXTENSION provider_connections CASCADE');
 $node->safe_psql('app', 'CREATE EXTENSION pg_cron');
 
-# A consumer's stored position, which the README's purge job reads.
-$node->safe_psql('app', q{
-CREATE SCHEMA consumer;
-CREATE TABLE consumer.consumer_position (consumer text PRIMARY KEY, position bigint NOT NULL);
-});
-
-# The README's statements, as written there.
+# The README's statements, as written there: every SQL block of the
+# section runs here.
 my $readme = slurp_file("$FindBin::RealBin/../README.md");
 my ($ops) = $readme =~ /## Operations(.*?)## Upgrading/s;
 my @blocks = $ops =~ /```sql\n(.*?)```/sg;
+is(scalar @blocks, 3, 'Operations has three SQL blocks: the jobs, the consumers\' table, the lag query');
+
+# The consumers' positions, which the README's purge job reads.
+my ($positions) = grep { /CREATE TABLE consumer\.consumer_position/ } @blocks;
+ok($positions, "the README's table of consumer positions was found");
+$node->safe_psql('app', $positions);
 my ($schedule) = grep { /cron\.schedule/ } @blocks;
 ok($schedule, "the README's scheduling example was found");
 $schedule =~ s/^CREATE EXTENSION pg_cron;\n//m;

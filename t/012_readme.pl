@@ -49,18 +49,31 @@ sub sql_blocks
 	return @blocks;
 }
 
+# blocks(HEADING, N): the N ```sql blocks of a README section that this
+# test runs, all of them: a block added to the section fails here until
+# this test runs it too (see the inventory at the end).
+my %ran_here;
+sub blocks
+{
+	my ($heading, $n) = @_;
+	my @b = sql_blocks(section($heading));
+	is(scalar @b, $n, "$heading has $n SQL block(s), all run here");
+	$ran_here{$heading} = scalar @b;
+	return @b;
+}
+
 my $node = pc_node('readme');
 $node->safe_psql('postgres', 'CREATE DATABASE app');
 
 # Install, then Getting started.
-my ($install) = sql_blocks(section('## Install'));
+my ($install) = blocks('## Install', 1);
 ok($install, 'Install has its SQL');
 $node->safe_psql('app', $install);
 is($node->safe_psql('app', q{SELECT string_agg(extname, ',' ORDER BY extname) FROM pg_extension
                               WHERE extname <> 'plpgsql'}),
 	'pgcrypto,provider_connections', 'Install: the extension and pgcrypto');
 
-my ($start) = sql_blocks(section('## Getting started'));
+my ($start) = blocks('## Getting started', 1);
 ok($start, 'Getting started has its SQL');
 my @statements = grep { /\S/ } map { s/^--.*$//mgr } split /;\s*\n/, $start;
 is(scalar @statements, 5, 'Getting started: five statements');
@@ -81,18 +94,22 @@ for my $i (0 .. $#statements)
 	is($got, $expect[$i], "Getting started, $what[$i]");
 }
 
-# The Security model's grants, with its roles made first.
-my ($grants) = sql_blocks(section('## Security model'));
+# The Security model's roles and grants, as written: the block creates
+# the roles it grants to.
+my ($grants) = blocks('## Security model', 1);
 ok($grants, 'Security model has its grants');
 my @roles = do { my %seen; grep { !$seen{$_}++ } $grants =~ /\bTO (\w+);/g };
 is(join(',', sort @roles), 'app,mailer,provider_maintenance,provider_worker', 'the roles it grants to');
-$node->safe_psql('app', join('', map { "CREATE ROLE $_;\n" } @roles) . $grants);
+$node->safe_psql('app', $grants);
+# The application can read the feed's head, for the lag query of Operations.
+is($node->safe_psql('app', 'SET ROLE app; SELECT provider_feed_head() >= 0'), 't',
+	'app may call provider_feed_head()');
 
 # The refresh worker's loop, as provider_worker, on a connection expiring soon.
 $node->safe_psql('app', q{
 SELECT provider_connect('12121212-1212-1212-1212-121212121212', 'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa',
                         'schwab', '\x01', 'oauth2', now() + interval '2 minutes', 'soon') FROM generate_series(1, 3)});
-my ($loop) = sql_blocks(section('## Refresh workers'));
+my ($loop) = blocks('## Refresh workers', 1);
 ok($loop, 'Refresh workers has its loop');
 my ($claim, $refresh, $revoke, $expire) = grep { /\S/ } map { s/^--.*$//mgr } split /;[^\n]*\n/, $loop;
 my @claimed = split /\n/, $node->safe_psql('app', "SET ROLE provider_worker; SELECT connection_id FROM ($claim) c");
@@ -119,7 +136,7 @@ is($node->safe_psql('app', q{SELECT string_agg(status || '/' || (lease_until IS 
 my $rotation = section('## Key rotation');
 my @sh = $rotation =~ /^```sh\n(.*?)^```/msg;
 is(scalar @sh, 3, 'Key rotation: the key file step, rotate-all.sh and check-keys.sh');
-my ($point_sql, $drop_sql) = sql_blocks($rotation);
+my ($point_sql, $drop_sql) = blocks('## Key rotation', 2);
 ok($point_sql && $drop_sql, 'Key rotation: the SQL that points the settings and the SQL that drops the previous key');
 fresh_db($node, 'app2');
 $node->safe_psql('app2', q{SELECT provider_connect(gen_random_uuid(), 'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa',
@@ -170,6 +187,27 @@ for my $db ('app', 'app2')
 		'0/' . $node->safe_psql($db, 'SELECT count(*) FROM provider_connections WHERE encrypted_credentials IS NOT NULL'),
 		"$db: every credential opens with the new key alone");
 }
+
+# The inventory: every ```sql block of the README runs in a test, here
+# (counted by blocks() above) or in the test that owns its section.
+my %elsewhere = (
+	'## Operations'          => 't/011_cron.pl: pg_cron runs the jobs',
+	'## Logical replication' => 't/010_replication.pl: a publisher and a subscriber');
+my ($heading, %count);
+my $fenced = 0;
+for my $line (split /\n/, $readme)
+{
+	if ($line =~ /^ *```(\w*)/)
+	{
+		$count{$heading}++ if !$fenced && $1 eq 'sql' && defined $heading;
+		$fenced = !$fenced;
+		next;
+	}
+	$heading = $line if !$fenced && $line =~ /^## /;
+}
+my @untested = grep { !exists $elsewhere{$_} && ($ran_here{$_} // 0) != $count{$_} } sort keys %count;
+is_deeply(\@untested, [], 'every SQL block of the README runs in a test')
+  or diag(join("\n", map { "$_: $count{$_} block(s), " . ($ran_here{$_} // 0) . ' run by t/012' } @untested));
 
 $node->stop;
 done_testing();
