@@ -1,0 +1,488 @@
+/*
+ * launcher.c
+ *		The launcher: a background worker connected to no database that
+ *		reads pg_database, starts a worker for each database it serves,
+ *		restarts one that died of an error, and stops those of databases it
+ *		no longer serves. The design is in src/README.md.
+ *
+ * Copyright (c) 2026, provider_connections developers.
+ * Released under the PostgreSQL License (see LICENSE).
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_database.h"
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#if PG_VERSION_NUM >= 170000
+#include "utils/wait_event.h"
+#endif
+
+#include "worker_internal.h"
+
+/* The launcher's view of one database (its private hash table). */
+typedef struct PcLaunchEntry
+{
+	Oid			dboid;			/* hash key */
+	char		name[NAMEDATALEN];
+	uint64		seen_scan;		/* last scan that found it in pg_database */
+	bool		target;			/* the launcher serves it */
+	BackgroundWorkerHandle *handle; /* the worker it started, until it stops */
+	bool		running;		/* a worker ran at the previous round */
+	bool		absent;			/* the last worker found nothing to serve */
+	bool		warned;			/* a failure to start was logged */
+	TimestampTz next_start;		/* after a failure: no start before this */
+} PcLaunchEntry;
+
+/* What the launcher does to a slot (ChangeSlot). */
+typedef enum PcSlotChange
+{
+	PC_SLOT_STOP,
+	PC_SLOT_FREE_IDLE,
+	PC_SLOT_FREE_GONE,
+	PC_SLOT_EXCLUDE,
+	PC_SLOT_CLEAR_HOLD
+} PcSlotChange;
+
+/* Known databases. */
+static HTAB *pc_launch_htab = NULL;
+
+
+/* Whether the launcher serves a database of pg_database. */
+static bool
+ServedDatabase(Form_pg_database db)
+{
+	if (db->datistemplate || !db->datallowconn)
+		return false;
+#ifdef DATCONNLIMIT_INVALID_DB
+	if (db->datconnlimit == DATCONNLIMIT_INVALID_DB)
+		return false;			/* a DROP DATABASE was interrupted */
+#endif
+	return PcDatabaseListed(NameStr(db->datname));
+}
+
+/*
+ * Read pg_database (a shared catalog, readable without a database, as
+ * TimescaleDB's launcher does) into the launcher's table of databases.
+ */
+static void
+ScanDatabases(uint64 scan)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	Relation	rel;
+	TableScanDesc tscan;
+	HeapTuple	tup;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	tscan = table_beginscan_catalog(rel, 0, NULL);
+	while (HeapTupleIsValid(tup = heap_getnext(tscan, ForwardScanDirection)))
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+		bool		found;
+		PcLaunchEntry *e = hash_search(pc_launch_htab, &db->oid, HASH_ENTER, &found);
+
+		if (!found)
+		{
+			e->handle = NULL;
+			e->running = false;
+			e->absent = false;
+			e->warned = false;
+			e->next_start = 0;
+		}
+		e->seen_scan = scan;
+		e->target = ServedDatabase(db);
+		strlcpy(e->name, NameStr(db->datname), NAMEDATALEN);
+	}
+	table_endscan(tscan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(cxt);
+}
+
+/*
+ * Whether a worker runs (or is starting) for e. Forgets the handle of one
+ * that stopped.
+ */
+static bool
+WorkerRunning(PcLaunchEntry *e)
+{
+	PcWorkerSlot *slot;
+	bool		running;
+	pid_t		pid;
+
+	if (e->handle != NULL)
+	{
+		BgwHandleStatus status = GetBackgroundWorkerPid(e->handle, &pid);
+
+		if (status == BGWH_POSTMASTER_DIED)
+			proc_exit(1);
+		if (status != BGWH_STOPPED)
+			return true;
+		pfree(e->handle);
+		e->handle = NULL;
+	}
+	SpinLockAcquire(&pc_shared->mutex);
+	slot = PcSlotFind(e->dboid);
+	running = slot != NULL && slot->pid != 0;
+	SpinLockRelease(&pc_shared->mutex);
+	return running;
+}
+
+/* A copy of dboid's slot; false if it has none. */
+static bool
+ReadSlot(Oid dboid, PcWorkerSlot *copy)
+{
+	PcWorkerSlot *slot;
+
+	SpinLockAcquire(&pc_shared->mutex);
+	slot = PcSlotFind(dboid);
+	if (slot != NULL)
+		memcpy(copy, slot, offsetof(PcWorkerSlot, round_done));
+	SpinLockRelease(&pc_shared->mutex);
+	if (slot == NULL)
+		memset(copy, 0, offsetof(PcWorkerSlot, round_done));
+	return slot != NULL;
+}
+
+/*
+ * What the launcher does to a slot: STOP asks its worker to exit;
+ * FREE_IDLE frees it when unused (no worker, no mark, no hold); FREE_GONE
+ * frees it when no worker runs (the database is gone); EXCLUDE marks it
+ * not served, so commits there stop waking the launcher; CLEAR_HOLD drops
+ * the hold of hold_pid, a backend that is gone.
+ */
+static void
+ChangeSlot(Oid dboid, PcSlotChange change, pid_t hold_pid)
+{
+	PcWorkerSlot *slot;
+	Latch	   *latch = NULL;
+
+	SpinLockAcquire(&pc_shared->mutex);
+	slot = PcSlotFind(dboid);
+	if (slot != NULL)
+	{
+		switch (change)
+		{
+			case PC_SLOT_STOP:
+				slot->stop = true;
+				latch = slot->latch;
+				break;
+			case PC_SLOT_FREE_IDLE:
+				if (slot->pid == 0 && !slot->wanted && slot->hold_pid == 0)
+					PcSlotReset(slot, InvalidOid);
+				break;
+			case PC_SLOT_FREE_GONE:
+				if (slot->pid == 0)
+					PcSlotReset(slot, InvalidOid);
+				break;
+			case PC_SLOT_EXCLUDE:
+				slot->excluded = true;
+				break;
+			case PC_SLOT_CLEAR_HOLD:
+				if (slot->hold_pid == hold_pid)
+				{
+					slot->hold_pid = 0;
+					slot->stop = false;
+				}
+				break;
+		}
+	}
+	SpinLockRelease(&pc_shared->mutex);
+	if (latch != NULL)
+		SetLatch(latch);
+}
+
+/* Register a dynamic worker for e; false if no background worker slot is free. */
+static bool
+RegisterWorker(PcLaunchEntry *e)
+{
+	BackgroundWorker worker;
+	MemoryContext old;
+	bool		ok;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(worker.bgw_library_name, "provider_connections", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "pc_worker_main", BGW_MAXLEN);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "provider_connections worker for database %s", e->name);
+	strlcpy(worker.bgw_type, "provider_connections worker", BGW_MAXLEN);
+	worker.bgw_main_arg = ObjectIdGetDatum(e->dboid);
+	worker.bgw_notify_pid = MyProcPid;
+
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	ok = RegisterDynamicBackgroundWorker(&worker, &e->handle);
+	MemoryContextSwitchTo(old);
+	return ok;
+}
+
+/*
+ * A slot of a database the launcher does not serve, idle, to give to one it
+ * serves when none is free; NULL if none. The caller holds the mutex.
+ */
+static PcWorkerSlot *
+FindExcludedSlot(void)
+{
+	int			i;
+
+	for (i = 0; i < pc_shared->nslots; i++)
+	{
+		PcWorkerSlot *slot = &pc_shared->slots[i];
+
+		if (slot->excluded && slot->pid == 0 && slot->hold_pid == 0)
+			return slot;
+	}
+	return NULL;
+}
+
+/* Start a worker for e, preparing its slot; on failure retry later. */
+static void
+StartWorker(PcLaunchEntry *e, TimestampTz now)
+{
+	PcWorkerSlot *slot;
+	bool		allocated;
+
+	SpinLockAcquire(&pc_shared->mutex);
+	slot = PcSlotFindOrAlloc(e->dboid, &allocated);
+	if (slot == NULL && (slot = FindExcludedSlot()) != NULL)
+		PcSlotReset(slot, e->dboid);
+	if (slot != NULL)
+	{
+		slot->stop = false;
+		slot->excluded = false;
+		slot->absent = false;
+		slot->clean_exit = false;
+	}
+	SpinLockRelease(&pc_shared->mutex);
+
+	if (slot != NULL && RegisterWorker(e))
+	{
+		e->running = true;
+		e->absent = false;
+		e->warned = false;
+		return;
+	}
+	if (!e->warned)
+		ereport(LOG,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("could not start the provider_connections worker for database \"%s\"", e->name),
+				 slot == NULL ?
+				 errdetail("All %d provider_connections worker slots are in use.", pc_shared->nslots) :
+				 errdetail("No background worker slot is free."),
+				 errhint("Raise max_worker_processes. Until a worker runs, provider_events_since assigns positions itself.")));
+	e->warned = true;
+	e->next_start = TimestampTzPlusMilliseconds(now, PC_RESTART_DELAY_MS);
+}
+
+/* A worker of e stopped: note why (from its slot), and when to restart it. */
+static void
+NoteWorkerStopped(PcLaunchEntry *e, const PcWorkerSlot *slot, TimestampTz now)
+{
+	if (slot->absent)
+		e->absent = true;
+	else if (!slot->clean_exit && e->target)
+	{
+		e->next_start = TimestampTzPlusMilliseconds(now, PC_RESTART_DELAY_MS);
+		ereport(LOG,
+				(errmsg("provider_connections worker for database \"%s\" stopped unexpectedly; restarting it in %d ms",
+						e->name, PC_RESTART_DELAY_MS)));
+	}
+}
+
+/*
+ * Decide for one database: stop a worker it should not have, start one it
+ * should, free a slot no longer needed. *timeout shrinks to the next
+ * planned restart.
+ */
+static void
+ServeDatabase(PcLaunchEntry *e, uint64 scan, TimestampTz now, long *timeout)
+{
+	bool		present = e->seen_scan == scan;
+	bool		running = WorkerRunning(e);
+	PcWorkerSlot slot;
+
+	(void) ReadSlot(e->dboid, &slot);
+	if (slot.hold_pid != 0 && BackendPidGetProc(slot.hold_pid) == NULL)
+	{
+		ChangeSlot(e->dboid, PC_SLOT_CLEAR_HOLD, slot.hold_pid);
+		slot.hold_pid = 0;
+	}
+	if (!running && e->running)
+		NoteWorkerStopped(e, &slot, now);
+	e->running = running;
+
+	if (running)
+	{
+		if (!present || !e->target)
+			ChangeSlot(e->dboid, PC_SLOT_STOP, 0);
+		return;
+	}
+	if (!present)
+		ChangeSlot(e->dboid, PC_SLOT_FREE_GONE, 0);
+	else if (!e->target)
+		ChangeSlot(e->dboid, PC_SLOT_EXCLUDE, 0);
+	else if (slot.hold_pid != 0)
+		return;
+	else if (e->absent && !slot.wanted)
+		ChangeSlot(e->dboid, PC_SLOT_FREE_IDLE, 0);
+	else if (now < e->next_start)
+		*timeout = Min(*timeout, TimestampDifferenceMilliseconds(now, e->next_start) + 1);
+	else
+		StartWorker(e, now);
+}
+
+/*
+ * Free slots of databases that are gone: not found by this scan and, if
+ * marked wanted, not by the previous one either (a database created after
+ * this scan began may have been marked already).
+ */
+static void
+SweepSlots(uint64 scan)
+{
+	int			i;
+
+	for (i = 0; i < pc_shared->nslots; i++)
+	{
+		PcWorkerSlot *slot = &pc_shared->slots[i];
+		PcLaunchEntry *e;
+		Oid			dboid;
+
+		SpinLockAcquire(&pc_shared->mutex);
+		dboid = slot->dboid;
+		SpinLockRelease(&pc_shared->mutex);
+		if (!OidIsValid(dboid))
+			continue;
+		e = hash_search(pc_launch_htab, &dboid, HASH_FIND, NULL);
+		SpinLockAcquire(&pc_shared->mutex);
+		if (slot->dboid == dboid && slot->pid == 0 && slot->hold_pid == 0)
+		{
+			if (e != NULL && e->seen_scan == scan)
+				slot->missing = false;
+			else if (slot->missing || !slot->wanted)
+				PcSlotReset(slot, InvalidOid);
+			else
+				slot->missing = true;
+		}
+		SpinLockRelease(&pc_shared->mutex);
+	}
+}
+
+/* One pass of the launcher; returns how long it may sleep, in ms. */
+static long
+LauncherRound(uint64 scan)
+{
+	HASH_SEQ_STATUS seq;
+	PcLaunchEntry *e;
+	long		timeout = PC_LAUNCHER_NAPTIME_MS;
+	TimestampTz now;
+
+	ScanDatabases(scan);
+	now = GetCurrentTimestamp();
+	hash_seq_init(&seq, pc_launch_htab);
+	while ((e = hash_seq_search(&seq)) != NULL)
+	{
+		ServeDatabase(e, scan, now, &timeout);
+		if (e->seen_scan != scan && !e->running && e->handle == NULL)
+			(void) hash_search(pc_launch_htab, &e->dboid, HASH_REMOVE, NULL);
+	}
+	SweepSlots(scan);
+	return timeout;
+}
+
+/* At the launcher's exit: commits no longer wake it. */
+static void
+LauncherShmemExit(int code, Datum arg)
+{
+	SpinLockAcquire(&pc_shared->mutex);
+	if (pc_shared->launcher_latch == MyLatch)
+		pc_shared->launcher_latch = NULL;
+	SpinLockRelease(&pc_shared->mutex);
+}
+
+/*
+ * Entry point of the launcher. Workers it did not start (a previous
+ * launcher's) are adopted: their slots say they run, and they set the
+ * launcher's latch when they exit.
+ */
+void
+pc_launcher_main(Datum main_arg)
+{
+	HASHCTL		ctl;
+	MemoryContext cxt;
+	uint64		scan = 0;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+#if PG_VERSION_NUM >= 170000
+	pc_wait_event = WaitEventExtensionNew("ProviderConnectionsLauncher");
+#endif
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = sizeof(PcLaunchEntry);
+	pc_launch_htab = hash_create("provider_connections launcher databases", 16, &ctl,
+								 HASH_ELEM | HASH_BLOBS);
+	cxt = AllocSetContextCreate(TopMemoryContext, "provider_connections launcher",
+								ALLOCSET_DEFAULT_SIZES);
+
+	SpinLockAcquire(&pc_shared->mutex);
+	pc_shared->launcher_latch = MyLatch;
+	SpinLockRelease(&pc_shared->mutex);
+	on_shmem_exit(LauncherShmemExit, (Datum) 0);
+
+	for (;;)
+	{
+		long		timeout;
+
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		MemoryContextReset(cxt);
+		MemoryContextSwitchTo(cxt);
+		timeout = LauncherRound(++scan);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 timeout, pc_wait_event);
+	}
+}
+
+/* Register the launcher with the postmaster (not in binary-upgrade mode). */
+void
+PcLauncherRegister(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = PC_RESTART_DELAY_MS / 1000;
+	strlcpy(worker.bgw_library_name, "provider_connections", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "pc_launcher_main", BGW_MAXLEN);
+	strlcpy(worker.bgw_name, "provider_connections launcher", BGW_MAXLEN);
+	strlcpy(worker.bgw_type, "provider_connections launcher", BGW_MAXLEN);
+	RegisterBackgroundWorker(&worker);
+}
+
