@@ -41,22 +41,57 @@ typedef struct PcLaunchEntry
 	char		name[NAMEDATALEN];
 	uint64		seen_scan;		/* last scan that found it in pg_database */
 	bool		target;			/* the launcher serves it */
+	PcDbState	state;			/* its worker's lifecycle (DbTransition) */
 	BackgroundWorkerHandle *handle; /* the worker it started, until it stops */
-	bool		running;		/* a worker ran at the previous round */
-	bool		absent;			/* the last worker found nothing to serve */
 	bool		warned;			/* a failure to start was logged */
 	TimestampTz next_start;		/* after a failure: no start before this */
 } PcLaunchEntry;
 
-/* What the launcher does to a slot (ChangeSlot). */
+/* What the launcher does to a slot besides its state (ChangeSlot). */
 typedef enum PcSlotChange
 {
-	PC_SLOT_STOP,
 	PC_SLOT_FREE_IDLE,
 	PC_SLOT_FREE_GONE,
-	PC_SLOT_EXCLUDE,
 	PC_SLOT_CLEAR_HOLD
 } PcSlotChange;
+
+#define PC_DB_MASK(state) (1U << (state))
+/* The states a worker may be in, started or adopted. */
+#define PC_DB_WORKER_STATES \
+	(PC_DB_MASK(PC_DB_STARTING) | PC_DB_MASK(PC_DB_RUNNING) | PC_DB_MASK(PC_DB_STOPPING))
+/* The states without a worker. */
+#define PC_DB_IDLE_STATES \
+	(PC_DB_MASK(PC_DB_IDLE) | PC_DB_MASK(PC_DB_EXCLUDED) | PC_DB_MASK(PC_DB_HELD) | \
+	 PC_DB_MASK(PC_DB_ABSENT) | PC_DB_MASK(PC_DB_BACKOFF))
+
+/*
+ * The allowed transitions: for each state, the states it may be entered
+ * from (src/README.md draws them). A state may be entered again from
+ * itself only where listed: STOPPING, EXCLUDED, HELD and BACKOFF are
+ * confirmed at every launcher round.
+ */
+static const uint32 pc_db_entered_from[PC_DB_NUM_STATES] = {
+	[PC_DB_IDLE] = PC_DB_WORKER_STATES, /* its worker exited on purpose */
+	[PC_DB_EXCLUDED] = PC_DB_IDLE_STATES,	/* no longer served */
+	[PC_DB_STARTING] = PC_DB_IDLE_STATES,	/* worker registered */
+	[PC_DB_RUNNING] = PC_DB_IDLE_STATES | PC_DB_MASK(PC_DB_STARTING),	/* claimed, or adopted */
+	[PC_DB_STOPPING] = PC_DB_WORKER_STATES, /* gone or no longer served */
+	[PC_DB_HELD] = PC_DB_MASK(PC_DB_IDLE) | PC_DB_MASK(PC_DB_EXCLUDED) |
+	PC_DB_MASK(PC_DB_HELD) | PC_DB_MASK(PC_DB_BACKOFF), /* a hold began */
+	[PC_DB_ABSENT] = PC_DB_WORKER_STATES,	/* its worker found no extension */
+	[PC_DB_BACKOFF] = PC_DB_WORKER_STATES | PC_DB_IDLE_STATES, /* died, or no start */
+};
+
+static const char *const pc_db_state_names[PC_DB_NUM_STATES] = {
+	[PC_DB_IDLE] = "idle",
+	[PC_DB_EXCLUDED] = "excluded",
+	[PC_DB_STARTING] = "starting",
+	[PC_DB_RUNNING] = "running",
+	[PC_DB_STOPPING] = "stopping",
+	[PC_DB_HELD] = "held",
+	[PC_DB_ABSENT] = "absent",
+	[PC_DB_BACKOFF] = "backoff",
+};
 
 /* Known databases. */
 static HTAB *pc_launch_htab = NULL;
@@ -101,8 +136,7 @@ ScanDatabases(uint64 scan)
 		if (!found)
 		{
 			e->handle = NULL;
-			e->running = false;
-			e->absent = false;
+			e->state = PC_DB_IDLE;
 			e->warned = false;
 			e->next_start = 0;
 		}
@@ -161,18 +195,52 @@ ReadSlot(Oid dboid, PcWorkerSlot *copy)
 	return slot != NULL;
 }
 
+/* Whether e's state is one with a worker, started or adopted. */
+static bool
+DbHasWorker(const PcLaunchEntry *e)
+{
+	return (PC_DB_WORKER_STATES & PC_DB_MASK(e->state)) != 0;
+}
+
 /*
- * What the launcher does to a slot: STOP asks its worker to exit;
- * FREE_IDLE frees it when unused (no worker, no mark, no hold); FREE_GONE
- * frees it when no worker runs (the database is gone); EXCLUDE marks it
- * not served, so commits there stop waking the launcher; CLEAR_HOLD drops
- * the hold of hold_pid, a backend that is gone.
+ * Move e to state to, which must be entered from e's state (an ERROR
+ * otherwise: the launcher exits, and the postmaster restarts it), and copy
+ * it to the database's slot. Entering STOPPING also sets the worker's latch,
+ * so that it sees the request at once.
+ */
+static void
+DbTransition(PcLaunchEntry *e, PcDbState to)
+{
+	PcWorkerSlot *slot;
+	Latch	   *latch = NULL;
+
+	if ((pc_db_entered_from[to] & PC_DB_MASK(e->state)) == 0)
+		elog(ERROR, "provider_connections launcher: database \"%s\" cannot go from state %s to %s",
+			 e->name, pc_db_state_names[e->state], pc_db_state_names[to]);
+	e->state = to;
+	SpinLockAcquire(&pc_shared->mutex);
+	slot = PcSlotFind(e->dboid);
+	if (slot != NULL)
+	{
+		slot->state = to;
+		if (to == PC_DB_STOPPING)
+			latch = slot->latch;
+	}
+	SpinLockRelease(&pc_shared->mutex);
+	if (latch != NULL)
+		SetLatch(latch);
+}
+
+/*
+ * What the launcher does to a slot besides its state: FREE_IDLE frees it
+ * when unused (no worker, no mark, no hold); FREE_GONE frees it when no
+ * worker runs (the database is gone); CLEAR_HOLD drops the hold of
+ * hold_pid, a backend that is gone.
  */
 static void
 ChangeSlot(Oid dboid, PcSlotChange change, pid_t hold_pid)
 {
 	PcWorkerSlot *slot;
-	Latch	   *latch = NULL;
 
 	SpinLockAcquire(&pc_shared->mutex);
 	slot = PcSlotFind(dboid);
@@ -180,10 +248,6 @@ ChangeSlot(Oid dboid, PcSlotChange change, pid_t hold_pid)
 	{
 		switch (change)
 		{
-			case PC_SLOT_STOP:
-				slot->stop = true;
-				latch = slot->latch;
-				break;
 			case PC_SLOT_FREE_IDLE:
 				if (slot->pid == 0 && !slot->wanted && slot->hold_pid == 0)
 					PcSlotReset(slot, InvalidOid);
@@ -192,21 +256,13 @@ ChangeSlot(Oid dboid, PcSlotChange change, pid_t hold_pid)
 				if (slot->pid == 0)
 					PcSlotReset(slot, InvalidOid);
 				break;
-			case PC_SLOT_EXCLUDE:
-				slot->excluded = true;
-				break;
 			case PC_SLOT_CLEAR_HOLD:
 				if (slot->hold_pid == hold_pid)
-				{
 					slot->hold_pid = 0;
-					slot->stop = false;
-				}
 				break;
 		}
 	}
 	SpinLockRelease(&pc_shared->mutex);
-	if (latch != NULL)
-		SetLatch(latch);
 }
 
 /* Register a dynamic worker for e; false if no background worker slot is free. */
@@ -247,7 +303,7 @@ FindExcludedSlot(void)
 	{
 		PcWorkerSlot *slot = &pc_shared->slots[i];
 
-		if (slot->excluded && slot->pid == 0 && slot->hold_pid == 0)
+		if (slot->state == PC_DB_EXCLUDED && slot->pid == 0 && slot->hold_pid == 0)
 			return slot;
 	}
 	return NULL;
@@ -265,20 +321,18 @@ StartWorker(PcLaunchEntry *e, TimestampTz now)
 	if (slot == NULL && (slot = FindExcludedSlot()) != NULL)
 		PcSlotReset(slot, e->dboid);
 	if (slot != NULL)
-	{
-		slot->stop = false;
-		slot->excluded = false;
-		slot->absent = false;
-		slot->clean_exit = false;
-	}
+		slot->exit = PC_EXIT_NONE;
 	SpinLockRelease(&pc_shared->mutex);
 
-	if (slot != NULL && RegisterWorker(e))
+	if (slot != NULL)
 	{
-		e->running = true;
-		e->absent = false;
-		e->warned = false;
-		return;
+		/* Before the worker runs: it must not find its slot stopping. */
+		DbTransition(e, PC_DB_STARTING);
+		if (RegisterWorker(e))
+		{
+			e->warned = false;
+			return;
+		}
 	}
 	if (!e->warned)
 		ereport(LOG,
@@ -290,27 +344,36 @@ StartWorker(PcLaunchEntry *e, TimestampTz now)
 				 errhint("Raise max_worker_processes. Until a worker runs, provider_events_since assigns positions itself.")));
 	e->warned = true;
 	e->next_start = TimestampTzPlusMilliseconds(now, PC_RESTART_DELAY_MS);
+	DbTransition(e, PC_DB_BACKOFF);
 }
 
-/* A worker of e stopped: note why (from its slot), and when to restart it. */
+/*
+ * A worker of e stopped: move e on by why it did (its slot says), to
+ * ABSENT (no extension: no worker until a commit), BACKOFF (it died of an
+ * error: restart it later) or IDLE (it was asked to leave).
+ */
 static void
-NoteWorkerStopped(PcLaunchEntry *e, const PcWorkerSlot *slot, TimestampTz now)
+WorkerStopped(PcLaunchEntry *e, const PcWorkerSlot *slot, TimestampTz now)
 {
-	if (slot->absent)
-		e->absent = true;
-	else if (!slot->clean_exit && e->target)
+	if (slot->exit == PC_EXIT_NO_EXTENSION)
+		DbTransition(e, PC_DB_ABSENT);
+	else if (slot->exit == PC_EXIT_NONE && e->target)
 	{
 		e->next_start = TimestampTzPlusMilliseconds(now, PC_RESTART_DELAY_MS);
 		ereport(LOG,
 				(errmsg("provider_connections worker for database \"%s\" stopped unexpectedly; restarting it in %d ms",
 						e->name, PC_RESTART_DELAY_MS)));
+		DbTransition(e, PC_DB_BACKOFF);
 	}
+	else
+		DbTransition(e, PC_DB_IDLE);
 }
 
 /*
- * Decide for one database: stop a worker it should not have, start one it
- * should, free a slot no longer needed. *timeout shrinks to the next
- * planned restart.
+ * Decide for one database, from its state and what its slot says: stop a
+ * worker it should not have, start one it should, free a slot no longer
+ * needed. *timeout shrinks to the next planned restart. The only place,
+ * with StartWorker and WorkerStopped, that moves a database's state.
  */
 static void
 ServeDatabase(PcLaunchEntry *e, uint64 scan, TimestampTz now, long *timeout)
@@ -325,26 +388,34 @@ ServeDatabase(PcLaunchEntry *e, uint64 scan, TimestampTz now, long *timeout)
 		ChangeSlot(e->dboid, PC_SLOT_CLEAR_HOLD, slot.hold_pid);
 		slot.hold_pid = 0;
 	}
-	if (!running && e->running)
-		NoteWorkerStopped(e, &slot, now);
-	e->running = running;
+	if (!running && DbHasWorker(e))
+		WorkerStopped(e, &slot, now);
 
 	if (running)
 	{
-		if (!present || !e->target)
-			ChangeSlot(e->dboid, PC_SLOT_STOP, 0);
+		/* Claimed by the worker started, or adopted from a previous launcher. */
+		if (e->state != PC_DB_RUNNING && e->state != PC_DB_STOPPING && slot.pid != 0)
+			DbTransition(e, PC_DB_RUNNING);
+		if ((!present || !e->target) && DbHasWorker(e))
+			DbTransition(e, PC_DB_STOPPING);
 		return;
 	}
 	if (!present)
 		ChangeSlot(e->dboid, PC_SLOT_FREE_GONE, 0);
 	else if (!e->target)
-		ChangeSlot(e->dboid, PC_SLOT_EXCLUDE, 0);
+		DbTransition(e, PC_DB_EXCLUDED);
 	else if (slot.hold_pid != 0)
-		return;
-	else if (e->absent && !slot.wanted)
+	{
+		if (e->state != PC_DB_ABSENT)
+			DbTransition(e, PC_DB_HELD);
+	}
+	else if (e->state == PC_DB_ABSENT && !slot.wanted)
 		ChangeSlot(e->dboid, PC_SLOT_FREE_IDLE, 0);
 	else if (now < e->next_start)
+	{
+		DbTransition(e, PC_DB_BACKOFF);
 		*timeout = Min(*timeout, TimestampDifferenceMilliseconds(now, e->next_start) + 1);
+	}
 	else
 		StartWorker(e, now);
 }
@@ -400,7 +471,7 @@ LauncherRound(uint64 scan)
 	while ((e = hash_seq_search(&seq)) != NULL)
 	{
 		ServeDatabase(e, scan, now, &timeout);
-		if (e->seen_scan != scan && !e->running && e->handle == NULL)
+		if (e->seen_scan != scan && !DbHasWorker(e) && e->handle == NULL)
 			(void) hash_search(pc_launch_htab, &e->dboid, HASH_REMOVE, NULL);
 	}
 	SweepSlots(scan);

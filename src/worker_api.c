@@ -60,7 +60,7 @@ pc_worker_wake(bool round_needed)
 	{
 		if (slot->latch != NULL)
 			latch = round_needed ? slot->latch : NULL;
-		else if (!slot->wanted && !slot->excluded)
+		else if (!slot->wanted && slot->state != PC_DB_EXCLUDED)
 			latch = pc_shared->launcher_latch;
 		slot->wanted = true;
 	}
@@ -134,7 +134,7 @@ pc_worker_sync(void)
 		return false;
 	SpinLockAcquire(&pc_shared->mutex);
 	slot = MySlot(false);
-	if (slot != NULL && slot->pid != 0 && !slot->stop)
+	if (slot != NULL && slot->pid != 0 && !PcSlotStopping(slot))
 	{
 		pid = slot->pid;
 		latch = slot->latch;

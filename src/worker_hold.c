@@ -171,7 +171,6 @@ HoldDatabase(Oid dboid, bool dropping)
 		mine = true;
 		hold.had_worker = slot->pid != 0;
 		slot->hold_pid = MyProcPid;
-		slot->stop = true;
 	}
 	held = slot != NULL && slot->hold_pid != 0;
 	SpinLockRelease(&pc_shared->mutex);
@@ -204,7 +203,6 @@ ReleaseHolds(bool committed)
 		if (slot == NULL || slot->hold_pid != MyProcPid)
 			continue;
 		slot->hold_pid = 0;
-		slot->stop = false;
 		if (slot->pid != 0)
 			continue;
 		if ((hold->dropping && committed) ||

@@ -29,27 +29,61 @@
 #define PC_EXTRA_SLOTS 32		/* slots beyond max_worker_processes */
 #define PC_MAX_HOLDS 8			/* databases one transaction can hold */
 
-/* One database's shared state. Everything but the CV is under the mutex. */
+/*
+ * The lifecycle of one database's worker, as the launcher sees it (the
+ * diagram is in src/README.md). Only the launcher changes it, through
+ * DbTransition (launcher.c), which checks the state it leaves; the slot of
+ * the database carries a copy for the worker and the backends to read.
+ */
+typedef enum PcDbState
+{
+	PC_DB_IDLE,					/* no worker; one is started when served */
+	PC_DB_EXCLUDED,				/* not served: commits there wake no one */
+	PC_DB_STARTING,				/* a worker is registered, not yet running */
+	PC_DB_RUNNING,				/* a worker serves the database */
+	PC_DB_STOPPING,				/* its worker is asked to exit */
+	PC_DB_HELD,					/* a DROP/ALTER DATABASE holds it: no worker */
+	PC_DB_ABSENT,				/* no extension there: no worker until a commit */
+	PC_DB_BACKOFF,				/* no worker until a restart delay is over */
+	PC_DB_NUM_STATES
+} PcDbState;
+
+/* Why a database's last worker exited, as the worker itself reports it. */
+typedef enum PcWorkerExit
+{
+	PC_EXIT_NONE,				/* it runs, or it died of an error */
+	PC_EXIT_STOPPED,			/* it was asked to (stop, a hold) */
+	PC_EXIT_NO_EXTENSION		/* the extension is not installed there */
+} PcWorkerExit;
+
+/*
+ * One database's shared state. Everything but the CV is under the lock.
+ * The launcher writes state and missing; the worker writes pid, latch,
+ * exit, retry_pending and its progress (rounds_*, notified_upto); backends
+ * write their requests: wanted, sync_pending and hold_pid.
+ */
 typedef struct PcWorkerSlot
 {
 	Oid			dboid;			/* InvalidOid: the slot is free */
+	PcDbState	state;			/* the launcher's state of dboid */
 	pid_t		pid;			/* the worker serving dboid, 0 if none */
 	Latch	   *latch;			/* its latch, NULL if none */
-	pid_t		hold_pid;		/* backend holding dboid: start no worker */
+	PcWorkerExit exit;			/* why the last worker exited */
+	pid_t		hold_pid;		/* backend holding dboid: no worker may run */
 	bool		wanted;			/* events committed since the last round began */
-	bool		stop;			/* the worker must exit */
-	bool		excluded;		/* the launcher does not serve dboid */
-	bool		absent;			/* the last worker found nothing to serve */
-	bool		clean_exit;		/* the last worker exited on purpose */
-	bool		missing;		/* dboid was not in the launcher's last scan */
-	bool		retry_pending;	/* a failed round is being retried at once */
 	bool		sync_pending;	/* a reader waits for a round: start it now */
+	bool		retry_pending;	/* a failed round is being retried at once */
+	bool		missing;		/* dboid was not in the launcher's last scan */
 	int64		notified_upto;	/* last position notified by a worker; -1: none */
 	uint64		rounds_begun;	/* rounds started by workers of dboid */
 	uint64		rounds_done;	/* the last round finished */
 	uint64		rounds_ok;		/* the last round that committed */
 	ConditionVariable round_done; /* broadcast after each round and at exit */
 } PcWorkerSlot;
+
+/* Whether the worker of slot must leave: the launcher or a hold asks it. */
+#define PcSlotStopping(slot) \
+	((slot)->state == PC_DB_STOPPING || (slot)->hold_pid != 0)
 
 typedef struct PcWorkerShared
 {

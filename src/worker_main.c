@@ -81,16 +81,15 @@ ClaimSlot(Oid dboid)
 
 	SpinLockAcquire(&pc_shared->mutex);
 	slot = PcSlotFind(dboid);
-	if (slot != NULL && slot->pid == 0 && !slot->stop && slot->hold_pid == 0)
+	if (slot != NULL && slot->pid == 0 && !PcSlotStopping(slot))
 	{
 		slot->pid = MyProcPid;
 		slot->latch = MyLatch;
-		slot->absent = false;
-		slot->clean_exit = false;
+		slot->exit = PC_EXIT_NONE;
 		claimed = true;
 	}
 	else if (slot != NULL && slot->pid == 0)
-		slot->clean_exit = true;
+		slot->exit = PC_EXIT_STOPPED;
 	SpinLockRelease(&pc_shared->mutex);
 	if (claimed)
 	{
@@ -105,7 +104,7 @@ static void
 WorkerExitCleanly(void)
 {
 	SpinLockAcquire(&pc_shared->mutex);
-	pc_worker_slot->clean_exit = true;
+	pc_worker_slot->exit = PC_EXIT_STOPPED;
 	SpinLockRelease(&pc_shared->mutex);
 	proc_exit(0);
 }
@@ -124,8 +123,7 @@ LeaveIfAbsent(void)
 	stay = pc_worker_slot->wanted;
 	if (!stay)
 	{
-		pc_worker_slot->absent = true;
-		pc_worker_slot->clean_exit = true;
+		pc_worker_slot->exit = PC_EXIT_NO_EXTENSION;
 		pc_worker_slot->pid = 0;
 		pc_worker_slot->latch = NULL;
 	}
@@ -145,7 +143,7 @@ StopRequested(void)
 	bool		stop;
 
 	SpinLockAcquire(&pc_shared->mutex);
-	stop = pc_worker_slot->stop || pc_worker_slot->hold_pid != 0;
+	stop = PcSlotStopping(pc_worker_slot);
 	SpinLockRelease(&pc_shared->mutex);
 	return stop;
 }

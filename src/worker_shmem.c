@@ -148,17 +148,15 @@ void
 PcSlotReset(PcWorkerSlot *slot, Oid dboid)
 {
 	slot->dboid = dboid;
+	slot->state = PC_DB_IDLE;
 	slot->pid = 0;
 	slot->latch = NULL;
+	slot->exit = PC_EXIT_NONE;
 	slot->hold_pid = 0;
 	slot->wanted = false;
-	slot->stop = false;
-	slot->excluded = false;
-	slot->absent = false;
-	slot->clean_exit = false;
-	slot->missing = false;
-	slot->retry_pending = false;
 	slot->sync_pending = false;
+	slot->retry_pending = false;
+	slot->missing = false;
 	slot->notified_upto = -1;
 }
 
