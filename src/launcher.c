@@ -172,10 +172,10 @@ WorkerRunning(PcLaunchEntry *e)
 		pfree(e->handle);
 		e->handle = NULL;
 	}
-	SpinLockAcquire(&pc_shared->mutex);
+	LWLockAcquire(pc_shared->lock, LW_SHARED);
 	slot = PcSlotFind(e->dboid);
 	running = slot != NULL && slot->pid != 0;
-	SpinLockRelease(&pc_shared->mutex);
+	LWLockRelease(pc_shared->lock);
 	return running;
 }
 
@@ -185,11 +185,11 @@ ReadSlot(Oid dboid, PcWorkerSlot *copy)
 {
 	PcWorkerSlot *slot;
 
-	SpinLockAcquire(&pc_shared->mutex);
+	LWLockAcquire(pc_shared->lock, LW_SHARED);
 	slot = PcSlotFind(dboid);
 	if (slot != NULL)
 		memcpy(copy, slot, offsetof(PcWorkerSlot, round_done));
-	SpinLockRelease(&pc_shared->mutex);
+	LWLockRelease(pc_shared->lock);
 	if (slot == NULL)
 		memset(copy, 0, offsetof(PcWorkerSlot, round_done));
 	return slot != NULL;
@@ -218,7 +218,7 @@ DbTransition(PcLaunchEntry *e, PcDbState to)
 		elog(ERROR, "provider_connections launcher: database \"%s\" cannot go from state %s to %s",
 			 e->name, pc_db_state_names[e->state], pc_db_state_names[to]);
 	e->state = to;
-	SpinLockAcquire(&pc_shared->mutex);
+	LWLockAcquire(pc_shared->lock, LW_EXCLUSIVE);
 	slot = PcSlotFind(e->dboid);
 	if (slot != NULL)
 	{
@@ -226,7 +226,7 @@ DbTransition(PcLaunchEntry *e, PcDbState to)
 		if (to == PC_DB_STOPPING)
 			latch = slot->latch;
 	}
-	SpinLockRelease(&pc_shared->mutex);
+	LWLockRelease(pc_shared->lock);
 	if (latch != NULL)
 		SetLatch(latch);
 }
@@ -242,7 +242,7 @@ ChangeSlot(Oid dboid, PcSlotChange change, pid_t hold_pid)
 {
 	PcWorkerSlot *slot;
 
-	SpinLockAcquire(&pc_shared->mutex);
+	LWLockAcquire(pc_shared->lock, LW_EXCLUSIVE);
 	slot = PcSlotFind(dboid);
 	if (slot != NULL)
 	{
@@ -262,7 +262,7 @@ ChangeSlot(Oid dboid, PcSlotChange change, pid_t hold_pid)
 				break;
 		}
 	}
-	SpinLockRelease(&pc_shared->mutex);
+	LWLockRelease(pc_shared->lock);
 }
 
 /* Register a dynamic worker for e; false if no background worker slot is free. */
@@ -292,7 +292,7 @@ RegisterWorker(PcLaunchEntry *e)
 
 /*
  * A slot of a database the launcher does not serve, idle, to give to one it
- * serves when none is free; NULL if none. The caller holds the mutex.
+ * serves when none is free; NULL if none. The caller holds the lock.
  */
 static PcWorkerSlot *
 FindExcludedSlot(void)
@@ -316,13 +316,13 @@ StartWorker(PcLaunchEntry *e, TimestampTz now)
 	PcWorkerSlot *slot;
 	bool		allocated;
 
-	SpinLockAcquire(&pc_shared->mutex);
+	LWLockAcquire(pc_shared->lock, LW_EXCLUSIVE);
 	slot = PcSlotFindOrAlloc(e->dboid, &allocated);
 	if (slot == NULL && (slot = FindExcludedSlot()) != NULL)
 		PcSlotReset(slot, e->dboid);
 	if (slot != NULL)
 		slot->exit = PC_EXIT_NONE;
-	SpinLockRelease(&pc_shared->mutex);
+	LWLockRelease(pc_shared->lock);
 
 	if (slot != NULL)
 	{
@@ -436,13 +436,13 @@ SweepSlots(uint64 scan)
 		PcLaunchEntry *e;
 		Oid			dboid;
 
-		SpinLockAcquire(&pc_shared->mutex);
+		LWLockAcquire(pc_shared->lock, LW_EXCLUSIVE);
 		dboid = slot->dboid;
-		SpinLockRelease(&pc_shared->mutex);
+		LWLockRelease(pc_shared->lock);
 		if (!OidIsValid(dboid))
 			continue;
 		e = hash_search(pc_launch_htab, &dboid, HASH_FIND, NULL);
-		SpinLockAcquire(&pc_shared->mutex);
+		LWLockAcquire(pc_shared->lock, LW_EXCLUSIVE);
 		if (slot->dboid == dboid && slot->pid == 0 && slot->hold_pid == 0)
 		{
 			if (e != NULL && e->seen_scan == scan)
@@ -452,7 +452,7 @@ SweepSlots(uint64 scan)
 			else
 				slot->missing = true;
 		}
-		SpinLockRelease(&pc_shared->mutex);
+		LWLockRelease(pc_shared->lock);
 	}
 }
 
@@ -482,10 +482,10 @@ LauncherRound(uint64 scan)
 static void
 LauncherShmemExit(int code, Datum arg)
 {
-	SpinLockAcquire(&pc_shared->mutex);
+	LWLockAcquire(pc_shared->lock, LW_EXCLUSIVE);
 	if (pc_shared->launcher_latch == MyLatch)
 		pc_shared->launcher_latch = NULL;
-	SpinLockRelease(&pc_shared->mutex);
+	LWLockRelease(pc_shared->lock);
 }
 
 /*
@@ -516,9 +516,9 @@ pc_launcher_main(Datum main_arg)
 	cxt = AllocSetContextCreate(TopMemoryContext, "provider_connections launcher",
 								ALLOCSET_DEFAULT_SIZES);
 
-	SpinLockAcquire(&pc_shared->mutex);
+	LWLockAcquire(pc_shared->lock, LW_EXCLUSIVE);
 	pc_shared->launcher_latch = MyLatch;
-	SpinLockRelease(&pc_shared->mutex);
+	LWLockRelease(pc_shared->lock);
 	on_shmem_exit(LauncherShmemExit, (Datum) 0);
 
 	for (;;)
@@ -540,11 +540,17 @@ pc_launcher_main(Datum main_arg)
 	}
 }
 
-/* Register the launcher with the postmaster (not in binary-upgrade mode). */
+/*
+ * Register the launcher with the postmaster (not in binary-upgrade mode);
+ * called from _PG_init when the library is preloaded.
+ */
 void
-PcLauncherRegister(void)
+pc_launcher_init(void)
 {
 	BackgroundWorker worker;
+
+	if (IsBinaryUpgrade)
+		return;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;

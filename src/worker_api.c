@@ -10,6 +10,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "commands/dbcommands.h"
 #include "miscadmin.h"
 #include "storage/condition_variable.h"
@@ -21,7 +22,12 @@
 /* The slot of MyDatabaseId last found. */
 static int	pc_my_slot = -1;
 
-/* The slot of this backend's database (see PcSlotFindOrAlloc); under the mutex. */
+/* Whether the current transaction wrote events (the worker is woken at commit). */
+static bool pc_wrote_events = false;
+/* ... and whether it left some of their notifications to the worker. */
+static bool pc_wrote_for_worker = false;
+
+/* The slot of this backend's database (see PcSlotFindOrAlloc); under the lock. */
 static PcWorkerSlot *
 MySlot(bool create)
 {
@@ -36,15 +42,15 @@ MySlot(bool create)
 	return slot;
 }
 
-/* ---- what backends call ---- */
-
 /*
  * At commit of a transaction that wrote events: wake the worker of this
  * database when a round is needed now (round_needed: its notifications
  * wait for it), or the launcher when no worker runs, so that it starts one.
- * Returns at once when the library is not preloaded. Costs one short
- * spinlock and at most one SetLatch (safe on any PGPROC latch, even a stale
- * one).
+ * Returns at once when the library is not preloaded. Costs the slots'
+ * LWLock, taken for a few instructions (the slot's index is remembered:
+ * checking that it still holds MyDatabaseId is enough, as a database never
+ * has two slots), and at most one SetLatch (safe on any PGPROC latch, even
+ * a stale one). No catalog access.
  */
 void
 pc_worker_wake(bool round_needed)
@@ -54,7 +60,7 @@ pc_worker_wake(bool round_needed)
 
 	if (pc_shared == NULL || !OidIsValid(MyDatabaseId))
 		return;
-	SpinLockAcquire(&pc_shared->mutex);
+	LWLockAcquire(pc_shared->lock, LW_EXCLUSIVE);
 	slot = MySlot(true);
 	if (slot != NULL)
 	{
@@ -64,7 +70,7 @@ pc_worker_wake(bool round_needed)
 			latch = pc_shared->launcher_latch;
 		slot->wanted = true;
 	}
-	SpinLockRelease(&pc_shared->mutex);
+	LWLockRelease(pc_shared->lock);
 	if (latch != NULL)
 		SetLatch(latch);
 }
@@ -81,10 +87,10 @@ pc_worker_serving(void)
 
 	if (pc_shared == NULL || !OidIsValid(MyDatabaseId))
 		return false;
-	SpinLockAcquire(&pc_shared->mutex);
+	LWLockAcquire(pc_shared->lock, LW_SHARED);
 	slot = MySlot(false);
 	serving = slot != NULL && slot->pid != 0;
-	SpinLockRelease(&pc_shared->mutex);
+	LWLockRelease(pc_shared->lock);
 	return serving;
 }
 
@@ -132,7 +138,7 @@ pc_worker_sync(void)
 
 	if (pc_shared == NULL || !OidIsValid(MyDatabaseId))
 		return false;
-	SpinLockAcquire(&pc_shared->mutex);
+	LWLockAcquire(pc_shared->lock, LW_EXCLUSIVE);
 	slot = MySlot(false);
 	if (slot != NULL && slot->pid != 0 && !PcSlotStopping(slot))
 	{
@@ -143,7 +149,7 @@ pc_worker_sync(void)
 		slot->wanted = true;
 		slot->sync_pending = true;
 	}
-	SpinLockRelease(&pc_shared->mutex);
+	LWLockRelease(pc_shared->lock);
 	if (pid == 0)
 		return false;
 	SetLatch(latch);
@@ -157,12 +163,12 @@ pc_worker_sync(void)
 		TimestampTz limit;
 		long		remaining;
 
-		SpinLockAcquire(&pc_shared->mutex);
+		LWLockAcquire(pc_shared->lock, LW_SHARED);
 		ok = slot->rounds_ok >= target;
 		over = slot->pid != pid ||
 			(slot->rounds_done >= target && !slot->retry_pending);
 		alive = slot->rounds_begun >= target || slot->rounds_done != done_before;
-		SpinLockRelease(&pc_shared->mutex);
+		LWLockRelease(pc_shared->lock);
 		if (ok || over)
 			break;
 		limit = TimestampTzPlusMilliseconds(start, alive ? PC_SYNC_TIMEOUT_MS : PC_SYNC_START_MS);
@@ -175,3 +181,46 @@ pc_worker_sync(void)
 	return ok;
 }
 
+/*
+ * Note that the current transaction wrote an event (events.c) or created a
+ * subscription (replication.c): its commit wakes the worker. for_worker:
+ * it left a notification to the worker, which its commit then wakes at once.
+ */
+void
+pc_worker_note_event(bool for_worker)
+{
+	pc_wrote_events = true;
+	pc_wrote_for_worker |= for_worker;
+}
+
+/* At commit of a transaction that wrote events, wake the worker if it must notify. */
+static void
+WakeXactCallback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+			/* When callers notified, nothing waits for the round: the naptime does. */
+			if (pc_wrote_events)
+				pc_worker_wake(pc_wrote_for_worker);
+			pc_wrote_events = false;
+			pc_wrote_for_worker = false;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			pc_wrote_events = false;
+			pc_wrote_for_worker = false;
+			break;
+		default:
+			break;
+	}
+}
+
+/* Install the commit callback; called from _PG_init. */
+void
+pc_worker_api_init(void)
+{
+	RegisterXactCallback(WakeXactCallback, NULL);
+}

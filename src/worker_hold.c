@@ -25,7 +25,6 @@
 #include "tcop/utility.h"
 #include "utils/timestamp.h"
 
-#include "replication.h"
 #include "worker_internal.h"
 
 /* A database held by the current transaction (see HoldDatabase). */
@@ -106,9 +105,9 @@ WaitForWorkerExit(Oid dboid)
 	bool		terminated = false;
 	PcWorkerSlot *slot;
 
-	SpinLockAcquire(&pc_shared->mutex);
+	LWLockAcquire(pc_shared->lock, LW_EXCLUSIVE);
 	slot = PcSlotFind(dboid);
-	SpinLockRelease(&pc_shared->mutex);
+	LWLockRelease(pc_shared->lock);
 	if (slot == NULL)
 		return;
 	ConditionVariablePrepareToSleep(&slot->round_done);
@@ -118,13 +117,13 @@ WaitForWorkerExit(Oid dboid)
 		Latch	   *latch = NULL;
 		long		waited;
 
-		SpinLockAcquire(&pc_shared->mutex);
+		LWLockAcquire(pc_shared->lock, LW_EXCLUSIVE);
 		if (slot->dboid == dboid)
 		{
 			pid = slot->pid;
 			latch = slot->latch;
 		}
-		SpinLockRelease(&pc_shared->mutex);
+		LWLockRelease(pc_shared->lock);
 		if (pid == 0)
 			break;
 		waited = TimestampDifferenceMilliseconds(start, GetCurrentTimestamp());
@@ -163,7 +162,7 @@ HoldDatabase(Oid dboid, bool dropping)
 	for (i = 0; i < pc_nholds; i++)
 		if (pc_holds[i].dboid == dboid)
 			break;
-	SpinLockAcquire(&pc_shared->mutex);
+	LWLockAcquire(pc_shared->lock, LW_EXCLUSIVE);
 	slot = PcSlotFindOrAlloc(dboid, &hold.allocated);
 	if (slot != NULL && (slot->hold_pid == 0 || slot->hold_pid == MyProcPid) &&
 		(i < pc_nholds || pc_nholds < PC_MAX_HOLDS))
@@ -173,7 +172,7 @@ HoldDatabase(Oid dboid, bool dropping)
 		slot->hold_pid = MyProcPid;
 	}
 	held = slot != NULL && slot->hold_pid != 0;
-	SpinLockRelease(&pc_shared->mutex);
+	LWLockRelease(pc_shared->lock);
 
 	if (mine && i < pc_nholds)
 		pc_holds[i].dropping |= dropping;
@@ -194,7 +193,7 @@ ReleaseHolds(bool committed)
 	Latch	   *launcher = NULL;
 	int			i;
 
-	SpinLockAcquire(&pc_shared->mutex);
+	LWLockAcquire(pc_shared->lock, LW_EXCLUSIVE);
 	for (i = 0; i < pc_nholds; i++)
 	{
 		PcHold	   *hold = &pc_holds[i];
@@ -214,7 +213,7 @@ ReleaseHolds(bool committed)
 			launcher = pc_shared->launcher_latch;
 		}
 	}
-	SpinLockRelease(&pc_shared->mutex);
+	LWLockRelease(pc_shared->lock);
 	pc_nholds = 0;
 	if (launcher != NULL)
 		SetLatch(launcher);
@@ -243,8 +242,7 @@ HoldXactCallback(XactEvent event, void *arg)
 /*
  * Utility hook: before a command that needs a database to itself (see
  * DatabaseToHold), stop our worker there, so that DROP DATABASE does not
- * fail with "database is being accessed by other users". CREATE
- * SUBSCRIPTION brings the worker in (replication.c).
+ * fail with "database is being accessed by other users".
  */
 static void
 WorkerProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
@@ -258,7 +256,6 @@ WorkerProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 		dboid = DatabaseToHold(pstmt->utilityStmt, &dropping);
 	if (OidIsValid(dboid))
 		HoldDatabase(dboid, dropping);
-	pc_replica_utility(pstmt->utilityStmt);
 
 	if (prev_ProcessUtility)
 		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
@@ -269,9 +266,9 @@ WorkerProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 }
 
 
-/* Install the utility hook and the transaction callback; from pc_worker_init. */
+/* Install the utility hook and the transaction callback; from _PG_init. */
 void
-PcHoldInit(void)
+pc_worker_hold_init(void)
 {
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = WorkerProcessUtility;

@@ -14,7 +14,7 @@
 
 #include "storage/condition_variable.h"
 #include "storage/latch.h"
-#include "storage/spin.h"
+#include "storage/lwlock.h"
 
 #include "worker.h"
 
@@ -28,6 +28,7 @@
 #define PC_WARN_INTERVAL_MS 60000	/* repeated round failures: one WARNING per */
 #define PC_EXTRA_SLOTS 32		/* slots beyond max_worker_processes */
 #define PC_MAX_HOLDS 8			/* databases one transaction can hold */
+#define PC_LWLOCK_TRANCHE "provider_connections workers"
 
 /*
  * The lifecycle of one database's worker, as the launcher sees it (the
@@ -85,9 +86,10 @@ typedef struct PcWorkerSlot
 #define PcSlotStopping(slot) \
 	((slot)->state == PC_DB_STOPPING || (slot)->hold_pid != 0)
 
+/* The slots, under one LWLock (PC_LWLOCK_TRANCHE), held for a few instructions. */
 typedef struct PcWorkerShared
 {
-	slock_t		mutex;
+	LWLock	   *lock;
 	Latch	   *launcher_latch; /* NULL while no launcher runs */
 	int			nslots;
 	PcWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
@@ -103,11 +105,7 @@ extern void PcSlotReset(PcWorkerSlot *slot, Oid dboid);
 extern PcWorkerSlot *PcSlotFind(Oid dboid);
 extern PcWorkerSlot *PcSlotFindOrAlloc(Oid dboid, bool *allocated);
 
-/* worker_hold.c: holding a database for DROP and ALTER DATABASE. */
-extern void PcHoldInit(void);
-
 /* launcher.c and worker_main.c: the processes. */
-extern void PcLauncherRegister(void);
 extern PGDLLEXPORT void pc_launcher_main(Datum main_arg);
 extern PGDLLEXPORT void pc_worker_main(Datum main_arg);
 

@@ -56,14 +56,14 @@ WorkerShmemExit(int code, Datum arg)
 {
 	Latch	   *launcher;
 
-	SpinLockAcquire(&pc_shared->mutex);
+	LWLockAcquire(pc_shared->lock, LW_EXCLUSIVE);
 	if (pc_worker_slot->pid == MyProcPid)
 	{
 		pc_worker_slot->pid = 0;
 		pc_worker_slot->latch = NULL;
 	}
 	launcher = pc_shared->launcher_latch;
-	SpinLockRelease(&pc_shared->mutex);
+	LWLockRelease(pc_shared->lock);
 	ConditionVariableBroadcast(&pc_worker_slot->round_done);
 	if (launcher != NULL)
 		SetLatch(launcher);
@@ -79,7 +79,7 @@ ClaimSlot(Oid dboid)
 	PcWorkerSlot *slot;
 	bool		claimed = false;
 
-	SpinLockAcquire(&pc_shared->mutex);
+	LWLockAcquire(pc_shared->lock, LW_EXCLUSIVE);
 	slot = PcSlotFind(dboid);
 	if (slot != NULL && slot->pid == 0 && !PcSlotStopping(slot))
 	{
@@ -90,7 +90,7 @@ ClaimSlot(Oid dboid)
 	}
 	else if (slot != NULL && slot->pid == 0)
 		slot->exit = PC_EXIT_STOPPED;
-	SpinLockRelease(&pc_shared->mutex);
+	LWLockRelease(pc_shared->lock);
 	if (claimed)
 	{
 		pc_worker_slot = slot;
@@ -103,9 +103,9 @@ ClaimSlot(Oid dboid)
 static void
 WorkerExitCleanly(void)
 {
-	SpinLockAcquire(&pc_shared->mutex);
+	LWLockAcquire(pc_shared->lock, LW_EXCLUSIVE);
 	pc_worker_slot->exit = PC_EXIT_STOPPED;
-	SpinLockRelease(&pc_shared->mutex);
+	LWLockRelease(pc_shared->lock);
 	proc_exit(0);
 }
 
@@ -119,7 +119,7 @@ LeaveIfAbsent(void)
 {
 	bool		stay;
 
-	SpinLockAcquire(&pc_shared->mutex);
+	LWLockAcquire(pc_shared->lock, LW_EXCLUSIVE);
 	stay = pc_worker_slot->wanted;
 	if (!stay)
 	{
@@ -127,7 +127,7 @@ LeaveIfAbsent(void)
 		pc_worker_slot->pid = 0;
 		pc_worker_slot->latch = NULL;
 	}
-	SpinLockRelease(&pc_shared->mutex);
+	LWLockRelease(pc_shared->lock);
 	if (stay)
 		return;
 	ereport(DEBUG1,
@@ -142,9 +142,9 @@ StopRequested(void)
 {
 	bool		stop;
 
-	SpinLockAcquire(&pc_shared->mutex);
+	LWLockAcquire(pc_shared->lock, LW_SHARED);
 	stop = PcSlotStopping(pc_worker_slot);
-	SpinLockRelease(&pc_shared->mutex);
+	LWLockRelease(pc_shared->lock);
 	return stop;
 }
 
@@ -221,12 +221,12 @@ WorkerRound(bool notify, bool retry_follows, PcFailures *failures, int64 *count)
 	int64		upto;
 	uint64		round;
 
-	SpinLockAcquire(&pc_shared->mutex);
+	LWLockAcquire(pc_shared->lock, LW_EXCLUSIVE);
 	round = ++pc_worker_slot->rounds_begun;
 	pc_worker_slot->wanted = false;
 	pc_worker_slot->sync_pending = false;
 	upto = pc_worker_slot->notified_upto;
-	SpinLockRelease(&pc_shared->mutex);
+	LWLockRelease(pc_shared->lock);
 
 	PG_TRY();
 	{
@@ -257,7 +257,7 @@ WorkerRound(bool notify, bool retry_follows, PcFailures *failures, int64 *count)
 	(void) pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 
-	SpinLockAcquire(&pc_shared->mutex);
+	LWLockAcquire(pc_shared->lock, LW_EXCLUSIVE);
 	pc_worker_slot->rounds_done = round;
 	pc_worker_slot->retry_pending = outcome == PC_ROUND_FAILED && retry_follows;
 	if (outcome == PC_ROUND_OK)
@@ -267,7 +267,7 @@ WorkerRound(bool notify, bool retry_follows, PcFailures *failures, int64 *count)
 		if (notify)
 			pc_worker_slot->notified_upto = upto;
 	}
-	SpinLockRelease(&pc_shared->mutex);
+	LWLockRelease(pc_shared->lock);
 	ConditionVariableBroadcast(&pc_worker_slot->round_done);
 	*count = Max(n, 0);
 	return outcome;
@@ -317,10 +317,10 @@ WorkerLoop(void)
 				early = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
 														TimestampTzPlusMilliseconds(last_round, PC_ROUND_INTERVAL_MS));
 				/* A reader of the feed waits for this round: no pause for it. */
-				SpinLockAcquire(&pc_shared->mutex);
+				LWLockAcquire(pc_shared->lock, LW_EXCLUSIVE);
 				if (pc_worker_slot->sync_pending)
 					early = 0;
-				SpinLockRelease(&pc_shared->mutex);
+				LWLockRelease(pc_shared->lock);
 				if (early <= 0)
 					break;
 				/* Wakes meanwhile are for the round about to start. */

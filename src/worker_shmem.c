@@ -2,7 +2,7 @@
  * worker_shmem.c
  *		The background workers' settings and shared memory: one slot per
  *		database, and the functions that find, take and free slots.
- *		pc_worker_init sets it all up from _PG_init. The design is in
+ *		pc_worker_init sets them up from _PG_init. The design is in
  *		src/README.md.
  *
  * Copyright (c) 2026, provider_connections developers.
@@ -141,9 +141,10 @@ WorkerShmemRequest(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(WorkerShmemSize());
+	RequestNamedLWLockTranche(PC_LWLOCK_TRANCHE, 1);
 }
 
-/* Make a slot free; the caller holds the mutex. The CV stays as it is. */
+/* Make a slot free; the caller holds the lock. The CV stays as it is. */
 void
 PcSlotReset(PcWorkerSlot *slot, Oid dboid)
 {
@@ -177,7 +178,7 @@ WorkerShmemStartup(void)
 	pc_shared = ShmemInitStruct("provider_connections workers", WorkerShmemSize(), &found);
 	if (!found)
 	{
-		SpinLockInit(&pc_shared->mutex);
+		pc_shared->lock = &(GetNamedLWLockTranche(PC_LWLOCK_TRANCHE))->lock;
 		pc_shared->launcher_latch = NULL;
 		pc_shared->nslots = SlotCount();
 		for (i = 0; i < pc_shared->nslots; i++)
@@ -192,7 +193,7 @@ WorkerShmemStartup(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
-/* The slot of dboid, or NULL; the caller holds the mutex. */
+/* The slot of dboid, or NULL; the caller holds the lock. */
 PcWorkerSlot *
 PcSlotFind(Oid dboid)
 {
@@ -220,9 +221,8 @@ PcSlotFindOrAlloc(Oid dboid, bool *allocated)
 }
 
 /*
- * Define the workers' settings, request their shared memory, install the
- * utility hook and register the launcher. Called from _PG_init, only while
- * shared_preload_libraries is processed.
+ * Define the workers' settings and request their shared memory. Called
+ * from _PG_init, only while shared_preload_libraries is processed.
  */
 void
 pc_worker_init(void)
@@ -248,8 +248,4 @@ pc_worker_init(void)
 	shmem_request_hook = WorkerShmemRequest;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = WorkerShmemStartup;
-	PcHoldInit();
-
-	if (!IsBinaryUpgrade)
-		PcLauncherRegister();
 }
