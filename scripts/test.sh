@@ -3,6 +3,7 @@
 # Installs the build, server and test packages if missing, builds, starts a
 # throwaway cluster, runs the pg_regress and isolation suites
 # (make installcheck), the script tests under test/ against that cluster,
+# the check that src/ has no import cycle (scripts/include_cycles.py),
 # then the TAP tests under t/ (each makes its own clusters), the benchmark
 # smoke, and the pg_regress and isolation suites again on PostgreSQL 17 and
 # 18 in Debian chroots (scripts/chroot_test.sh), stops the cluster, and
@@ -57,6 +58,19 @@ for t in "$TOP"/test/*.sh; do
 		failed=$((failed + 1))
 		echo "---- server log (last 30 lines)"
 		tail -n 30 "$CLUSTER_DIR/server.log" || true
+	fi
+done
+
+# No import cycle among the files of src/, and the check itself goes red on
+# one planted in a copy of src/.
+for mode in "" --self-test; do
+	name="include_cycles${mode:+ $mode}"
+	if python3 "$TOP/scripts/include_cycles.py" $mode; then
+		echo "script $name ... ok"
+		passed=$((passed + 1))
+	else
+		echo "script $name ... FAILED"
+		failed=$((failed + 1))
 	fi
 done
 

@@ -44,7 +44,6 @@
 #include "utils/xid8.h"
 
 #include "events.h"
-#include "feed.h"
 #include "plans.h"
 #include "clock.h"
 #include "uuid7.h"
@@ -608,7 +607,7 @@ pc_write_events(const PcWrittenEvent *events, int n)
 	if (notifier == PC_NOTIFY_COMMIT)
 		for (i = 0; i < n; i++)
 			Async_Notify(PC_CHANNEL, pc_event_payload(&events[i], DatumGetJsonbP(context)));
-	pc_feed_note_event(notifier == PC_NOTIFY_WORKER);
+	pc_worker_note_event(notifier == PC_NOTIFY_WORKER);
 }
 
 /* Define the notification settings; called from _PG_init. */

@@ -2,47 +2,12 @@
  * feed.c
  *		Positions for the event feed, assigned after the writers commit.
  *
- * A consumer that was not listening when a notification went out catches up
- * with provider_events_since(after_position), reading audit rows in
- * global_position order. For "never miss, never twice" a position must be
- * final once a reader can see it: no event may later become visible with a
- * smaller position. Audit ids do not give that (a transaction can take id
- * 5, another id 6 and commit first), and neither do transaction ids.
- *
- * Callers therefore do nothing for the feed but write their audit rows,
- * each stamped with its top-level transaction id (xid8). Positions are
- * handed out afterwards, in rounds, by one assigner at a time: the
- * background worker (worker.c), or provider_events_since itself when no
- * worker serves the database. This is PgQ's ticker technique:
- *
- *	- provider_feed_state holds what the previous round's snapshot could not
- *	  see yet: its xmax and its in-progress xids (plus the assigner's own).
- *	- A round locks that row (one assigner at a time), takes a snapshot cur
- *	  and numbers, in audit id order, the rows whose transaction is
- *	  committed in cur but was not in the previous snapshot: xid in
- *	  [last_xmax, next) or among the last in-progress xids, next being the
- *	  next xid read just before the round. An index on xid serves both, so
- *	  a round costs what it numbers, however long the log.
- *	- It stores least(cur.xmax, next) and cur's in-progress xids below it
- *	  (xids from next on are the next round's), and commits.
- *
- * Rounds commit one after another (the row lock), and each numbers only
- * events that were visible before it began, so a reader that sees position
- * p sees every position below p, and a position never changes. Rows that
- * already have a position are never numbered again (NOT EXISTS on the
- * audit_id key), which also covers rows restored by pg_dump with another
- * cluster's xids. With no previous round (a new install, or a restore:
- * provider_feed_state is not dumped) the first round numbers every visible
- * row without a position.
- *
- * The worker also goes through each newly numbered event, in feed order,
- * from the same transaction, and sends the notification of those their
- * writer left to it (notify = worker mode when they were written).
- *
- * On a logical replication subscriber positions replicate from the
- * publisher with the audit rows: rounds number nothing there, the worker
- * only notifies what arrived, and provider_events_since reads (raising an
- * error while the feed cannot be read whole: replication.c).
+ * Rounds number, in one transaction each, the audit rows whose writers
+ * committed since the previous round (PgQ's ticker technique), and the
+ * worker's rounds also send the notifications left to it. The worker
+ * (worker_main.c) and provider_events_since (provider_feed_assign) run
+ * them; this file calls no worker but pc_worker_sync, its backend-side
+ * API. Why positions are final once visible: src/README.md, "The event feed".
  *
  * Copyright (c) 2026, provider_connections developers.
  */
@@ -72,11 +37,6 @@
 #include "plans.h"
 #include "replication.h"
 #include "worker.h"
-
-/* Whether the current transaction wrote events (the worker is woken at commit). */
-static bool pc_feed_wrote = false;
-/* ... and whether it left some of their notifications to the worker. */
-static bool pc_feed_wrote_for_worker = false;
 
 /* The state row, locked for the round: NOWAIT-free, so rounds queue up. */
 static PcStatement pc_lock_state_wait = {
@@ -204,17 +164,6 @@ static PcStatement pc_to_notify_1_2 = {
 	PC_TO_NOTIFY_SQL("NULL::pg_catalog.uuid"),
 	2, {INT8OID, INT8OID}
 };
-
-/*
- * Note that the current transaction wrote an event; for_worker: one whose
- * notification is left to the worker, which its commit then wakes at once.
- */
-void
-pc_feed_note_event(bool for_worker)
-{
-	pc_feed_wrote = true;
-	pc_feed_wrote_for_worker |= for_worker;
-}
 
 /*
  * The schema of the extension in the current database when it is installed
@@ -522,36 +471,3 @@ provider_feed_resume(PG_FUNCTION_ARGS)
 			 errhint("To continue after the purged events, call provider_events_since with skip_purged => true.")));
 	PG_RETURN_NULL();			/* not reached */
 }
-
-/* At commit of a transaction that wrote events, wake the worker if it must notify. */
-static void
-FeedXactCallback(XactEvent event, void *arg)
-{
-	switch (event)
-	{
-		case XACT_EVENT_COMMIT:
-			/* When callers notified, nothing waits for the round: the naptime does. */
-			if (pc_feed_wrote)
-				pc_worker_wake(pc_feed_wrote_for_worker);
-			pc_feed_wrote = false;
-			pc_feed_wrote_for_worker = false;
-			break;
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PREPARE:
-		case XACT_EVENT_PARALLEL_COMMIT:
-		case XACT_EVENT_PARALLEL_ABORT:
-			pc_feed_wrote = false;
-			pc_feed_wrote_for_worker = false;
-			break;
-		default:
-			break;
-	}
-}
-
-/* Install the transaction callback; called from _PG_init. */
-void
-pc_feed_init(void)
-{
-	RegisterXactCallback(FeedXactCallback, NULL);
-}
-

@@ -13,8 +13,6 @@
 /* Most notifications one round sends; the worker comes back for the rest. */
 #define PC_FEED_NOTIFY_BATCH 10000
 
-extern void pc_feed_init(void);
-extern void pc_feed_note_event(bool for_worker);
 extern Oid	pc_feed_schema(void);
 extern int64 pc_feed_assign(Oid nsp, int64 *notified_upto);
 

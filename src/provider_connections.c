@@ -14,8 +14,8 @@
 
 #include "clock.h"
 #include "events.h"
-#include "feed.h"
 #include "keys.h"
+#include "replication.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;
@@ -33,8 +33,13 @@ _PG_init(void)
 	pc_keys_init();
 	pc_clock_init();
 	pc_events_init();
-	pc_feed_init();
+	pc_worker_api_init();
 	if (process_shared_preload_libraries_in_progress)
+	{
 		pc_worker_init();
+		pc_worker_hold_init();
+		pc_replication_init();
+		pc_launcher_init();
+	}
 	MarkGUCPrefixReserved("provider_connections");
 }

@@ -58,6 +58,7 @@
 #include "nodes/parsenodes.h"
 #include "replication/logicalworker.h"
 #include "storage/proc.h"
+#include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/catcache.h"
 #include "utils/fmgroids.h"
@@ -66,8 +67,8 @@
 #include "utils/syscache.h"
 
 #include "events.h"
-#include "feed.h"
 #include "replication.h"
+#include "worker.h"
 
 /* PGPROC's local transaction id is vxid.lxid from PostgreSQL 17 on. */
 #if PG_VERSION_NUM >= 170000
@@ -352,16 +353,38 @@ pc_feed_source(Oid nsp, bool reader)
 	return PC_FEED_NOT_READY;
 }
 
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+
 /*
- * CREATE SUBSCRIPTION marks the database as wanting its worker when it
- * commits (feed.c), as a call's commit does: in notify = worker mode the
- * worker is what notifies replicated events, and on a subscriber no call
- * ever commits to start one that found the extension absent earlier (the
- * database was created, its worker came and left, then the extension).
+ * Utility hook: CREATE SUBSCRIPTION marks the database as wanting its
+ * worker when it commits (worker_api.c), as a call's commit does: in
+ * notify = worker mode the worker is what notifies replicated events, and
+ * on a subscriber no call ever commits to start one that found the
+ * extension absent earlier (the database was created, its worker came and
+ * left, then the extension).
+ */
+static void
+ReplicationProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+						  ProcessUtilityContext context, ParamListInfo params,
+						  QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	if (IsA(pstmt->utilityStmt, CreateSubscriptionStmt))
+		pc_worker_note_event(pc_events_notify_by_worker());
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+							queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+								queryEnv, dest, qc);
+}
+
+/*
+ * Install the utility hook; called from _PG_init when the library is
+ * preloaded (without the workers there is nothing to wake).
  */
 void
-pc_replica_utility(Node *stmt)
+pc_replication_init(void)
 {
-	if (IsA(stmt, CreateSubscriptionStmt))
-		pc_feed_note_event(pc_events_notify_by_worker());
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = ReplicationProcessUtility;
 }

@@ -50,7 +50,7 @@ typedef enum PcFeedSource
  */
 extern PcFeedSource pc_feed_source(Oid nsp, bool reader);
 
-/* Called by the utility hook (worker.c) before a statement runs. */
-extern void pc_replica_utility(Node *stmt);
+/* Install the utility hook that brings the worker at CREATE SUBSCRIPTION. */
+extern void pc_replication_init(void);
 
 #endif							/* PC_REPLICATION_H */

@@ -1,0 +1,226 @@
+/*
+ * worker_api.c
+ *		What backends call of the background workers: the wake at commit,
+ *		the wait for a round before reading the feed (pc_worker_sync), and
+ *		whether a worker serves this database. The design is in
+ *		src/README.md.
+ *
+ * Copyright (c) 2026, provider_connections developers.
+ * Released under the PostgreSQL License (see LICENSE).
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "commands/dbcommands.h"
+#include "miscadmin.h"
+#include "storage/condition_variable.h"
+#include "storage/latch.h"
+#include "utils/timestamp.h"
+
+#include "worker_internal.h"
+
+/* The slot of MyDatabaseId last found. */
+static int	pc_my_slot = -1;
+
+/* Whether the current transaction wrote events (the worker is woken at commit). */
+static bool pc_wrote_events = false;
+/* ... and whether it left some of their notifications to the worker. */
+static bool pc_wrote_for_worker = false;
+
+/* The slot of this backend's database (see PcSlotFindOrAlloc); under the lock. */
+static PcWorkerSlot *
+MySlot(bool create)
+{
+	PcWorkerSlot *slot;
+	bool		allocated;
+
+	if (pc_my_slot >= 0 && pc_shared->slots[pc_my_slot].dboid == MyDatabaseId)
+		return &pc_shared->slots[pc_my_slot];
+	slot = create ? PcSlotFindOrAlloc(MyDatabaseId, &allocated) : PcSlotFind(MyDatabaseId);
+	if (slot != NULL)
+		pc_my_slot = slot - pc_shared->slots;
+	return slot;
+}
+
+/*
+ * At commit of a transaction that wrote events: wake the worker of this
+ * database when a round is needed now (round_needed: its notifications
+ * wait for it), or the launcher when no worker runs, so that it starts one.
+ * Returns at once when the library is not preloaded. Costs the slots'
+ * LWLock, taken for a few instructions (the slot's index is remembered:
+ * checking that it still holds MyDatabaseId is enough, as a database never
+ * has two slots), and at most one SetLatch (safe on any PGPROC latch, even
+ * a stale one). No catalog access.
+ */
+void
+pc_worker_wake(bool round_needed)
+{
+	PcWorkerSlot *slot;
+	Latch	   *latch = NULL;
+
+	if (pc_shared == NULL || !OidIsValid(MyDatabaseId))
+		return;
+	LWLockAcquire(pc_shared->lock, LW_EXCLUSIVE);
+	slot = MySlot(true);
+	if (slot != NULL)
+	{
+		if (slot->latch != NULL)
+			latch = round_needed ? slot->latch : NULL;
+		else if (!slot->wanted && slot->state != PC_DB_EXCLUDED)
+			latch = pc_shared->launcher_latch;
+		slot->wanted = true;
+	}
+	LWLockRelease(pc_shared->lock);
+	if (latch != NULL)
+		SetLatch(latch);
+}
+
+/*
+ * Whether a live worker serves this backend's database. False without
+ * shared memory.
+ */
+bool
+pc_worker_serving(void)
+{
+	PcWorkerSlot *slot;
+	bool		serving;
+
+	if (pc_shared == NULL || !OidIsValid(MyDatabaseId))
+		return false;
+	LWLockAcquire(pc_shared->lock, LW_SHARED);
+	slot = MySlot(false);
+	serving = slot != NULL && slot->pid != 0;
+	LWLockRelease(pc_shared->lock);
+	return serving;
+}
+
+/*
+ * Whether provider_connections.worker_databases lets a worker serve this
+ * backend's database (every database when it is empty). A caller in
+ * notify = worker mode notifies its events itself when not: no worker
+ * would. Like the setting, the answer is the same in every session.
+ */
+bool
+pc_worker_database_listed(void)
+{
+	char	   *name;
+
+	if (PcServeEveryDatabase() || !OidIsValid(MyDatabaseId))
+		return true;
+	name = get_database_name(MyDatabaseId);
+	return name == NULL || PcDatabaseListed(name);
+}
+
+/*
+ * Ask this database's worker for a round and wait until one that began
+ * after the request has committed: everything committed before the call is
+ * then positioned. Returns false (the caller assigns positions itself) when
+ * no worker serves the database, or it exits, or its rounds fail, or after
+ * PC_SYNC_TIMEOUT_MS; and after PC_SYNC_START_MS already if the worker
+ * showed no sign of life by then (it began no round since the request and
+ * finished none): a worker that is stopped (SIGSTOP, a debugger) or stuck
+ * must not make every reader wait seconds. A healthy worker starts the
+ * round within a few milliseconds (a reader's request skips its pause
+ * between rounds), and one busy with a long round has finished it or begun
+ * ours by then. Giving up is always safe: the caller's own round waits for
+ * any round in progress (the state row's lock) and numbers what is left.
+ */
+bool
+pc_worker_sync(void)
+{
+	PcWorkerSlot *slot;
+	Latch	   *latch = NULL;
+	pid_t		pid = 0;
+	uint64		target = 0;
+	uint64		done_before = 0;
+	bool		ok = false;
+	TimestampTz start;
+
+	if (pc_shared == NULL || !OidIsValid(MyDatabaseId))
+		return false;
+	LWLockAcquire(pc_shared->lock, LW_EXCLUSIVE);
+	slot = MySlot(false);
+	if (slot != NULL && slot->pid != 0 && !PcSlotStopping(slot))
+	{
+		pid = slot->pid;
+		latch = slot->latch;
+		target = slot->rounds_begun + 1;
+		done_before = slot->rounds_done;
+		slot->wanted = true;
+		slot->sync_pending = true;
+	}
+	LWLockRelease(pc_shared->lock);
+	if (pid == 0)
+		return false;
+	SetLatch(latch);
+
+	start = GetCurrentTimestamp();
+	ConditionVariablePrepareToSleep(&slot->round_done);
+	for (;;)
+	{
+		bool		over;
+		bool		alive;
+		TimestampTz limit;
+		long		remaining;
+
+		LWLockAcquire(pc_shared->lock, LW_SHARED);
+		ok = slot->rounds_ok >= target;
+		over = slot->pid != pid ||
+			(slot->rounds_done >= target && !slot->retry_pending);
+		alive = slot->rounds_begun >= target || slot->rounds_done != done_before;
+		LWLockRelease(pc_shared->lock);
+		if (ok || over)
+			break;
+		limit = TimestampTzPlusMilliseconds(start, alive ? PC_SYNC_TIMEOUT_MS : PC_SYNC_START_MS);
+		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), limit);
+		if (remaining <= 0)
+			break;
+		(void) ConditionVariableTimedSleep(&slot->round_done, remaining, pc_wait_event);
+	}
+	ConditionVariableCancelSleep();
+	return ok;
+}
+
+/*
+ * Note that the current transaction wrote an event (events.c) or created a
+ * subscription (replication.c): its commit wakes the worker. for_worker:
+ * it left a notification to the worker, which its commit then wakes at once.
+ */
+void
+pc_worker_note_event(bool for_worker)
+{
+	pc_wrote_events = true;
+	pc_wrote_for_worker |= for_worker;
+}
+
+/* At commit of a transaction that wrote events, wake the worker if it must notify. */
+static void
+WakeXactCallback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+			/* When callers notified, nothing waits for the round: the naptime does. */
+			if (pc_wrote_events)
+				pc_worker_wake(pc_wrote_for_worker);
+			pc_wrote_events = false;
+			pc_wrote_for_worker = false;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			pc_wrote_events = false;
+			pc_wrote_for_worker = false;
+			break;
+		default:
+			break;
+	}
+}
+
+/* Install the commit callback; called from _PG_init. */
+void
+pc_worker_api_init(void)
+{
+	RegisterXactCallback(WakeXactCallback, NULL);
+}
