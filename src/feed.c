@@ -461,7 +461,7 @@ provider_feed_resume(PG_FUNCTION_ARGS)
 	if (PG_GETARG_BOOL(1))
 		PG_RETURN_INT64(horizon);
 	ereport(ERROR,
-			(errcode(ERRCODE_SNAPSHOT_TOO_OLD),
+			(errcode(PC_ERRCODE_BEHIND_PURGE),
 			 errmsg("feed position " INT64_FORMAT " is behind the purge horizon " INT64_FORMAT,
 					after, horizon),
 			 errdetail("Events after position " INT64_FORMAT " up to position " INT64_FORMAT

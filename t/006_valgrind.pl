@@ -28,7 +28,10 @@ if (!defined $valgrind)
 	exit;
 }
 
-my $node = pc_node('valgrind', conf => 'max_connections = 20', start => 0);
+# wal_level = logical and walsenders: sql/subscriber.sql subscribes one
+# database of the cluster to another.
+my $node = pc_node('valgrind', conf => "max_connections = 20\nwal_level = logical\nmax_wal_senders = 4\nmax_replication_slots = 4",
+	start => 0);
 my $bindir = `pg_config --bindir`;
 chomp $bindir;
 my $vgdir = PostgreSQL::Test::Utils::tempdir;

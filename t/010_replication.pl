@@ -116,7 +116,7 @@ my $connections_fp = q{SELECT count(*) || ' connections, ' || md5(string_agg(con
 sub sync
 {
 	my ($db, $appname) = @_;
-	$pub->safe_psql($db, 'SELECT count(*) FROM provider_events_since(0, 0)');
+	$pub->safe_psql($db, 'SELECT provider_feed_head()');
 	$pub->wait_for_catchup($appname // 'provider_connections_sub');
 	return;
 }
@@ -165,7 +165,7 @@ my $seed = q{
 	 WHERE alias LIKE '%%5' AND status = 'active';
 	SELECT provider_connect(NULL, NULL, NULL, NULL);};
 $pub->safe_psql('app', sprintf($seed, 1, 40));
-$pub->safe_psql('app', 'SELECT count(*) FROM provider_events_since(0, 0)');
+$pub->safe_psql('app', 'SELECT provider_feed_head()');
 
 $pub->safe_psql('app',
 	block('-- On the publisher, in the database where the extension is installed:'));
@@ -476,7 +476,7 @@ $pub->safe_psql('app', qq{
 	SELECT provider_connect('dddddddd-0000-0000-0000-000000000001',
 	                        'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab',
 	                        convert_to('$plain', 'UTF8'), alias => 'cdc')});
-$pub->safe_psql('app', 'SELECT count(*) FROM provider_events_since(0, 0)');
+$pub->safe_psql('app', 'SELECT provider_feed_head()');
 my @cdc_events = split /\n/, $pub->safe_psql('app',
 	"SELECT event_id FROM provider_audit_log WHERE user_id = 'dddddddd-0000-0000-0000-000000000001'");
 my $cdc_audit = $pub->safe_psql('app',
@@ -508,7 +508,7 @@ $pub->safe_psql('app',
 $pub->safe_psql('app', q{
 	SELECT provider_connect('dddddddd-0000-0000-0000-000000000002',
 	                        'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', '\x01');
-	SELECT count(*) FROM provider_events_since(0, 0);});
+	SELECT provider_feed_head();});
 # What the stream holds of a publication: its relation names, the event,
 # and the sealed credentials (a column name, or the bytes in text form).
 my $stream = q{
