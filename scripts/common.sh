@@ -24,10 +24,10 @@ install_deps() {
 	# which needs IPC::Run; valgrind: t/*_valgrind.pl. pg_cron: a test
 	# schedules the maintenance functions as the README does;
 	# python3-psycopg: examples/consumer.py; wal2json: the README's
-	# change data capture example. procps (ps) and git: test/worker.sh and
-	# scripts/chroot_test.sh call them, and a minimal Debian has neither.
+	# change data capture example. git: scripts/chroot_test.sh calls it, and
+	# a minimal Debian lacks it.
 	local pkgs="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR make gcc libc6-dev perl libipc-run-perl valgrind"
-	pkgs="$pkgs procps git"
+	pkgs="$pkgs git"
 	pkgs="$pkgs postgresql-$PG_MAJOR-cron postgresql-$PG_MAJOR-wal2json python3-psycopg"
 	local missing=""
 	for p in $pkgs; do
@@ -139,20 +139,8 @@ tap_cleanup() {
 	TAP_DIR=
 }
 
-# For the script tests in test/: a fresh database with the extension.
+# For the benchmarks (bench/): a fresh database with the extension.
 fresh_db() {
 	psql -qX -d postgres -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" >/dev/null
 	psql -qX -d "$1" -c "CREATE EXTENSION provider_connections CASCADE" 2>/dev/null
-}
-
-# check NAME SQL: run SQL (one boolean); print and fail unless it is true.
-check() {
-	local got
-	got=$(psql -qAtX -v ON_ERROR_STOP=1 -c "$2" 2>&1) || got="error: $got"
-	if [ "$got" = "t" ]; then
-		echo "  ok: $1"
-	else
-		echo "  FAILED: $1 ($got)"
-		CHECKS_FAILED=$((${CHECKS_FAILED:-0} + 1))
-	fi
 }

@@ -2,17 +2,18 @@
 # scripts/test.sh: run every test of provider_connections on a fresh machine.
 # Installs the build, server and test packages if missing, builds, starts a
 # throwaway cluster, runs the pg_regress and isolation suites
-# (make installcheck), the script tests under test/ against that cluster,
-# the check that src/ has no import cycle (scripts/include_cycles.py),
-# then the TAP tests under t/ (each makes its own clusters), the benchmark
-# smoke, and the pg_regress and isolation suites again on PostgreSQL 17 and
-# 18 in Debian chroots (scripts/chroot_test.sh), stops the cluster, and
-# ends with the line "N passed, M failed". Exits non-zero on any failure,
-# after printing what explains it: regression.diffs, a failed script's
-# output, a failed TAP test's log and its servers' log tails.
+# (make installcheck) against it, the check that src/ has no import cycle
+# (scripts/include_cycles.py), then the TAP tests under t/ (each makes its
+# own clusters), the benchmark smoke, and the pg_regress and isolation
+# suites again on PostgreSQL 17 and 18 in Debian chroots
+# (scripts/chroot_test.sh), stops the cluster, and ends with the line
+# "N passed, M failed". Exits non-zero on any failure, after printing what
+# explains it: regression.diffs, a failed TAP test's log and its servers'
+# log tails.
 #
-# Counted: each pg_regress or isolation test, each script test and each TAP
-# test file (a file passes when all its assertions do; prove prints them).
+# Counted: each pg_regress or isolation test, each run of the import-cycle
+# check and each TAP test file (a file passes when all its assertions do;
+# prove prints them).
 #
 # Copyright (c) 2026, provider_connections developers.
 # Released under the PostgreSQL License (see LICENSE).
@@ -45,21 +46,6 @@ if [ "$rc" -ne 0 ]; then
 	tail -n 40 "$CLUSTER_DIR/server.log" || true
 fi
 rm -f "$out"
-
-# Script tests: each prints its own check lines and exits non-zero on failure.
-for t in "$TOP"/test/*.sh; do
-	[ -e "$t" ] || continue
-	name=$(basename "$t" .sh)
-	if bash "$t"; then
-		echo "script $name ... ok"
-		passed=$((passed + 1))
-	else
-		echo "script $name ... FAILED"
-		failed=$((failed + 1))
-		echo "---- server log (last 30 lines)"
-		tail -n 30 "$CLUSTER_DIR/server.log" || true
-	fi
-done
 
 # No import cycle among the files of src/, and the check itself goes red on
 # one planted in a copy of src/.
