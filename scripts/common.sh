@@ -104,7 +104,7 @@ stop_cluster() {
 
 # The TAP tests (t/*.pl) run as the server's user: initdb refuses root. The
 # checkout may be closed to that user (e.g. under /root), so they run from a
-# copy: tap_prepare copies what they read (t/, README.md, examples/, and sql/, expected/, src/ and
+# copy: tap_prepare copies what they read (t/, README.md, docs/, examples/, and sql/, expected/, src/ and
 # the Makefile for the valgrind run of the regression suite) into a fresh
 # directory that user owns, and sets TAP_DIR; tap_prove runs prove there,
 # with the environment PGXS's prove_installcheck gives it. Each test leaves
@@ -112,7 +112,7 @@ stop_cluster() {
 # beside it.
 tap_prepare() {
 	TAP_DIR=$(mktemp -d /tmp/provider_connections.tap.XXXXXX)
-	(cd "$TOP" && tar cf - t sql expected Makefile README.md src/*.c src/*.h $(ls -d examples 2>/dev/null)) | tar xf - -C "$TAP_DIR"
+	(cd "$TOP" && tar cf - t sql expected Makefile README.md docs src/*.c src/*.h $(ls -d examples 2>/dev/null)) | tar xf - -C "$TAP_DIR"
 	chmod 755 "$TAP_DIR"
 	if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$TAP_DIR"; fi
 }

@@ -3,7 +3,7 @@
  *		Logical replication of the extension's tables: what the guard, the
  *		commands and the feed do differently on a subscriber.
  *
- * The supported setup (README, "Logical replication") publishes
+ * The supported setup (docs/replication.md) publishes
  * provider_connections, provider_audit_log and provider_event_positions
  * from one database, the publisher, where every call runs, and subscribes
  * to all three, with one subscription, in databases that have the

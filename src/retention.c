@@ -16,7 +16,7 @@
  * replication subscriber, whose log holds only the publisher's events (and
  * whose audit ids are the publisher's: replication.c).
  *
- * Not granted to PUBLIC (README, "Retention"): the owner grants EXECUTE to
+ * Not granted to PUBLIC (README, "Operations"): the owner grants EXECUTE to
  * the role that runs the job.
  *
  * Copyright (c) 2026, provider_connections developers.

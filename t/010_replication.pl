@@ -1,7 +1,7 @@
 # t/010_replication.pl: logical replication of the extension's tables from
 # a publisher cluster to a subscriber cluster on the same machine, set up
-# with the SQL of the README's "Logical replication" section (read from
-# README.md itself; every SQL block of the section runs here, on the side
+# with the SQL of docs/replication.md, the README's guide to logical
+# replication (read from the file itself; every SQL block of it runs here, on the side
 # its first line names):
 #
 #	- the initial copy and streamed changes arrive whole: connections (whose
@@ -36,14 +36,12 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep);
 
-# ---- the README's SQL ----
+# ---- the guide's SQL ----
 
-# The section's text, from README.md.
+# The guide's text, docs/replication.md, whole.
 sub section_text
 {
-	my $readme = slurp_file("$FindBin::RealBin/../README.md");
-	return $1 if $readme =~ /^(## Logical replication\n.*?)(?=^## |\z)/ms;
-	BAIL_OUT('README.md has no "## Logical replication" section');
+	return slurp_file("$FindBin::RealBin/../docs/replication.md");
 }
 
 # Every ```sql block of the section, by its first line (which says where it runs).

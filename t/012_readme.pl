@@ -190,9 +190,8 @@ for my $db ('app', 'app2')
 
 # The inventory: every ```sql block of the README runs in a test, here
 # (counted by blocks() above) or in the test that owns its section.
-my %elsewhere = (
-	'## Operations'          => 't/011_cron.pl: pg_cron runs the jobs',
-	'## Logical replication' => 't/010_replication.pl: a publisher and a subscriber');
+# (docs/replication.md's SQL is run whole by t/010_replication.pl.)
+my %elsewhere = ('## Operations' => 't/011_cron.pl: pg_cron runs the jobs');
 my ($heading, %count);
 my $fenced = 0;
 for my $line (split /\n/, $readme)
