@@ -16,6 +16,7 @@
 #include "events.h"
 #include "feed.h"
 #include "keys.h"
+#include "refresh_policy.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;
@@ -34,6 +35,7 @@ _PG_init(void)
 	pc_clock_init();
 	pc_events_init();
 	pc_feed_init();
+	pc_refresh_policy_init();
 	if (process_shared_preload_libraries_in_progress)
 		pc_worker_init();
 	MarkGUCPrefixReserved("provider_connections");
