@@ -222,7 +222,8 @@ static void
 CountFailure(PcCall *call, void *arg)
 {
 	FailureArgs *a = (FailureArgs *) arg;
-	TimestampTz now = pc_now();
+	/* The claim compares the backoff with the clock, which test_clock does not pin. */
+	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz next;
 	Datum		values[4];
 	bool		isnull;
@@ -258,7 +259,7 @@ CountFailure(PcCall *call, void *arg)
 
 	values[1] = Int32GetDatum(attempt);
 	values[2] = TimestampTzGetDatum(next);
-	values[3] = TimestampTzGetDatum(now);
+	values[3] = TimestampTzGetDatum(pc_now());
 	if (SPI_execute_plan(pc_statement_plan(&pc_record_failure), values, NULL, false, 0) != SPI_OK_UPDATE ||
 		SPI_processed != 1)
 		elog(ERROR, "could not update provider connection");
