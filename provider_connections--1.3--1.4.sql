@@ -61,17 +61,60 @@ COMMENT ON FUNCTION @extschema@.provider_feed_resume(bigint, boolean, bigint) IS
     'internal: where provider_events_since reads on from; raises 72000 for a position behind the purge horizon';
 
 /*
- * provider_events_since gains a last argument, skip_purged DEFAULT false.
- * As for provider_connect in 1.3 (see provider_connections--1.2--1.3.sql):
- * the 2-argument function is replaced, since keeping it would make every
- * call that omits the new argument ambiguous, and the grants users gave on
- * it are given again on the new one, as theirs.
+ * Replacing a function while keeping the grants users gave on it. A
+ * function's arguments cannot change in place, and keeping the old one
+ * beside a new one with more defaulted arguments would make every call
+ * that omits them ambiguous; so such a function is dropped and created
+ * anew, and the grants users gave on the old one are given again on the
+ * new one, as theirs. Given by this script they would be recorded as the
+ * extension's initial privileges (pg_init_privs) and so left out of
+ * pg_dump; the initial privileges are set back to a fresh install's. (As
+ * provider_connections--1.2--1.3.sql did for provider_connect.)
+ *
+ * pc_keep_grants(old) saves the grants on old before it is dropped;
+ * pc_give_grants(old, new) gives them on new once it is created and its
+ * own REVOKE ran. Both are temporary and dropped at the end of the
+ * script's last section that uses them.
  */
-CREATE TEMPORARY TABLE pc_feed_grants AS
-SELECT a.grantee, a.privilege_type, a.is_grantable
-  FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
- WHERE p.oid = '@extschema@.provider_events_since(bigint, integer)'::pg_catalog.regprocedure
-   AND a.grantee <> p.proowner;
+CREATE TEMPORARY TABLE pc_kept_grants (
+    function       text,
+    grantee        oid,
+    privilege_type text,
+    is_grantable   boolean);
+
+CREATE FUNCTION pg_temp.pc_keep_grants(old text) RETURNS void
+    LANGUAGE sql AS $$
+    INSERT INTO pc_kept_grants
+    SELECT old, a.grantee, a.privilege_type, a.is_grantable
+      FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
+     WHERE p.oid = old::pg_catalog.regprocedure
+       AND a.grantee <> p.proowner
+$$;
+
+CREATE FUNCTION pg_temp.pc_give_grants(old text, new pg_catalog.regprocedure) RETURNS void
+    LANGUAGE plpgsql AS $$
+DECLARE
+    g record;
+    fresh pg_catalog.aclitem[];
+BEGIN
+    SELECT initprivs INTO fresh FROM pg_catalog.pg_init_privs
+     WHERE objoid = new AND classoid = 'pg_catalog.pg_proc'::pg_catalog.regclass;
+    FOR g IN SELECT * FROM pc_kept_grants k WHERE k.function = old LOOP
+        EXECUTE pg_catalog.format('GRANT %s ON FUNCTION %s TO %s%s',
+                                  g.privilege_type, new,
+                                  CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(g.grantee::regrole::text) END,
+                                  CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+    END LOOP;
+    UPDATE pg_catalog.pg_init_privs SET initprivs = fresh
+     WHERE objoid = new AND classoid = 'pg_catalog.pg_proc'::pg_catalog.regclass;
+END
+$$;
+
+/*
+ * provider_events_since gains a last argument, skip_purged DEFAULT false:
+ * replaced as above.
+ */
+SELECT pg_temp.pc_keep_grants('@extschema@.provider_events_since(bigint, integer)');
 
 ALTER EXTENSION provider_connections DROP FUNCTION @extschema@.provider_events_since(bigint, integer);
 DROP FUNCTION @extschema@.provider_events_since(bigint, integer);
@@ -136,26 +179,8 @@ REVOKE ALL ON FUNCTION @extschema@.provider_events_since(bigint, integer, boolea
 COMMENT ON FUNCTION @extschema@.provider_events_since(bigint, integer, boolean) IS
     'committed events after a feed position, in position order, at most max_events; 72000 behind the purge horizon unless skip_purged';
 
-DO $$
-DECLARE
-    g record;
-    fresh pg_catalog.aclitem[];
-BEGIN
-    SELECT initprivs INTO fresh FROM pg_catalog.pg_init_privs
-     WHERE objoid = '@extschema@.provider_events_since(bigint, integer, boolean)'::pg_catalog.regprocedure
-       AND classoid = 'pg_catalog.pg_proc'::pg_catalog.regclass;
-    FOR g IN SELECT * FROM pc_feed_grants LOOP
-        EXECUTE pg_catalog.format('GRANT %s ON FUNCTION @extschema@.provider_events_since(bigint, integer, boolean) TO %s%s',
-                                  g.privilege_type,
-                                  CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(g.grantee::regrole::text) END,
-                                  CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
-    END LOOP;
-    UPDATE pg_catalog.pg_init_privs SET initprivs = fresh
-     WHERE objoid = '@extschema@.provider_events_since(bigint, integer, boolean)'::pg_catalog.regprocedure
-       AND classoid = 'pg_catalog.pg_proc'::pg_catalog.regclass;
-END
-$$;
-DROP TABLE pc_feed_grants;
+SELECT pg_temp.pc_give_grants('@extschema@.provider_events_since(bigint, integer)',
+                              '@extschema@.provider_events_since(bigint, integer, boolean)');
 
 /*
  * The head: numbers what committed before the call first, as the feed does
@@ -201,3 +226,301 @@ REVOKE ALL ON FUNCTION @extschema@.provider_key_status() FROM PUBLIC;
 
 COMMENT ON FUNCTION @extschema@.provider_key_status() IS
     'superuser: per key id (8 hex digits), its role (current, previous or unknown) and how many stored credentials of this database it seals';
+
+/*
+ * Refresh workers you can trust: leases on the clock with a bound and a
+ * fencing token, renewing and releasing a lease, failed attempts counted
+ * with backoff, abandoned OAuth flows failed, and the overview's flags.
+ *
+ * lease_token is the fencing token of the lease in lease_until: a claim
+ * draws a new one; a lease that was ended (lease_until NULL) has none in
+ * force, whatever the column still holds. refresh_failures counts the
+ * consecutive failed refreshes provider_record_refresh_failure recorded,
+ * next_refresh_at is when the connection may be claimed again after one;
+ * a successful refresh or re-authentication resets both. A connection is
+ * exhausted when refresh_failures reaches provider_connections.
+ * max_refresh_attempts: no longer claimed until new credentials arrive.
+ */
+ALTER TABLE @extschema@.provider_connections
+    ADD COLUMN lease_token uuid,
+    ADD COLUMN refresh_failures integer NOT NULL DEFAULT 0
+        CONSTRAINT provider_connections_refresh_failures_check CHECK (refresh_failures >= 0),
+    ADD COLUMN next_refresh_at timestamptz;
+COMMENT ON COLUMN @extschema@.provider_connections.lease_token IS
+    'fencing token of the lease in lease_until (provider_claim_expiring); not in force once lease_until is NULL';
+COMMENT ON COLUMN @extschema@.provider_connections.refresh_failures IS
+    'consecutive failed refreshes (provider_record_refresh_failure); 0 after a successful refresh or re-authentication';
+COMMENT ON COLUMN @extschema@.provider_connections.next_refresh_at IS
+    'after a failed refresh: not claimed before this time (backoff); NULL: no wait';
+
+/* Pending connections by age, for provider_fail_abandoned. */
+CREATE INDEX provider_connections_pending_idx
+    ON @extschema@.provider_connections (created_at, id)
+    WHERE status = 'pending';
+
+/*
+ * The refresh settings as the calling session sees them (all but max_lease
+ * are cluster-wide): read by the claim and the overview, which must not
+ * depend on the library being loaded already to see them. Left executable
+ * by PUBLIC, like the overview's other helpers: SHOW tells the same.
+ */
+CREATE FUNCTION @extschema@.provider_refresh_settings(
+    OUT max_lease            interval,
+    OUT refresh_backoff      interval,
+    OUT refresh_backoff_max  interval,
+    OUT max_refresh_attempts integer,
+    OUT expiring_soon        interval)
+    LANGUAGE c STABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'provider_refresh_settings';
+COMMENT ON FUNCTION @extschema@.provider_refresh_settings() IS
+    'the values of max_lease, refresh_backoff, refresh_backoff_max, max_refresh_attempts and expiring_soon in force';
+
+/*
+ * provider_refresh_tokens, provider_mark_expired and provider_mark_revoked
+ * gain a last argument, lease_token DEFAULT NULL (the fence: a token not in
+ * force gives lease_lost); provider_claim_expiring returns the token, the
+ * lease's end and the attempts so far. All four are replaced, keeping
+ * their grants.
+ */
+SELECT pg_temp.pc_keep_grants('@extschema@.provider_refresh_tokens(uuid, bytea, timestamptz, text)');
+SELECT pg_temp.pc_keep_grants('@extschema@.provider_mark_expired(uuid)');
+SELECT pg_temp.pc_keep_grants('@extschema@.provider_mark_revoked(uuid, text)');
+SELECT pg_temp.pc_keep_grants('@extschema@.provider_claim_expiring(interval, integer, interval)');
+ALTER EXTENSION provider_connections DROP FUNCTION @extschema@.provider_refresh_tokens(uuid, bytea, timestamptz, text);
+ALTER EXTENSION provider_connections DROP FUNCTION @extschema@.provider_mark_expired(uuid);
+ALTER EXTENSION provider_connections DROP FUNCTION @extschema@.provider_mark_revoked(uuid, text);
+ALTER EXTENSION provider_connections DROP FUNCTION @extschema@.provider_claim_expiring(interval, integer, interval);
+DROP FUNCTION @extschema@.provider_refresh_tokens(uuid, bytea, timestamptz, text);
+DROP FUNCTION @extschema@.provider_mark_expired(uuid);
+DROP FUNCTION @extschema@.provider_mark_revoked(uuid, text);
+DROP FUNCTION @extschema@.provider_claim_expiring(interval, integer, interval);
+
+CREATE FUNCTION @extschema@.provider_refresh_tokens(
+    connection_id   uuid,
+    credentials     bytea,
+    expires_at      timestamptz DEFAULT NULL,
+    credential_type text DEFAULT NULL,
+    lease_token     uuid DEFAULT NULL)
+    RETURNS @extschema@.provider_result
+    LANGUAGE c VOLATILE CALLED ON NULL INPUT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'provider_refresh_tokens';
+CREATE FUNCTION @extschema@.provider_mark_expired(connection_id uuid, lease_token uuid DEFAULT NULL)
+    RETURNS @extschema@.provider_result
+    LANGUAGE c VOLATILE CALLED ON NULL INPUT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'provider_mark_expired';
+CREATE FUNCTION @extschema@.provider_mark_revoked(connection_id uuid, reason text DEFAULT NULL,
+                                                  lease_token uuid DEFAULT NULL)
+    RETURNS @extschema@.provider_result
+    LANGUAGE c VOLATILE CALLED ON NULL INPUT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'provider_mark_revoked';
+
+/*
+ * Refresh workers' queue: active connections with refreshable credentials
+ * expiring within the window, not leased, not waiting out a backoff and not
+ * exhausted, soonest first, each leased to the caller with a new token.
+ * Every time is the clock's when the statement runs (clock_timestamp()),
+ * never the transaction's start: a claim made late in a long transaction
+ * holds its full lease, and a claimer in an old transaction does not see
+ * a lease as running that has run out. Rows another claimer holds are
+ * skipped (SKIP LOCKED).
+ */
+CREATE FUNCTION @extschema@.provider_claim_expiring(
+    within   interval DEFAULT '5 minutes',
+    max_rows integer DEFAULT 100,
+    lease    interval DEFAULT '1 minute')
+    RETURNS TABLE (
+        connection_id          uuid,
+        user_id                uuid,
+        provider_id            uuid,
+        provider_slug          text,
+        credential_type        text,
+        credentials_expires_at timestamptz,
+        lease_token            uuid,
+        lease_until            timestamptz,
+        refresh_attempts       integer)
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    s record;
+    t timestamptz;
+BEGIN
+    IF within IS NULL OR max_rows IS NULL OR lease IS NULL THEN
+        RAISE EXCEPTION 'provider_claim_expiring: within, max_rows and lease cannot be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF max_rows < 1 OR lease <= interval '0' THEN
+        RAISE EXCEPTION 'provider_claim_expiring: max_rows must be positive and lease longer than zero'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO s FROM @extschema@.provider_refresh_settings();
+    IF lease > s.max_lease THEN
+        RAISE EXCEPTION 'provider_claim_expiring: lease % is longer than provider_connections.max_lease (%)', lease, s.max_lease
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A worker that dies holding a lease delays its connections until the lease ends.',
+                  HINT = 'Claim with a shorter lease and renew it with provider_renew_lease while the provider call runs.';
+    END IF;
+    t := clock_timestamp();
+    RETURN QUERY
+    WITH claimable AS (
+        SELECT c.id
+          FROM @extschema@.provider_connections c
+         WHERE c.status OPERATOR(pg_catalog.=) 'active'
+           AND c.credentials_expires_at IS NOT NULL
+           AND c.credentials_expires_at OPERATOR(pg_catalog.<=) (t OPERATOR(pg_catalog.+) within)
+           AND @extschema@.provider_credential_type_refreshable(c.credential_type)
+           AND (c.lease_until IS NULL OR c.lease_until OPERATOR(pg_catalog.<=) t)
+           AND (c.next_refresh_at IS NULL OR c.next_refresh_at OPERATOR(pg_catalog.<=) t)
+           AND c.refresh_failures OPERATOR(pg_catalog.<) s.max_refresh_attempts
+         ORDER BY c.credentials_expires_at
+         LIMIT max_rows
+           FOR UPDATE SKIP LOCKED)
+    UPDATE @extschema@.provider_connections c
+       SET lease_until = t OPERATOR(pg_catalog.+) lease, lease_token = pg_catalog.gen_random_uuid()
+      FROM claimable
+     WHERE c.id OPERATOR(pg_catalog.=) claimable.id
+    RETURNING c.id, c.user_id, c.provider_id, c.provider_slug::text, c.credential_type,
+              c.credentials_expires_at, c.lease_token, c.lease_until, c.refresh_failures;
+END
+$$;
+
+REVOKE ALL ON FUNCTION @extschema@.provider_refresh_tokens(uuid, bytea, timestamptz, text, uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.provider_mark_expired(uuid, uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.provider_mark_revoked(uuid, text, uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.provider_claim_expiring(interval, integer, interval) FROM PUBLIC;
+COMMENT ON FUNCTION @extschema@.provider_refresh_tokens(uuid, bytea, timestamptz, text, uuid) IS
+    'replace an active connection''s credentials, ending its lease and its failed attempts; with lease_token, only while that lease is in force (else lease_lost); returns a provider_result';
+COMMENT ON FUNCTION @extschema@.provider_mark_expired(uuid, uuid) IS
+    'active to expired, credentials kept; with lease_token, only while that lease is in force; returns a provider_result';
+COMMENT ON FUNCTION @extschema@.provider_mark_revoked(uuid, text, uuid) IS
+    'active to revoked, credentials cleared; with lease_token, only while that lease is in force; returns a provider_result';
+COMMENT ON FUNCTION @extschema@.provider_claim_expiring(interval, integer, interval) IS
+    'lease up to max_rows active refreshable connections expiring within the window, not in backoff nor exhausted, to the caller, each with a fencing token';
+
+SELECT pg_temp.pc_give_grants('@extschema@.provider_refresh_tokens(uuid, bytea, timestamptz, text)',
+                              '@extschema@.provider_refresh_tokens(uuid, bytea, timestamptz, text, uuid)');
+SELECT pg_temp.pc_give_grants('@extschema@.provider_mark_expired(uuid)',
+                              '@extschema@.provider_mark_expired(uuid, uuid)');
+SELECT pg_temp.pc_give_grants('@extschema@.provider_mark_revoked(uuid, text)',
+                              '@extschema@.provider_mark_revoked(uuid, text, uuid)');
+SELECT pg_temp.pc_give_grants('@extschema@.provider_claim_expiring(interval, integer, interval)',
+                              '@extschema@.provider_claim_expiring(interval, integer, interval)');
+
+/*
+ * A running lease, extended from now by lease (a slow provider), or given
+ * back at once. Neither writes events: a lease is coordination between
+ * workers, not a change of the connection's lifecycle, and a renewal every
+ * few seconds would flood the trail; what the worker then does (refresh,
+ * failure, mark) is recorded. Both act only while the token is in force.
+ */
+CREATE FUNCTION @extschema@.provider_renew_lease(connection_id uuid, lease_token uuid, lease interval)
+    RETURNS timestamptz
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    s record;
+    t timestamptz;
+    renewed timestamptz;
+BEGIN
+    IF lease IS NULL OR lease <= interval '0' THEN
+        RAISE EXCEPTION 'provider_renew_lease: lease must be longer than zero'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO s FROM @extschema@.provider_refresh_settings();
+    IF lease > s.max_lease THEN
+        RAISE EXCEPTION 'provider_renew_lease: lease % is longer than provider_connections.max_lease (%)', lease, s.max_lease
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A worker that dies holding a lease delays its connections until the lease ends.',
+                  HINT = 'Renew more often with a shorter lease.';
+    END IF;
+    t := clock_timestamp();
+    UPDATE @extschema@.provider_connections c
+       SET lease_until = t OPERATOR(pg_catalog.+) lease
+     WHERE c.id OPERATOR(pg_catalog.=) provider_renew_lease.connection_id
+       AND c.lease_token OPERATOR(pg_catalog.=) provider_renew_lease.lease_token
+       AND c.lease_until IS NOT NULL
+    RETURNING c.lease_until INTO renewed;
+    RETURN renewed;
+END
+$$;
+CREATE FUNCTION @extschema@.provider_release_lease(connection_id uuid, lease_token uuid)
+    RETURNS boolean
+    LANGUAGE sql VOLATILE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    WITH released AS (
+        UPDATE @extschema@.provider_connections c
+           SET lease_until = NULL
+         WHERE c.id OPERATOR(pg_catalog.=) provider_release_lease.connection_id
+           AND c.lease_token OPERATOR(pg_catalog.=) provider_release_lease.lease_token
+           AND c.lease_until IS NOT NULL
+        RETURNING 1)
+    SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>) 0 FROM released
+$$;
+REVOKE ALL ON FUNCTION @extschema@.provider_renew_lease(uuid, uuid, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.provider_release_lease(uuid, uuid) FROM PUBLIC;
+COMMENT ON FUNCTION @extschema@.provider_renew_lease(uuid, uuid, interval) IS
+    'extend a lease in force to now plus lease (at most max_lease); returns its new end, NULL when the token is not in force (no events)';
+COMMENT ON FUNCTION @extschema@.provider_release_lease(uuid, uuid) IS
+    'end a lease in force at once, so the connection can be claimed again; returns whether it was in force (no events)';
+
+/* A failed refresh, counted, with backoff (src/refresh.c). */
+CREATE FUNCTION @extschema@.provider_record_refresh_failure(
+    connection_id uuid,
+    lease_token   uuid,
+    reason        text,
+    retry_after   interval DEFAULT NULL)
+    RETURNS @extschema@.provider_result
+    LANGUAGE c VOLATILE CALLED ON NULL INPUT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'provider_record_refresh_failure';
+REVOKE ALL ON FUNCTION @extschema@.provider_record_refresh_failure(uuid, uuid, text, interval) FROM PUBLIC;
+COMMENT ON FUNCTION @extschema@.provider_record_refresh_failure(uuid, uuid, text, interval) IS
+    'record a failed refresh of an active connection: counts it, ends the lease, sets the backoff (or retry_after); returns a provider_result';
+
+/* Pending connections whose OAuth flow was abandoned (src/lifecycle.c). */
+CREATE FUNCTION @extschema@.provider_fail_abandoned(older_than interval DEFAULT '1 hour')
+    RETURNS bigint
+    LANGUAGE c VOLATILE CALLED ON NULL INPUT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'provider_fail_abandoned';
+REVOKE ALL ON FUNCTION @extschema@.provider_fail_abandoned(interval) FROM PUBLIC;
+COMMENT ON FUNCTION @extschema@.provider_fail_abandoned(interval) IS
+    'move pending connections created more than older_than ago to failed (reason abandoned), with their events; returns how many';
+
+/*
+ * The overview: expiring soon only while active, within
+ * provider_connections.expiring_soon; and the refresh attempts. Every
+ * column of provider_connections but the sealed credentials and the lease
+ * token (the fence belongs to the worker holding the lease).
+ * CREATE OR REPLACE keeps its grants.
+ */
+CREATE OR REPLACE VIEW @extschema@.provider_connections_overview AS
+SELECT c.id, c.user_id, c.provider_id, c.provider_slug, c.status, c.alias, c.credential_type,
+       c.credentials_expires_at, c.connected_at, c.last_sync_at, c.created_at, c.updated_at,
+       c.lease_until,
+       c.status = 'active' AS is_connected,
+       @extschema@.provider_status_needs_reauthentication(c.status) AS needs_reauthentication,
+       coalesce(c.credentials_expires_at <= now(), false) AS is_credentials_expired,
+       coalesce(c.status = 'active'
+                AND c.credentials_expires_at > now()
+                AND c.credentials_expires_at <= now() + s.expiring_soon, false)
+           AS is_credentials_expiring_soon,
+       c.status = 'active' AS can_sync,
+       coalesce(@extschema@.provider_credential_type_refreshable(c.credential_type), false)
+           AS supports_refresh,
+       c.refresh_failures,
+       c.next_refresh_at,
+       c.refresh_failures >= s.max_refresh_attempts AS is_refresh_exhausted
+  FROM @extschema@.provider_connections c
+ CROSS JOIN @extschema@.provider_refresh_settings() s;
+COMMENT ON VIEW @extschema@.provider_connections_overview IS
+    'every connection without its sealed credentials and lease token, with what applications ask of it';
+
+DROP FUNCTION pg_temp.pc_keep_grants(text);
+DROP FUNCTION pg_temp.pc_give_grants(text, pg_catalog.regprocedure);
+DROP TABLE pc_kept_grants;

@@ -18,7 +18,7 @@ CREATE ROLE pc_maintenance;
 GRANT EXECUTE ON FUNCTION provider_connect(uuid, uuid, text, bytea, text, timestamptz, text, uuid),
                           provider_begin_connect(uuid, uuid, text, text, text),
                           provider_disconnect(uuid, uuid),
-                          provider_refresh_tokens(uuid, bytea, timestamptz, text),
+                          provider_refresh_tokens(uuid, bytea, timestamptz, text, uuid),
                           provider_mark_failed(uuid, text),
                           provider_record_sync(uuid) TO pc_app;
 GRANT SELECT ON provider_connections_overview TO pc_app;
@@ -26,13 +26,23 @@ GRANT SELECT ON provider_audit_log TO pc_app;
 GRANT EXECUTE ON FUNCTION provider_events_since(bigint, integer, boolean) TO pc_app;
 GRANT EXECUTE ON FUNCTION provider_credentials(uuid),
                           provider_claim_expiring(interval, integer, interval),
-                          provider_mark_expired(uuid),
-                          provider_mark_revoked(uuid, text) TO pc_worker;
+                          provider_mark_expired(uuid, uuid),
+                          provider_mark_revoked(uuid, text, uuid),
+                          provider_renew_lease(uuid, uuid, interval),
+                          provider_release_lease(uuid, uuid),
+                          provider_record_refresh_failure(uuid, uuid, text, interval) TO pc_worker;
 CREATE ROLE pc_mailer;
 GRANT USAGE ON SCHEMA public TO pc_mailer;
 GRANT EXECUTE ON FUNCTION provider_events_since(bigint, integer, boolean), provider_feed_head() TO pc_mailer;
 GRANT EXECUTE ON FUNCTION provider_expire_overdue(interval),
+                          provider_fail_abandoned(interval),
                           provider_purge_events(timestamptz, bigint) TO pc_maintenance;
+
+-- Nothing of the extension is PUBLIC's but the harmless helpers the
+-- overview and the table's CHECK run.
+SELECT p.proname FROM pg_proc p
+ WHERE p.pronamespace = 'public'::regnamespace AND p.proname LIKE 'provider%'
+   AND has_function_privilege('public', p.oid, 'EXECUTE') ORDER BY 1;
 
 -- Before any grant, a role can call nothing.
 CREATE ROLE pc_nobody;
@@ -76,9 +86,32 @@ SELECT count(*) FROM provider_connections_overview;
 SELECT ok FROM provider_record_sync(:'app_conn');
 RESET ROLE;
 
--- The worker role: also the plain credentials.
+-- The application cannot claim, hold leases or count failures, nor run the
+-- maintenance jobs.
+SET ROLE pc_app;
+SELECT * FROM provider_claim_expiring();
+SELECT provider_renew_lease(:'app_conn', gen_random_uuid(), '1 minute');
+SELECT provider_release_lease(:'app_conn', gen_random_uuid());
+SELECT ok FROM provider_record_refresh_failure(:'app_conn', NULL, 'timeout');
+SELECT provider_fail_abandoned();
+RESET ROLE;
+
+-- The worker role: also the plain credentials, claims with their leases,
+-- failures, marks; not the maintenance jobs.
+UPDATE provider_connections SET credentials_expires_at = '2026-01-06 00:01:00+00' WHERE id = :'app_conn';
 SET ROLE pc_worker;
 SELECT provider_credentials(:'app_conn') AS opened;
+SELECT lease_token AS token FROM provider_claim_expiring('100 years', 1, '1 minute') \gset
+SELECT provider_renew_lease(:'app_conn', :'token', '2 minutes') > now() AS renewed;
+SELECT provider_release_lease(:'app_conn', :'token') AS released;
+SELECT ok, error_code FROM provider_record_refresh_failure(:'app_conn', NULL, 'timeout');
+SELECT provider_fail_abandoned();
+RESET ROLE;
+
+-- The maintenance role runs the jobs, and nothing else.
+SET ROLE pc_maintenance;
+SELECT provider_fail_abandoned('1 hour') AS failed, provider_expire_overdue('1 hour') AS expired;
+SELECT * FROM provider_claim_expiring();
 RESET ROLE;
 
 -- A hostile caller plants look-alikes of everything the functions use:

@@ -127,7 +127,23 @@ DROP ROLE pc_upgrade_admin;
 CREATE EXTENSION provider_connections VERSION '1.3';
 CREATE ROLE pc_upgrade_mailer;
 GRANT EXECUTE ON FUNCTION provider_events_since(bigint, integer) TO pc_upgrade_mailer;
+-- A refresh worker's grants: the functions that gain lease_token, and the
+-- claim, whose result gains columns, are replaced the same way.
+CREATE ROLE pc_upgrade_worker;
+GRANT EXECUTE ON FUNCTION provider_refresh_tokens(uuid, bytea, timestamptz, text),
+                          provider_mark_expired(uuid),
+                          provider_claim_expiring(interval, integer, interval) TO pc_upgrade_worker;
+GRANT EXECUTE ON FUNCTION provider_mark_revoked(uuid, text) TO pc_upgrade_worker WITH GRANT OPTION;
 ALTER EXTENSION provider_connections UPDATE TO '1.4';
+SELECT f AS function,
+       has_function_privilege('pc_upgrade_worker', f, 'EXECUTE') AS worker_granted,
+       has_function_privilege('pc_upgrade_worker', f, 'EXECUTE WITH GRANT OPTION') AS grant_option,
+       has_function_privilege('public', f, 'EXECUTE') AS public_granted,
+       (SELECT initprivs::text FROM pg_init_privs WHERE objoid = f::regprocedure) = :'fresh_initprivs' AS initprivs_as_fresh
+  FROM unnest('{"provider_refresh_tokens(uuid, bytea, timestamptz, text, uuid)",
+                "provider_mark_expired(uuid, uuid)",
+                "provider_mark_revoked(uuid, text, uuid)",
+                "provider_claim_expiring(interval, integer, interval)"}'::text[]) f;
 SELECT has_function_privilege('pc_upgrade_mailer', 'provider_events_since(bigint, integer, boolean)', 'EXECUTE') AS mailer_granted,
        has_function_privilege('public', 'provider_events_since(bigint, integer, boolean)', 'EXECUTE') AS public_granted,
        (SELECT initprivs::text FROM pg_init_privs
@@ -137,8 +153,15 @@ SET ROLE pc_upgrade_mailer;
 SELECT count(*) AS read_as_in_1_3 FROM provider_events_since(0, 10);
 SELECT count(*) AS read_skipping FROM provider_events_since(0, skip_purged => true);
 RESET ROLE;
+-- The worker's calls written for 1.3 work unchanged.
+SET ROLE pc_upgrade_worker;
+SELECT ok, error_code FROM provider_refresh_tokens('00000000-0000-0000-0000-000000000000', '\x01');
+SELECT ok, error_code FROM provider_mark_revoked('00000000-0000-0000-0000-000000000000', 'invalid_grant');
+SELECT count(*) AS claimed FROM provider_claim_expiring('5 minutes', 10, '1 minute');
+RESET ROLE;
 DROP EXTENSION provider_connections;
 DROP ROLE pc_upgrade_mailer;
+DROP ROLE pc_upgrade_worker;
 
 \c contrib_regression
 DROP DATABASE pc_upgrade;

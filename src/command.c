@@ -99,6 +99,7 @@ static const struct
 	[PC_RESULT_INVALID_TRANSITION] = {"invalid_transition", "Cannot transition to %s"},
 	[PC_RESULT_ENCRYPTION_UNAVAILABLE] = {"encryption_unavailable", "%s"},
 	[PC_RESULT_DATABASE_ERROR] = {"database_error", "Database error occurred: %s"},
+	[PC_RESULT_LEASE_LOST] = {"lease_lost", "Lease not held: it was ended or claimed again"},
 };
 
 /*
@@ -182,8 +183,9 @@ pc_call_fail_null(PcCall *call, const char *argname)
 
 /*
  * Write the call's events: Attempted, the outcome (Succeeded unless a
- * failure was recorded) and ProviderConnectionRecovered when the call
- * repaired a connection; nothing for a success that is not audited.
+ * failure was recorded, or the call recorded a failure made elsewhere) and
+ * ProviderConnectionRecovered when the call repaired a connection; nothing
+ * for a success that is not audited.
  */
 void
 pc_call_record(PcCall *call)
@@ -193,8 +195,8 @@ pc_call_record(PcCall *call)
 
 	if (call->ok && !call->audit_success)
 		return;
-	call->event.outcome = call->ok ? PC_SUCCEEDED : PC_FAILED;
-	call->event.reason = call->error;
+	call->event.outcome = (call->ok && call->recorded_failure == NULL) ? PC_SUCCEEDED : PC_FAILED;
+	call->event.reason = call->ok ? call->recorded_failure : call->error;
 	events[n++] = call->attempted;
 	pc_event_stamp(&call->event, &events[n++]);
 	if (call->ok && call->recovered)
@@ -491,6 +493,48 @@ pc_find_connection(const pg_uuid_t *id, PcConnectionRow *row)
 		   sizeof(pg_uuid_t));
 	row->provider_slug = SPI_getvalue(tup, desc, Anum_pc_find_provider_slug);
 	row->status = pc_status_from_name(SPI_getvalue(tup, desc, Anum_pc_find_status));
+	return true;
+}
+
+/* Lock connection $1; whether lease token $2 is in force on it (NULL: no such row). */
+static PcStatement pc_lock_lease = {
+	"SELECT lease_until IS NOT NULL AND lease_token OPERATOR(pg_catalog.=) $2"
+	" FROM %1$s.provider_connections WHERE id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+	2, {UUIDOID, UUIDOID}
+};
+
+/*
+ * The fence, inside a guarded write, before its UPDATE: with a lease token
+ * (1.4 schemas: only their functions take one), lock the row and check
+ * that this lease is in force (not ended, not replaced by a newer claim);
+ * if not, record lease_lost and return false: the caller changes nothing.
+ * The lock keeps it in force until the caller's transaction ends. A lease
+ * that ran out but was not claimed again is still in force: nobody else
+ * can have used the credentials. Without a token (callers that do not
+ * claim) there is no fence. A row that is gone is left to the UPDATE to
+ * report.
+ */
+bool
+pc_check_lease(PcCall *call, const pg_uuid_t *id, const pg_uuid_t *lease_token)
+{
+	Datum		values[2];
+	bool		isnull;
+	bool		held;
+
+	if (lease_token == NULL)
+		return true;
+	values[0] = UUIDPGetDatum(id);
+	values[1] = UUIDPGetDatum(lease_token);
+	if (SPI_execute_plan(pc_statement_plan(&pc_lock_lease), values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock provider connection");
+	if (SPI_processed == 0)
+		return true;
+	held = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (isnull || !held)
+	{
+		pc_call_fail(call, PC_RESULT_LEASE_LOST, NULL);
+		return false;
+	}
 	return true;
 }
 

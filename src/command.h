@@ -38,6 +38,7 @@ typedef enum PcResultCode
 	PC_RESULT_INVALID_TRANSITION,
 	PC_RESULT_ENCRYPTION_UNAVAILABLE,
 	PC_RESULT_DATABASE_ERROR,
+	PC_RESULT_LEASE_LOST,		/* 1.4 on */
 	PC_NUM_RESULT_CODES
 } PcResultCode;
 
@@ -53,6 +54,9 @@ typedef struct PcCall
 	const pg_uuid_t *result_connection_id;
 	bool		audit_success;	/* false: a success writes no events (record_sync) */
 	bool		recovered;		/* write ProviderConnectionRecovered after Succeeded */
+	const char *recorded_failure;	/* ok, but the outcome is Failed with this
+									 * reason: the call recorded a failure made
+									 * elsewhere (provider_record_refresh_failure) */
 } PcCall;
 
 extern void pc_call_begin(PcCall *call, FunctionCallInfo fcinfo, PcCommand command);
@@ -89,6 +93,7 @@ typedef struct PcConnectionRow
 } PcConnectionRow;
 
 extern bool pc_find_connection(const pg_uuid_t *id, PcConnectionRow *row);
+extern bool pc_check_lease(PcCall *call, const pg_uuid_t *id, const pg_uuid_t *lease_token);
 extern void pc_call_describe(PcCall *call, const PcConnectionRow *row);
 
 extern pg_uuid_t *pc_arg_uuid(FunctionCallInfo fcinfo, int argno);

@@ -77,15 +77,24 @@ enum
 
 /*
  * Make connection $1 active with new credentials, from the status $7 it was
- * read in; connected_at is set on the first activation only. Ends any lease.
+ * read in; connected_at is set on the first activation only. Ends any lease
+ * and, from 1.4 on, the count of failed refreshes: the user re-authenticated.
  */
+#define PC_ACTIVATE_SQL(reset) \
+	"UPDATE %1$s.provider_connections SET status = 'active'," \
+	" encrypted_credentials = $2, credential_type = $3, credentials_expires_at = $4," \
+	" alias = COALESCE($5, alias), connected_at = COALESCE(connected_at, $6)," \
+	" updated_at = $6, lease_until = NULL" reset \
+	" WHERE id OPERATOR(pg_catalog.=) $1" \
+	" AND status OPERATOR(pg_catalog.=) $7::pg_catalog.text::%1$s.provider_connection_status"
+
+static PcStatement pc_activate_1_3 = {
+	PC_ACTIVATE_SQL(""),
+	Natts_pc_activate, {UUIDOID, BYTEAOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID, TEXTOID}
+};
+
 static PcStatement pc_activate = {
-	"UPDATE %1$s.provider_connections SET status = 'active',"
-	" encrypted_credentials = $2, credential_type = $3, credentials_expires_at = $4,"
-	" alias = COALESCE($5, alias), connected_at = COALESCE(connected_at, $6),"
-	" updated_at = $6, lease_until = NULL"
-	" WHERE id OPERATOR(pg_catalog.=) $1"
-	" AND status OPERATOR(pg_catalog.=) $7::pg_catalog.text::%1$s.provider_connection_status",
+	PC_ACTIVATE_SQL(", refresh_failures = 0, next_refresh_at = NULL"),
 	Natts_pc_activate, {UUIDOID, BYTEAOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID, TEXTOID}
 };
 
@@ -111,7 +120,8 @@ ActivateConnection(PcCall *call, void *arg)
 	nulls[Anum_pc_activate_alias - 1] = a->alias ? ' ' : 'n';
 	values[Anum_pc_activate_now - 1] = TimestampTzGetDatum(pc_now());
 	values[Anum_pc_activate_from - 1] = CStringGetTextDatum(pc_status_name(a->from));
-	if (SPI_execute_plan(pc_statement_plan(&pc_activate), values, nulls, false, 0) != SPI_OK_UPDATE)
+	if (SPI_execute_plan(pc_statement_plan(pc_schema_level() >= PC_SCHEMA_1_4 ? &pc_activate : &pc_activate_1_3),
+						 values, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update provider connection");
 	if (SPI_processed > 0)
 	{

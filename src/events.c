@@ -73,7 +73,7 @@ enum
 	"id, event_id, event_type, action, user_id, connection_id, provider_id," \
 	" provider_slug, reason, needs_user_action, occurred_at, context"
 
-/* The audit columns a schema has, by its version (plans.c): 1.1, 1.2, 1.3 on. */
+/* The audit columns a schema has, by its version (plans.c): 1.1, 1.2, 1.3 on (1.4 adds none). */
 static const struct
 {
 	const char *extra;
@@ -82,6 +82,7 @@ static const struct
 	[PC_SCHEMA_1_1] = {"", Anum_pc_audit_context},
 	[PC_SCHEMA_1_2] = {", xid", Anum_pc_audit_xid},
 	[PC_SCHEMA_1_3] = {", xid, call_id", Anum_pc_audit_call_id},
+	[PC_SCHEMA_1_4] = {", xid, call_id", Anum_pc_audit_call_id},
 };
 
 /* The INSERTs of 1 to PC_MAX_EVENTS_PER_CALL audit rows, per schema level; made on first use. */

@@ -2,7 +2,8 @@
  * lifecycle.c
  *		The rest of the state machine: provider_begin_connect,
  *		provider_mark_failed, provider_mark_expired, provider_mark_revoked,
- *		provider_record_sync and provider_expire_overdue (1.3 on).
+ *		provider_record_sync and provider_expire_overdue (1.3 on),
+ *		provider_fail_abandoned (1.4 on).
  *
  * Each is a command like provider_connect (command.c): an Attempted event,
  * its checks, the change in a guarded subtransaction, exactly one outcome
@@ -35,8 +36,8 @@
 #include "replication.h"
 #include "uuid7.h"
 
-/* Connections provider_expire_overdue handles per SELECT. */
-#define PC_EXPIRE_BATCH 500
+/* Connections provider_expire_overdue and provider_fail_abandoned handle per SELECT. */
+#define PC_MARK_BATCH 500
 
 /* The pending row's columns, in the order the INSERT binds them. */
 enum
@@ -101,6 +102,21 @@ static PcStatement pc_overdue = {
 	" AND credentials_expires_at OPERATOR(pg_catalog.>=) $2"
 	" AND (credentials_expires_at, id) OPERATOR(pg_catalog.>) ($2, $3)"
 	" ORDER BY credentials_expires_at, id LIMIT $4 FOR UPDATE SKIP LOCKED",
+	4, {TIMESTAMPTZOID, TIMESTAMPTZOID, UUIDOID, INT4OID}
+};
+
+/*
+ * Pending connections created before $1, after the (created_at, id) pair
+ * ($2, $3) in that order, at most $4, locked, skipping rows others hold:
+ * the same shape as pc_overdue, for the same batch loop.
+ */
+static PcStatement pc_abandoned = {
+	"SELECT id, created_at FROM %1$s.provider_connections"
+	" WHERE status OPERATOR(pg_catalog.=) 'pending'::%1$s.provider_connection_status"
+	" AND created_at OPERATOR(pg_catalog.<) $1"
+	" AND created_at OPERATOR(pg_catalog.>=) $2"
+	" AND (created_at, id) OPERATOR(pg_catalog.>) ($2, $3)"
+	" ORDER BY created_at, id LIMIT $4 FOR UPDATE SKIP LOCKED",
 	4, {TIMESTAMPTZOID, TIMESTAMPTZOID, UUIDOID, INT4OID}
 };
 
@@ -181,14 +197,16 @@ provider_begin_connect(PG_FUNCTION_ARGS)
 typedef struct MarkArgs
 {
 	const pg_uuid_t *connection_id;
+	const pg_uuid_t *lease_token;	/* NULL: no fence */
 	PcStatus	from;
 	PcStatus	to;
 	bool		clear_credentials;
 } MarkArgs;
 
 /*
- * Inside the guarded subtransaction: the UPDATE from the status read
- * before; if the row changed meanwhile, the refusal its new status earns.
+ * Inside the guarded subtransaction: with a lease token, the fence; then
+ * the UPDATE from the status read before; if the row changed meanwhile,
+ * the refusal its new status earns.
  */
 static void
 MoveStatus(PcCall *call, void *arg)
@@ -197,6 +215,8 @@ MoveStatus(PcCall *call, void *arg)
 	Datum		values[Natts_pc_mark];
 	PcConnectionRow row;
 
+	if (!pc_check_lease(call, a->connection_id, a->lease_token))
+		return;
 	values[Anum_pc_mark_id - 1] = UUIDPGetDatum(a->connection_id);
 	values[Anum_pc_mark_to - 1] = CStringGetTextDatum(pc_status_name(a->to));
 	values[Anum_pc_mark_clear - 1] = BoolGetDatum(a->clear_credentials);
@@ -227,12 +247,14 @@ ReasonDetails(const char *reason)
 
 /*
  * One status change as a call in schema nsp (a new SPI connection): the
- * Attempted event, the checks, the change, the outcome. Returns whether it
- * succeeded; *result, when not NULL, gets the provider_result datum.
+ * Attempted event, the checks, the change (fenced by lease_token when not
+ * NULL), the outcome. Returns whether it succeeded; *result, when not NULL,
+ * gets the provider_result datum.
  */
 static bool
 MarkCall(FunctionCallInfo fcinfo, Oid nsp, PcCommand command, const pg_uuid_t *id,
-		 PcStatus to, bool clear_credentials, const char *reason, Datum *result)
+		 const pg_uuid_t *lease_token, PcStatus to, bool clear_credentials,
+		 const char *reason, Datum *result)
 {
 	PcCall		call;
 	PcConnectionRow row;
@@ -260,6 +282,7 @@ MarkCall(FunctionCallInfo fcinfo, Oid nsp, PcCommand command, const pg_uuid_t *i
 	else
 	{
 		a.connection_id = id;
+		a.lease_token = lease_token;
 		a.from = row.status;
 		a.to = to;
 		a.clear_credentials = clear_credentials;
@@ -286,17 +309,18 @@ provider_mark_failed(PG_FUNCTION_ARGS)
 {
 	Datum		result;
 
-	(void) MarkCall(fcinfo, InvalidOid, PC_CMD_MARK_FAILED, pc_arg_uuid(fcinfo, 0),
+	(void) MarkCall(fcinfo, InvalidOid, PC_CMD_MARK_FAILED, pc_arg_uuid(fcinfo, 0), NULL,
 					PC_STATUS_FAILED, false, pc_arg_text(fcinfo, 1), &result);
 	return result;
 }
 
-/* SQL function: provider_mark_expired(connection_id) */
+/* SQL function: provider_mark_expired(connection_id, lease_token) */
 PG_FUNCTION_INFO_V1(provider_mark_expired);
 
 /*
  * Active to expired. The credentials stay sealed: a worker may still use a
- * refresh token among them to re-authenticate.
+ * refresh token among them to re-authenticate. With a lease token (1.4's
+ * second argument), only while that lease is in force.
  */
 Datum
 provider_mark_expired(PG_FUNCTION_ARGS)
@@ -304,16 +328,18 @@ provider_mark_expired(PG_FUNCTION_ARGS)
 	Datum		result;
 
 	(void) MarkCall(fcinfo, InvalidOid, PC_CMD_MARK_EXPIRED, pc_arg_uuid(fcinfo, 0),
+					PG_NARGS() > 1 ? pc_arg_uuid(fcinfo, 1) : NULL,
 					PC_STATUS_EXPIRED, false, NULL, &result);
 	return result;
 }
 
-/* SQL function: provider_mark_revoked(connection_id, reason) */
+/* SQL function: provider_mark_revoked(connection_id, reason, lease_token) */
 PG_FUNCTION_INFO_V1(provider_mark_revoked);
 
 /*
  * Active to revoked (the provider withdrew access). The credentials and
- * their expiry are cleared: they are worthless, and still secret.
+ * their expiry are cleared: they are worthless, and still secret. With a
+ * lease token (1.4's third argument), only while that lease is in force.
  */
 Datum
 provider_mark_revoked(PG_FUNCTION_ARGS)
@@ -321,6 +347,7 @@ provider_mark_revoked(PG_FUNCTION_ARGS)
 	Datum		result;
 
 	(void) MarkCall(fcinfo, InvalidOid, PC_CMD_MARK_REVOKED, pc_arg_uuid(fcinfo, 0),
+					PG_NARGS() > 2 ? pc_arg_uuid(fcinfo, 2) : NULL,
 					PC_STATUS_REVOKED, true, pc_arg_text(fcinfo, 1), &result);
 	return result;
 }
@@ -369,27 +396,35 @@ provider_record_sync(PG_FUNCTION_ARGS)
 	return pc_call_finish(&call, fcinfo);
 }
 
-/* SQL function: provider_expire_overdue(grace interval) */
-PG_FUNCTION_INFO_V1(provider_expire_overdue);
+/* How a batch job (MarkBatches) selects its rows and what it makes of them. */
+typedef struct BatchJob
+{
+	const char *argname;		/* its interval argument, for the errors */
+	const char *negative_detail;	/* why a negative one is refused */
+	PcStatement *select;		/* shaped like pc_overdue */
+	PcCommand	command;
+	PcStatus	to;
+	const char *reason;			/* of each mark, or NULL */
+} BatchJob;
 
 /*
- * Move every active connection whose credentials expired more than grace
- * ago to expired, each as a provider_mark_expired call with its events.
- * Batches of PC_EXPIRE_BATCH rows are locked with SKIP LOCKED, so the job
- * never waits for a caller holding a row (that row is left for the next
- * run) and no caller waits for rows the job has not reached. Returns how
- * many connections were expired.
+ * The loop of the batch jobs: every connection job->select finds older
+ * than now minus the interval argument goes to job->to, each as a call of
+ * job->command with its events. Batches of PC_MARK_BATCH rows are locked
+ * with SKIP LOCKED, so the job never waits for a caller holding a row
+ * (that row is left for the next run) and no caller waits for rows the job
+ * has not reached. Returns how many calls succeeded.
  */
-Datum
-provider_expire_overdue(PG_FUNCTION_ARGS)
+static int64
+MarkBatches(FunctionCallInfo fcinfo, const BatchJob *job)
 {
 	Oid			nsp = get_func_namespace(fcinfo->flinfo->fn_oid);
-	Interval   *grace;
+	Interval   *age;
 	Interval	zero = {0};
 	TimestampTz cutoff;
 	Datum		args[4];
 	pg_uuid_t	last_id;
-	int64		expired = 0;
+	int64		marked = 0;
 	MemoryContext rowcxt;
 	MemoryContext oldcxt;
 
@@ -398,25 +433,24 @@ provider_expire_overdue(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("grace cannot be null")));
-	grace = PG_GETARG_INTERVAL_P(0);
-	/* A negative grace would expire credentials that are still valid. */
-	if (DatumGetBool(DirectFunctionCall2(interval_lt, IntervalPGetDatum(grace),
+				 errmsg("%s cannot be null", job->argname)));
+	age = PG_GETARG_INTERVAL_P(0);
+	if (DatumGetBool(DirectFunctionCall2(interval_lt, IntervalPGetDatum(age),
 										 IntervalPGetDatum(&zero))))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("grace must not be negative"),
-				 errdetail("A negative grace would expire connections whose credentials are still valid.")));
+				 errmsg("%s must not be negative", job->argname),
+				 errdetail_internal("%s", job->negative_detail)));
 	cutoff = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
 													 TimestampTzGetDatum(pc_now()),
-													 IntervalPGetDatum(grace)));
+													 IntervalPGetDatum(age)));
 	memset(&last_id, 0, sizeof(last_id));
 	args[0] = TimestampTzGetDatum(cutoff);
 	args[1] = TimestampTzGetDatum(DT_NOBEGIN);
 	args[2] = UUIDPGetDatum(&last_id);
-	args[3] = Int32GetDatum(PC_EXPIRE_BATCH);
+	args[3] = Int32GetDatum(PC_MARK_BATCH);
 
-	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "provider_expire_overdue row",
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "provider_connections batch row",
 								   ALLOCSET_DEFAULT_SIZES);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -428,8 +462,8 @@ provider_expire_overdue(PG_FUNCTION_ARGS)
 		bool		isnull;
 
 		pc_plans_use_schema(nsp);
-		if (SPI_execute_plan(pc_statement_plan(&pc_overdue), args, NULL, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not read overdue provider connections");
+		if (SPI_execute_plan(pc_statement_plan(job->select), args, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read provider connections");
 		batch = SPI_tuptable;
 		n = SPI_processed;
 		for (i = 0; i < n; i++)
@@ -439,19 +473,59 @@ provider_expire_overdue(PG_FUNCTION_ARGS)
 			memcpy(&id, DatumGetUUIDP(SPI_getbinval(batch->vals[i], batch->tupdesc, 1, &isnull)),
 				   sizeof(pg_uuid_t));
 			oldcxt = MemoryContextSwitchTo(rowcxt);
-			if (MarkCall(NULL, nsp, PC_CMD_MARK_EXPIRED, &id, PC_STATUS_EXPIRED, false, NULL, NULL))
-				expired++;
+			if (MarkCall(NULL, nsp, job->command, &id, NULL, job->to, false, job->reason, NULL))
+				marked++;
 			MemoryContextSwitchTo(oldcxt);
 			MemoryContextReset(rowcxt);
 			last_id = id;
 			CHECK_FOR_INTERRUPTS();
 		}
-		if (n < PC_EXPIRE_BATCH)
+		if (n < PC_MARK_BATCH)
 			break;
 		args[1] = SPI_getbinval(batch->vals[n - 1], batch->tupdesc, 2, &isnull);
 		SPI_freetuptable(batch);
 	}
 	SPI_finish();
 	MemoryContextDelete(rowcxt);
-	PG_RETURN_INT64(expired);
+	return marked;
+}
+
+/* SQL function: provider_expire_overdue(grace interval) */
+PG_FUNCTION_INFO_V1(provider_expire_overdue);
+
+/*
+ * Move every active connection whose credentials expired more than grace
+ * ago to expired, each as a provider_mark_expired call with its events
+ * (MarkBatches). Returns how many connections were expired.
+ */
+Datum
+provider_expire_overdue(PG_FUNCTION_ARGS)
+{
+	static const BatchJob job = {
+		"grace",
+		"A negative grace would expire connections whose credentials are still valid.",
+		&pc_overdue, PC_CMD_MARK_EXPIRED, PC_STATUS_EXPIRED, NULL
+	};
+
+	PG_RETURN_INT64(MarkBatches(fcinfo, &job));
+}
+
+/* SQL function: provider_fail_abandoned(older_than interval) */
+PG_FUNCTION_INFO_V1(provider_fail_abandoned);
+
+/*
+ * Move every pending connection created more than older_than ago (an OAuth
+ * flow the user abandoned) to failed, each as a provider_mark_failed call
+ * with reason "abandoned" and its events (MarkBatches). Returns how many.
+ */
+Datum
+provider_fail_abandoned(PG_FUNCTION_ARGS)
+{
+	static const BatchJob job = {
+		"older_than",
+		"A negative older_than would fail OAuth flows that have only just begun.",
+		&pc_abandoned, PC_CMD_MARK_FAILED, PC_STATUS_FAILED, "abandoned"
+	};
+
+	PG_RETURN_INT64(MarkBatches(fcinfo, &job));
 }

@@ -62,7 +62,9 @@ LoadSchemaFacts(void)
 	pc_audit_seq = get_relname_relid("provider_audit_log_id_seq", pc_schema);
 	if (!OidIsValid(pc_audit_seq))
 		elog(ERROR, "sequence provider_audit_log_id_seq is missing");
-	if (get_attnum(get_relname_relid("provider_audit_log", pc_schema), "call_id") != InvalidAttrNumber)
+	if (get_attnum(get_relname_relid("provider_connections", pc_schema), "lease_token") != InvalidAttrNumber)
+		pc_level = PC_SCHEMA_1_4;
+	else if (get_attnum(get_relname_relid("provider_audit_log", pc_schema), "call_id") != InvalidAttrNumber)
 		pc_level = PC_SCHEMA_1_3;
 	else if (OidIsValid(get_relname_relid("provider_feed_state", pc_schema)))
 		pc_level = PC_SCHEMA_1_2;
@@ -121,7 +123,7 @@ pc_audit_sequence(void)
  * The version of the extension's objects in the current schema: a schema
  * of an older version still works with this library until ALTER EXTENSION
  * ... UPDATE (1.1: its events get positions then; 1.2: no call_id, no
- * leases), so statements that differ are chosen by it.
+ * leases; 1.3: no lease tokens, no refresh attempts), so statements that differ are chosen by it.
  */
 PcSchemaLevel
 pc_schema_level(void)

@@ -35,6 +35,7 @@ typedef enum PcSchemaLevel
 	PC_SCHEMA_1_1,				/* audit rows without xid */
 	PC_SCHEMA_1_2,				/* xid; positions assigned after commit */
 	PC_SCHEMA_1_3,				/* call_id, leases */
+	PC_SCHEMA_1_4,				/* lease tokens, refresh attempts */
 	PC_NUM_SCHEMA_LEVELS
 } PcSchemaLevel;
 

@@ -15,6 +15,7 @@
 #include "clock.h"
 #include "events.h"
 #include "keys.h"
+#include "refresh_policy.h"
 #include "replication.h"
 #include "worker.h"
 
@@ -34,6 +35,7 @@ _PG_init(void)
 	pc_clock_init();
 	pc_events_init();
 	pc_worker_api_init();
+	pc_refresh_policy_init();
 	if (process_shared_preload_libraries_in_progress)
 	{
 		pc_worker_init();

@@ -1,6 +1,18 @@
 /*
  * refresh.c
- *		provider_refresh_tokens: replace an active connection's credentials.
+ *		provider_refresh_tokens: replace an active connection's credentials;
+ *		provider_record_refresh_failure (1.4 on): count a failed refresh.
+ *
+ * A worker claims a connection (provider_claim_expiring), calls the
+ * provider, and then records the outcome with the claim's lease token:
+ * new credentials, or a failure. Either ends the lease; a token that is no
+ * longer in force (pc_check_lease) gives lease_lost and changes nothing,
+ * so a worker that outlived its lease cannot overwrite what the worker
+ * that claimed the connection after it stored. Failures are counted:
+ * each one sets when the connection may be claimed again
+ * (refresh_policy.c), and after max_refresh_attempts in a row it is not
+ * claimed any more and the event asks for the user. A successful refresh,
+ * like a re-authentication (connect.c), starts the count again.
  *
  * Copyright (c) 2026, provider_connections developers.
  */
@@ -9,6 +21,8 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -17,6 +31,7 @@
 #include "catalog/pg_type.h"
 #include "plans.h"
 #include "clock.h"
+#include "refresh_policy.h"
 
 typedef struct RefreshArgs
 {
@@ -25,6 +40,7 @@ typedef struct RefreshArgs
 	Datum		expires_at;
 	bool		expires_at_null;
 	const char *credential_type;
+	const pg_uuid_t *lease_token;
 } RefreshArgs;
 
 /* The refresh UPDATE's parameters, by position. */
@@ -40,7 +56,8 @@ enum
 
 /*
  * Rechecks status on the newest row version after a lock wait. From 1.3 on
- * a refresh also ends the row's claim lease (provider_claim_expiring).
+ * a refresh also ends the row's claim lease (provider_claim_expiring), from
+ * 1.4 on also its count of failed attempts and their backoff.
  */
 #define PC_REFRESH_SQL(lease) \
 	"UPDATE %1$s.provider_connections SET encrypted_credentials = $2," \
@@ -54,10 +71,25 @@ static PcStatement pc_refresh_1_2 = {
 	Natts_pc_refresh, {UUIDOID, BYTEAOID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID}
 };
 
-static PcStatement pc_refresh = {
+static PcStatement pc_refresh_1_3 = {
 	PC_REFRESH_SQL(", lease_until = NULL"),
 	Natts_pc_refresh, {UUIDOID, BYTEAOID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID}
 };
+
+static PcStatement pc_refresh = {
+	PC_REFRESH_SQL(", lease_until = NULL, refresh_failures = 0, next_refresh_at = NULL"),
+	Natts_pc_refresh, {UUIDOID, BYTEAOID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID}
+};
+
+/* The refresh UPDATE for the schema's version. */
+static PcStatement *
+RefreshStatement(void)
+{
+	PcSchemaLevel level = pc_schema_level();
+
+	return level >= PC_SCHEMA_1_4 ? &pc_refresh :
+		level >= PC_SCHEMA_1_3 ? &pc_refresh_1_3 : &pc_refresh_1_2;
+}
 
 /* Record not_active: the user must connect again. */
 static void
@@ -68,9 +100,10 @@ FailNotActive(PcCall *call)
 }
 
 /*
- * Inside the guarded subtransaction. The UPDATE only touches an active row;
- * after waiting for a lock it re-checks the newest version, so a refresh
- * that loses to a concurrent disconnect updates nothing.
+ * Inside the guarded subtransaction. With a lease token, the fence first.
+ * The UPDATE only touches an active row; after waiting for a lock it
+ * re-checks the newest version, so a refresh that loses to a concurrent
+ * disconnect updates nothing.
  */
 static void
 StoreCredentials(PcCall *call, void *arg)
@@ -80,6 +113,8 @@ StoreCredentials(PcCall *call, void *arg)
 	char		nulls[Natts_pc_refresh];
 	PcConnectionRow row;
 
+	if (!pc_check_lease(call, a->connection_id, a->lease_token))
+		return;
 	memset(nulls, ' ', sizeof(nulls));
 	values[Anum_pc_refresh_id - 1] = UUIDPGetDatum(a->connection_id);
 	values[Anum_pc_refresh_credentials - 1] = PointerGetDatum(pc_seal(a->credentials));
@@ -90,8 +125,7 @@ StoreCredentials(PcCall *call, void *arg)
 	nulls[Anum_pc_refresh_credential_type - 1] = a->credential_type ? ' ' : 'n';
 	values[Anum_pc_refresh_now - 1] = TimestampTzGetDatum(pc_now());
 
-	if (SPI_execute_plan(pc_statement_plan(pc_schema_level() >= PC_SCHEMA_1_3 ? &pc_refresh : &pc_refresh_1_2),
-						 values, nulls, false, 0) != SPI_OK_UPDATE)
+	if (SPI_execute_plan(pc_statement_plan(RefreshStatement()), values, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update provider connection");
 	if (SPI_processed > 0)
 		return;
@@ -101,14 +135,15 @@ StoreCredentials(PcCall *call, void *arg)
 		pc_call_fail(call, PC_RESULT_CONNECTION_NOT_FOUND, NULL);
 }
 
-/* SQL function: provider_refresh_tokens(connection_id, credentials, expires_at, credential_type) */
+/* SQL function: provider_refresh_tokens(connection_id, credentials, expires_at, credential_type, lease_token) */
 PG_FUNCTION_INFO_V1(provider_refresh_tokens);
 
 /*
  * Store new credentials for an active connection, with their expiry
  * (NULL: they do not expire) and, when given, a new credential type.
  * A connection that is not active fails with needs_user_action = true:
- * the user must connect again.
+ * the user must connect again. With a lease token (1.4's fifth argument),
+ * only while that lease is in force.
  */
 Datum
 provider_refresh_tokens(PG_FUNCTION_ARGS)
@@ -123,6 +158,7 @@ provider_refresh_tokens(PG_FUNCTION_ARGS)
 	a.expires_at = PG_GETARG_DATUM(2);
 	a.expires_at_null = PG_ARGISNULL(2);
 	a.credential_type = pc_arg_text(fcinfo, 3);
+	a.lease_token = PG_NARGS() > 4 ? pc_arg_uuid(fcinfo, 4) : NULL;
 
 	pc_call_begin(&call, fcinfo, PC_CMD_REFRESH);
 	if (a.connection_id != NULL)
@@ -151,6 +187,144 @@ provider_refresh_tokens(PG_FUNCTION_ARGS)
 			pc_guarded_write(&call, StoreCredentials, &a);
 		}
 	}
+
+	return pc_call_finish(&call, fcinfo);
+}
+
+/* The failure's row: locked, with its status and count so far. */
+static PcStatement pc_failure_row = {
+	"SELECT status OPERATOR(pg_catalog.=) 'active'::%1$s.provider_connection_status, refresh_failures"
+	" FROM %1$s.provider_connections WHERE id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+	1, {UUIDOID}
+};
+
+/* Count one more failure, end the lease, wait until $3 ($4: updated_at). */
+static PcStatement pc_record_failure = {
+	"UPDATE %1$s.provider_connections SET refresh_failures = $2, next_refresh_at = $3,"
+	" lease_until = NULL, updated_at = $4"
+	" WHERE id OPERATOR(pg_catalog.=) $1",
+	4, {UUIDOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID}
+};
+
+typedef struct FailureArgs
+{
+	const pg_uuid_t *connection_id;
+	const pg_uuid_t *lease_token;
+	Interval   *retry_after;	/* NULL: the backoff */
+} FailureArgs;
+
+/*
+ * Inside the guarded subtransaction: the fence, then the count on the
+ * locked row, its backoff (or the provider's retry_after) and, at
+ * max_refresh_attempts, exhaustion, told by the events' details.
+ */
+static void
+CountFailure(PcCall *call, void *arg)
+{
+	FailureArgs *a = (FailureArgs *) arg;
+	/* The claim compares the backoff with the clock, which test_clock does not pin. */
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz next;
+	Datum		values[4];
+	bool		isnull;
+	int			attempt;
+	bool		exhausted;
+	StringInfoData details;
+	MemoryContext old;
+	int			utc = 0;
+
+	if (!pc_check_lease(call, a->connection_id, a->lease_token))
+		return;
+	values[0] = UUIDPGetDatum(a->connection_id);
+	if (SPI_execute_plan(pc_statement_plan(&pc_failure_row), values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock provider connection");
+	if (SPI_processed == 0)
+	{
+		pc_call_fail(call, PC_RESULT_CONNECTION_NOT_FOUND, NULL);
+		return;
+	}
+	if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+	{
+		FailNotActive(call);
+		return;
+	}
+	attempt = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)) + 1;
+	exhausted = attempt >= pc_max_refresh_attempts();
+	if (a->retry_after != NULL)
+		next = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+													   TimestampTzGetDatum(now),
+													   IntervalPGetDatum(a->retry_after)));
+	else
+		next = pc_refresh_backoff_until(now, attempt);
+
+	values[1] = Int32GetDatum(attempt);
+	values[2] = TimestampTzGetDatum(next);
+	values[3] = TimestampTzGetDatum(pc_now());
+	if (SPI_execute_plan(pc_statement_plan(&pc_record_failure), values, NULL, false, 0) != SPI_OK_UPDATE ||
+		SPI_processed != 1)
+		elog(ERROR, "could not update provider connection");
+
+	old = MemoryContextSwitchTo(call->callcxt);
+	initStringInfo(&details);
+	appendStringInfo(&details, "\"attempt\":%d,\"max_attempts\":%d,\"exhausted\":%s",
+					 attempt, pc_max_refresh_attempts(), exhausted ? "true" : "false");
+	pc_json_text_member(&details, "next_attempt_at", exhausted ? NULL :
+						JsonEncodeDateTime(NULL, TimestampTzGetDatum(next), TIMESTAMPTZOID, &utc));
+	call->event.details = details.data;
+	call->event.needs_user_action = exhausted;
+	MemoryContextSwitchTo(old);
+}
+
+/* SQL function: provider_record_refresh_failure(connection_id, lease_token, reason, retry_after) */
+PG_FUNCTION_INFO_V1(provider_record_refresh_failure);
+
+/*
+ * Record that refreshing an active connection failed at the provider
+ * (reason says how): its Attempted event and a ProviderTokenRefreshFailed
+ * with the reason and, in the details, the attempt number, the next
+ * attempt's time and whether refresh is exhausted (then needs_user_action
+ * is true: the connection stays active until it expires or new credentials
+ * arrive, but is no longer claimed). The result is ok when the failure was
+ * recorded. With a lease token, only while that lease is in force; it ends
+ * the lease either way it is recorded.
+ */
+Datum
+provider_record_refresh_failure(PG_FUNCTION_ARGS)
+{
+	PcCall		call;
+	FailureArgs a;
+	PcConnectionRow row;
+	bool		found = false;
+	const char *reason = pc_arg_text(fcinfo, 2);
+	Interval	zero = {0};
+
+	memset(&a, 0, sizeof(a));
+	a.connection_id = pc_arg_uuid(fcinfo, 0);
+	a.lease_token = pc_arg_uuid(fcinfo, 1);
+	a.retry_after = PG_ARGISNULL(3) ? NULL : PG_GETARG_INTERVAL_P(3);
+
+	pc_call_begin(&call, fcinfo, PC_CMD_REFRESH);
+	if (a.connection_id != NULL)
+		found = pc_find_connection(a.connection_id, &row);
+	pc_call_describe(&call, found ? &row : NULL);
+	call.event.connection_id = a.connection_id;
+	call.result_connection_id = a.connection_id;
+	pc_call_attempted(&call);
+
+	if (a.connection_id == NULL)
+		pc_call_fail_null(&call, "connection_id");
+	else if (reason == NULL)
+		pc_call_fail_null(&call, "reason");
+	else if (a.retry_after != NULL &&
+			 DatumGetBool(DirectFunctionCall2(interval_lt, IntervalPGetDatum(a.retry_after),
+											  IntervalPGetDatum(&zero))))
+		pc_call_fail(&call, PC_RESULT_INVALID_ARGUMENT, "retry_after cannot be negative");
+	else if (!found)
+		pc_call_fail(&call, PC_RESULT_CONNECTION_NOT_FOUND, NULL);
+	else if (row.status != PC_STATUS_ACTIVE)
+		FailNotActive(&call);
+	else if (pc_guarded_write(&call, CountFailure, &a) && call.ok)
+		call.recorded_failure = pc_clip(reason, PC_MAX_REASON_BYTES);
 
 	return pc_call_finish(&call, fcinfo);
 }

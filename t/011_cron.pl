@@ -45,7 +45,8 @@ ok($schedule, "the README's scheduling example was found");
 $schedule =~ s/^CREATE EXTENSION pg_cron;\n//m;
 $node->safe_psql('app', $schedule);
 is($node->safe_psql('app', q{SELECT string_agg(jobname || ' ' || schedule, ', ' ORDER BY jobname) FROM cron.job}),
-	'provider-expire * * * * *, provider-purge 17 3 * * *', "the README's jobs are scheduled");
+	'provider-abandoned */10 * * * *, provider-expire * * * * *, provider-purge 17 3 * * *',
+	"the README's jobs are scheduled");
 my ($lag) = grep { /AS lag/ } @blocks;
 ok($lag, "the README's lag query was found");
 
@@ -68,6 +69,21 @@ is("$ret/$out", '0/0', 'the purge job runs before any consumer stored a position
   or diag("stderr: $err");
 $node->safe_psql('app', q{INSERT INTO consumer.consumer_position VALUES ('mailer', 4);});
 is($node->safe_psql('app', $lag), '2', "the README's lag query: the head (6) minus the stored position (4)");
+
+# The abandoned-flows job's command as the README schedules it: a flow
+# begun two hours ago fails, one begun just now stays pending.
+my ($abandoned_job) = $schedule =~ /'provider-abandoned',\s*'[^']*',\s*\$\$(.*?)\$\$/s;
+ok($abandoned_job, "the README's abandoned-flows job command was found");
+my $two_hours_ago = $node->safe_psql('app',
+	q{SELECT to_char((now() - interval '2 hours') AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || '+00'});
+$node->safe_psql('app', qq{
+SET provider_connections.test_clock = '$two_hours_ago';
+SELECT provider_begin_connect('c1000000-0000-0000-0000-000000000002', 'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'old-flow');
+RESET provider_connections.test_clock;
+SELECT provider_begin_connect('c1000000-0000-0000-0000-000000000002', 'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'new-flow');
+});
+is($node->safe_psql('app', "BEGIN;\n$abandoned_job;\nROLLBACK;"), '1',
+	'the abandoned-flows job fails the flow begun two hours ago, and only it');
 
 # A purge job due every minute as well (pg_cron 1.4 has no finer
 # schedule), so that the test sees pg_cron run both within a minute.

@@ -111,22 +111,28 @@ SELECT provider_connect('12121212-1212-1212-1212-121212121212', 'aaaaaaaa-aaaa-a
                         'schwab', '\x01', 'oauth2', now() + interval '2 minutes', 'soon') FROM generate_series(1, 3)});
 my ($loop) = blocks('## Refresh workers', 1);
 ok($loop, 'Refresh workers has its loop');
-my ($claim, $refresh, $revoke, $expire) = grep { /\S/ } map { s/^--.*$//mgr } split /;[^\n]*\n/, $loop;
-my @claimed = split /\n/, $node->safe_psql('app', "SET ROLE provider_worker; SELECT connection_id FROM ($claim) c");
+my ($claim, $renew, $refresh, $revoke, $failure, $release) = grep { /\S/ } map { s/^--.*$//mgr } split /;[^\n]*\n/, $loop;
+ok($release, 'the loop has its six statements');
+my @claimed = map { [ split /\|/ ] } split /\n/,
+  $node->safe_psql('app', "SET ROLE provider_worker; SELECT connection_id, lease_token FROM ($claim) c");
 is(scalar @claimed, 3, 'the claim leases the three connections expiring soon');
 my %vars = (new_credentials => q{'\x02'::bytea}, new_expires_at => q{now() + interval '1 hour'});
-my @outcomes;
+my (@renewed, @outcomes, @released);
 for my $i (0 .. 2)
 {
-	my $sql = ($refresh, $revoke, $expire)[$i];
-	$vars{connection_id} = "'$claimed[$i]'::uuid";
-	$sql =~ s/:(\w+)/$vars{$1}/g;
-	push @outcomes, $node->safe_psql('app', "SET ROLE provider_worker; SELECT ok FROM ($sql) r");
+	@vars{qw(connection_id lease_token)} = ("'$claimed[$i][0]'::uuid", "'$claimed[$i][1]'::uuid");
+	my $bind = sub { (my $sql = shift) =~ s/:(\w+)/$vars{$1}/g; return $sql };
+	push @renewed, $node->safe_psql('app', "SET ROLE provider_worker; " . $bind->($renew) . " IS NOT NULL");
+	push @outcomes, $node->safe_psql('app',
+		"SET ROLE provider_worker; SELECT ok FROM (" . $bind->(($refresh, $revoke, $failure)[$i]) . ") r");
+	push @released, $node->safe_psql('app', "SET ROLE provider_worker; " . $bind->($release));
 }
-is(join(',', @outcomes), 't,t,t', 'refresh, mark_revoked and mark_expired all succeed as provider_worker');
-is($node->safe_psql('app', q{SELECT string_agg(status || '/' || (lease_until IS NULL), ',' ORDER BY status)
+is(join(',', @renewed), 't,t,t', 'the renewals, as provider_worker');
+is(join(',', @outcomes), 't,t,t', 'refresh, mark_revoked and record_refresh_failure all succeed as provider_worker');
+is(join(',', @released), 'f,f,f', 'nothing is left to release: each outcome ended its lease');
+is($node->safe_psql('app', q{SELECT string_agg(status || '/' || (lease_until IS NULL) || '/' || refresh_failures, ',' ORDER BY status, refresh_failures)
                               FROM provider_connections WHERE alias = 'soon'}),
-	'active/true,expired/true,revoked/true', 'each ended its lease');
+	'active/true/0,active/true/1,revoked/true/0', 'each ended its lease; the failure is counted');
 
 # Key rotation, its shell steps and its SQL as written, in a cluster where
 # a second database holds credentials too (and a third has no extension):
