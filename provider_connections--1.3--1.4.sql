@@ -524,3 +524,169 @@ COMMENT ON VIEW @extschema@.provider_connections_overview IS
 DROP FUNCTION pg_temp.pc_keep_grants(text);
 DROP FUNCTION pg_temp.pc_give_grants(text, pg_catalog.regprocedure);
 DROP TABLE pc_kept_grants;
+
+/*
+ * Health: provider_stats(), one row for monitoring (counts of connections,
+ * the log and the feed, this database's worker, the notification queue),
+ * and provider_worker_status(), its internal reading of the worker's
+ * shared slot (src/worker_api.c).
+ */
+CREATE FUNCTION @extschema@.provider_worker_status(
+    OUT running boolean,
+    OUT last_round_at timestamptz,
+    OUT last_error text,
+    OUT last_error_at timestamptz)
+    RETURNS record
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'provider_worker_status';
+REVOKE ALL ON FUNCTION @extschema@.provider_worker_status() FROM PUBLIC;
+COMMENT ON FUNCTION @extschema@.provider_worker_status() IS
+    'internal: this database''s worker as its shared slot shows it (running, last committed round, last round error and when)';
+
+/*
+ * Counts are exact for connections (one scan of provider_connections, the
+ * table of live state) and for unnumbered events (an index scan of the
+ * rows the next round would number, as its candidates are found); the log
+ * itself is counted from the planner's statistics (reltuples per page
+ * times its pages now), since an exact count of a log of millions of rows
+ * takes seconds: exact only while it has never been analyzed. Times are
+ * clock_timestamp() at the start of the call, not the transaction's start.
+ * Nothing is numbered: the feed head is the highest position assigned so
+ * far (or the purge horizon).
+ */
+CREATE FUNCTION @extschema@.provider_stats(
+    expiring_within interval DEFAULT NULL,
+    abandoned_after interval DEFAULT '1 hour',
+    OUT pending bigint,
+    OUT active bigint,
+    OUT expired bigint,
+    OUT revoked bigint,
+    OUT failed bigint,
+    OUT disconnected bigint,
+    OUT expiring_soon bigint,
+    OUT overdue bigint,
+    OUT leased bigint,
+    OUT in_backoff bigint,
+    OUT refresh_exhausted bigint,
+    OUT pending_abandoned bigint,
+    OUT audit_rows_estimate bigint,
+    OUT feed_head bigint,
+    OUT unnumbered_events bigint,
+    OUT oldest_unnumbered_age interval,
+    OUT worker_running boolean,
+    OUT worker_last_round_at timestamptz,
+    OUT worker_last_error text,
+    OUT worker_last_error_at timestamptz,
+    OUT notification_queue_usage double precision)
+    RETURNS record
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    t timestamptz := pg_catalog.clock_timestamp();
+    soon_until timestamptz;
+    abandoned_before timestamptz;
+    st record;
+    rs record;
+    pages double precision;
+    own_xid xid8 := pg_catalog.pg_current_xact_id_if_assigned();
+BEGIN
+    -- The window of the overview's is_credentials_expiring_soon unless
+    -- the caller names another; the attempts that exhaust a refresh.
+    SELECT * INTO rs FROM @extschema@.provider_refresh_settings();
+    expiring_within := COALESCE(expiring_within, rs.expiring_soon);
+    IF abandoned_after IS NULL THEN
+        RAISE EXCEPTION 'provider_stats: abandoned_after cannot be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF expiring_within OPERATOR(pg_catalog.<) interval '0'
+       OR abandoned_after OPERATOR(pg_catalog.<) interval '0' THEN
+        RAISE EXCEPTION 'provider_stats: expiring_within and abandoned_after cannot be negative'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    soon_until := t OPERATOR(pg_catalog.+) expiring_within;
+    abandoned_before := t OPERATOR(pg_catalog.-) abandoned_after;
+
+    SELECT pg_catalog.count(*) FILTER (WHERE c.status OPERATOR(pg_catalog.=) 'pending'),
+           pg_catalog.count(*) FILTER (WHERE c.status OPERATOR(pg_catalog.=) 'active'),
+           pg_catalog.count(*) FILTER (WHERE c.status OPERATOR(pg_catalog.=) 'expired'),
+           pg_catalog.count(*) FILTER (WHERE c.status OPERATOR(pg_catalog.=) 'revoked'),
+           pg_catalog.count(*) FILTER (WHERE c.status OPERATOR(pg_catalog.=) 'failed'),
+           pg_catalog.count(*) FILTER (WHERE c.status OPERATOR(pg_catalog.=) 'disconnected'),
+           pg_catalog.count(*) FILTER (WHERE c.status OPERATOR(pg_catalog.=) 'active'
+                                         AND c.credentials_expires_at OPERATOR(pg_catalog.>) t
+                                         AND c.credentials_expires_at OPERATOR(pg_catalog.<=) soon_until),
+           pg_catalog.count(*) FILTER (WHERE c.status OPERATOR(pg_catalog.=) 'active'
+                                         AND c.credentials_expires_at OPERATOR(pg_catalog.<=) t),
+           pg_catalog.count(*) FILTER (WHERE c.lease_until OPERATOR(pg_catalog.>) t),
+           pg_catalog.count(*) FILTER (WHERE c.status OPERATOR(pg_catalog.=) 'active'
+                                         AND c.next_refresh_at OPERATOR(pg_catalog.>) t
+                                         AND c.refresh_failures OPERATOR(pg_catalog.<) rs.max_refresh_attempts),
+           pg_catalog.count(*) FILTER (WHERE c.status OPERATOR(pg_catalog.=) 'active'
+                                         AND c.refresh_failures OPERATOR(pg_catalog.>=) rs.max_refresh_attempts),
+           pg_catalog.count(*) FILTER (WHERE c.status OPERATOR(pg_catalog.=) 'pending'
+                                         AND c.created_at OPERATOR(pg_catalog.<) abandoned_before)
+      INTO pending, active, expired, revoked, failed, disconnected,
+           expiring_soon, overdue, leased, in_backoff, refresh_exhausted, pending_abandoned
+      FROM @extschema@.provider_connections c;
+
+    -- The planner's estimate: tuples per page at the last VACUUM or
+    -- ANALYZE times the pages now. Never analyzed (reltuples -1) or
+    -- analyzed empty: no density to scale, so count.
+    pages := pg_catalog.pg_relation_size('@extschema@.provider_audit_log'::pg_catalog.regclass)
+             OPERATOR(pg_catalog./) pg_catalog.current_setting('block_size')::double precision;
+    SELECT CASE WHEN r.reltuples OPERATOR(pg_catalog.>=) 0 AND r.relpages OPERATOR(pg_catalog.>) 0
+                THEN pg_catalog.round(r.reltuples::double precision OPERATOR(pg_catalog./) r.relpages
+                                      OPERATOR(pg_catalog.*) pages)::bigint
+           END
+      INTO audit_rows_estimate
+      FROM pg_catalog.pg_class r
+     WHERE r.oid OPERATOR(pg_catalog.=) '@extschema@.provider_audit_log'::pg_catalog.regclass;
+    IF audit_rows_estimate IS NULL THEN
+        SELECT pg_catalog.count(*) INTO audit_rows_estimate FROM @extschema@.provider_audit_log;
+    END IF;
+
+    SELECT pg_catalog.max(h) INTO feed_head FROM (
+        SELECT pg_catalog.max(p.global_position) FROM @extschema@.provider_event_positions p
+        UNION ALL
+        SELECT hz.purged_up_to FROM @extschema@.provider_feed_horizon hz
+        UNION ALL
+        SELECT 0) s(h);
+
+    -- What the next round would number (feed.c): rows of transactions at
+    -- or after the last round's xmax or in progress then, without a
+    -- position; every row without one before the first round. Rows this
+    -- statement can see are committed, but for the caller's own.
+    SELECT fs.last_xmax, fs.last_xip INTO st FROM @extschema@.provider_feed_state fs;
+    IF st.last_xmax IS NULL THEN
+        SELECT pg_catalog.count(*), t OPERATOR(pg_catalog.-) pg_catalog.min(a.occurred_at)
+          INTO unnumbered_events, oldest_unnumbered_age
+          FROM @extschema@.provider_audit_log a
+         WHERE a.xid IS NOT NULL
+           AND a.xid IS DISTINCT FROM own_xid
+           AND NOT EXISTS (SELECT 1 FROM @extschema@.provider_event_positions p
+                            WHERE p.audit_id OPERATOR(pg_catalog.=) a.id);
+    ELSE
+        SELECT pg_catalog.count(*), t OPERATOR(pg_catalog.-) pg_catalog.min(a.occurred_at)
+          INTO unnumbered_events, oldest_unnumbered_age
+          FROM @extschema@.provider_audit_log a
+         WHERE (a.xid OPERATOR(pg_catalog.>=) st.last_xmax
+                OR a.xid OPERATOR(pg_catalog.=) ANY (st.last_xip))
+           AND a.xid IS DISTINCT FROM own_xid
+           AND NOT EXISTS (SELECT 1 FROM @extschema@.provider_event_positions p
+                            WHERE p.audit_id OPERATOR(pg_catalog.=) a.id);
+    END IF;
+
+    SELECT w.running, w.last_round_at, w.last_error, w.last_error_at
+      INTO worker_running, worker_last_round_at, worker_last_error, worker_last_error_at
+      FROM @extschema@.provider_worker_status() w;
+
+    notification_queue_usage := pg_catalog.pg_notification_queue_usage();
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@.provider_stats(interval, interval) FROM PUBLIC;
+-- Counts and times only, no ids, no credentials: less than pg_monitor's
+-- members already read in pg_stat_activity (see the README's Monitoring).
+GRANT EXECUTE ON FUNCTION @extschema@.provider_stats(interval, interval) TO pg_monitor;
+COMMENT ON FUNCTION @extschema@.provider_stats(interval, interval) IS
+    'one row for monitoring: connections per status, expiring within expiring_within (default: provider_connections.expiring_soon), overdue, leased, in refresh backoff, refresh exhausted, pending older than abandoned_after; audit rows (estimated), feed head, events not numbered yet and the oldest one''s age; this database''s worker; notification queue usage';

@@ -25,10 +25,13 @@ install_deps() {
 	# schedules the maintenance functions as the README does;
 	# python3-psycopg: examples/consumer.py; wal2json: the README's
 	# change data capture example. git: scripts/chroot_test.sh calls it, and
-	# a minimal Debian lacks it.
+	# a minimal Debian lacks it. prometheus-postgres-exporter: t/017 runs it
+	# with examples/postgres_exporter.yml (perl-modules, with perl, has the
+	# HTTP::Tiny that scrapes it).
 	local pkgs="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR make gcc libc6-dev perl libipc-run-perl valgrind"
 	pkgs="$pkgs git"
 	pkgs="$pkgs postgresql-$PG_MAJOR-cron postgresql-$PG_MAJOR-wal2json python3-psycopg"
+	pkgs="$pkgs prometheus-postgres-exporter"
 	local missing=""
 	for p in $pkgs; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"

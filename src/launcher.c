@@ -507,6 +507,9 @@ pc_launcher_main(Datum main_arg)
 #if PG_VERSION_NUM >= 170000
 	pc_wait_event = WaitEventExtensionNew("ProviderConnectionsLauncher");
 #endif
+	/* So that pg_stat_activity and %a in log_line_prefix name it. */
+	SetConfigOption("application_name", "provider_connections launcher",
+					PGC_USERSET, PGC_S_SESSION);
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(Oid);

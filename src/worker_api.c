@@ -10,11 +10,14 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/xact.h"
 #include "commands/dbcommands.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/condition_variable.h"
 #include "storage/latch.h"
+#include "utils/builtins.h"
 #include "utils/timestamp.h"
 
 #include "worker_internal.h"
@@ -92,6 +95,57 @@ pc_worker_serving(void)
 	serving = slot != NULL && slot->pid != 0;
 	LWLockRelease(pc_shared->lock);
 	return serving;
+}
+
+PG_FUNCTION_INFO_V1(provider_worker_status);
+
+/*
+ * provider_worker_status(OUT running, OUT last_round_at, OUT last_error,
+ * OUT last_error_at): this database's worker as its slot shows it, for
+ * provider_stats(): whether one runs, when one of its rounds last
+ * committed, and the message of the last failed round and when (NULL
+ * when none). Copied under the slots' lock, formed into a row outside it.
+ * Without the library preloaded: not running, NULLs.
+ */
+Datum
+provider_worker_status(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+	bool		running = false;
+	TimestampTz round_at = 0;
+	TimestampTz error_at = 0;
+	char		error[PC_LAST_ERROR_LEN];
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "provider_worker_status must return a row");
+	error[0] = '\0';
+	if (pc_shared != NULL && OidIsValid(MyDatabaseId))
+	{
+		PcWorkerSlot *slot;
+
+		LWLockAcquire(pc_shared->lock, LW_SHARED);
+		slot = MySlot(false);
+		if (slot != NULL)
+		{
+			running = slot->pid != 0;
+			round_at = slot->last_round_at;
+			error_at = slot->last_error_at;
+			memcpy(error, slot->last_error, sizeof(error));
+		}
+		LWLockRelease(pc_shared->lock);
+	}
+	error[sizeof(error) - 1] = '\0';
+
+	values[0] = BoolGetDatum(running);
+	values[1] = TimestampTzGetDatum(round_at);
+	nulls[1] = round_at == 0;
+	values[2] = CStringGetTextDatum(error);
+	nulls[2] = error_at == 0;
+	values[3] = TimestampTzGetDatum(error_at);
+	nulls[3] = error_at == 0;
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
 }
 
 /*

@@ -12,6 +12,7 @@
 
 #include "postgres.h"
 
+#include "datatype/timestamp.h"
 #include "storage/condition_variable.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
@@ -29,6 +30,7 @@
 #define PC_EXTRA_SLOTS 32		/* slots beyond max_worker_processes */
 #define PC_MAX_HOLDS 8			/* databases one transaction can hold */
 #define PC_LWLOCK_TRANCHE "provider_connections workers"
+#define PC_LAST_ERROR_LEN 256	/* bytes of a round's error kept for provider_stats */
 
 /*
  * The lifecycle of one database's worker, as the launcher sees it (the
@@ -60,7 +62,8 @@ typedef enum PcWorkerExit
 /*
  * One database's shared state. Everything but the CV is under the lock.
  * The launcher writes state and missing; the worker writes pid, latch,
- * exit, retry_pending and its progress (rounds_*, notified_upto); backends
+ * exit, retry_pending, its progress (rounds_*, notified_upto) and what
+ * provider_stats() shows of it (last_round_at, last_error*); backends
  * write their requests: wanted, sync_pending and hold_pid.
  */
 typedef struct PcWorkerSlot
@@ -79,6 +82,9 @@ typedef struct PcWorkerSlot
 	uint64		rounds_begun;	/* rounds started by workers of dboid */
 	uint64		rounds_done;	/* the last round finished */
 	uint64		rounds_ok;		/* the last round that committed */
+	TimestampTz last_round_at;	/* when a round last committed; 0: never */
+	TimestampTz last_error_at;	/* when a round last failed; 0: never */
+	char		last_error[PC_LAST_ERROR_LEN];	/* its message, clipped */
 	ConditionVariable round_done; /* broadcast after each round and at exit */
 } PcWorkerSlot;
 

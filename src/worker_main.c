@@ -12,6 +12,7 @@
 
 #include "access/xact.h"
 #include "commands/dbcommands.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -149,6 +150,26 @@ StopRequested(void)
 }
 
 /*
+ * Keep a failed round's message in the slot, for provider_stats(): "could
+ * not <what>: <message>", clipped to PC_LAST_ERROR_LEN on a character
+ * boundary. Only the message: a detail may quote a row.
+ */
+static void
+NoteRoundError(const PcFailures *f, const char *message, TimestampTz at)
+{
+	char		buf[PC_LAST_ERROR_LEN];
+	int			len;
+
+	snprintf(buf, sizeof(buf), "could not %s: %s", f->what, message);
+	len = pg_mbcliplen(buf, strlen(buf), sizeof(buf) - 1);
+	buf[len] = '\0';
+	LWLockAcquire(pc_shared->lock, LW_EXCLUSIVE);
+	memcpy(pc_worker_slot->last_error, buf, len + 1);
+	pc_worker_slot->last_error_at = at;
+	LWLockRelease(pc_shared->lock);
+}
+
+/*
  * Log a failed round from the error being handled (then flushed and its
  * transaction aborted): the first at WARNING, then one WARNING per
  * PC_WARN_INTERVAL_MS and the rest at DEBUG1. Called in PG_CATCH with
@@ -166,6 +187,7 @@ ReportRoundFailure(PcFailures *f)
 	FlushErrorState();
 	AbortCurrentTransaction();
 	MemoryContextSwitchTo(cxt);
+	NoteRoundError(f, message, now);
 
 	warn = f->count == 0 || TimestampDifferenceExceeds(f->last_warned, now, PC_WARN_INTERVAL_MS);
 	f->count++;
@@ -264,6 +286,7 @@ WorkerRound(bool notify, bool retry_follows, PcFailures *failures, int64 *count)
 	{
 		if (n >= 0)
 			pc_worker_slot->rounds_ok = round;
+		pc_worker_slot->last_round_at = GetCurrentTimestamp();
 		if (notify)
 			pc_worker_slot->notified_upto = upto;
 	}
@@ -385,6 +408,9 @@ pc_worker_main(Datum main_arg)
 #if PG_VERSION_NUM >= 170000
 	pc_wait_event = WaitEventExtensionNew("ProviderConnectionsWorker");
 #endif
+	/* So that pg_stat_activity and %a in log_line_prefix name it. */
+	SetConfigOption("application_name", "provider_connections worker",
+					PGC_USERSET, PGC_S_SESSION);
 
 	StartTransactionCommand();
 	name = get_database_name(dboid);

@@ -159,6 +159,10 @@ PcSlotReset(PcWorkerSlot *slot, Oid dboid)
 	slot->retry_pending = false;
 	slot->missing = false;
 	slot->notified_upto = -1;
+	/* What provider_stats() shows belongs to the database, not the slot. */
+	slot->last_round_at = 0;
+	slot->last_error_at = 0;
+	slot->last_error[0] = '\0';
 }
 
 /*

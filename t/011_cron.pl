@@ -32,7 +32,8 @@ $node->safe_psql('app', 'CREATE EXTENSION pg_cron');
 # The README's statements, as written there: every SQL block of the
 # section runs here.
 my $readme = slurp_file("$FindBin::RealBin/../README.md");
-my ($ops) = $readme =~ /## Operations(.*?)## Upgrading/s;
+# (Its Monitoring subsection is t/017_exporter.pl's.)
+my ($ops) = $readme =~ /## Operations(.*?)(?:### Monitoring|## Upgrading)/s;
 my @blocks = $ops =~ /```sql\n(.*?)```/sg;
 is(scalar @blocks, 3, 'Operations has three SQL blocks: the jobs, the consumers\' table, the lag query');
 

@@ -6,7 +6,7 @@
 # the refresh worker's loop as provider_worker, its psql variables set to a
 # claimed connection; Key rotation, its shell steps and its SQL, over two
 # databases. Operations
-# (pg_cron) is run by t/011_cron.pl, Logical replication by
+# (pg_cron) is run by t/011_cron.pl, its Monitoring by t/017_exporter.pl, Logical replication by
 # t/010_replication.pl.
 #
 # Copyright (c) 2026, provider_connections developers.
@@ -197,7 +197,7 @@ for my $db ('app', 'app2')
 # The inventory: every ```sql block of the README runs in a test, here
 # (counted by blocks() above) or in the test that owns its section.
 # (docs/replication.md's SQL is run whole by t/010_replication.pl.)
-my %elsewhere = ('## Operations' => 't/011_cron.pl: pg_cron runs the jobs');
+my %elsewhere = ('## Operations' => 't/011_cron.pl: pg_cron runs the jobs; t/017_exporter.pl: Monitoring');
 my ($heading, %count);
 my $fenced = 0;
 for my $line (split /\n/, $readme)
