@@ -235,7 +235,7 @@ GRANT USAGE ON SCHEMA public TO app;
 GRANT EXECUTE ON FUNCTION provider_connect(uuid, uuid, text, bytea, text, timestamptz, text, uuid),
                           provider_begin_connect(uuid, uuid, text, text, text),
                           provider_disconnect(uuid, uuid),
-                          provider_refresh_tokens(uuid, bytea, timestamptz, text),
+                          provider_refresh_tokens(uuid, bytea, timestamptz, text, uuid),
                           provider_mark_failed(uuid, text),
                           provider_record_sync(uuid) TO app;
 GRANT SELECT ON provider_connections_overview TO app;
