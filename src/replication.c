@@ -3,43 +3,9 @@
  *		Logical replication of the extension's tables: what the guard, the
  *		commands and the feed do differently on a subscriber.
  *
- * The supported setup (docs/replication.md) publishes
- * provider_connections, provider_audit_log and provider_event_positions
- * from one database, the publisher, where every call runs, and subscribes
- * to all three, with one subscription, in databases that have the
- * extension too: subscribers, copies that converge to the publisher.
- *
- *	- The guard (status.c) does not re-run the transition check in the apply
- *	  worker: the row it applies is one the publisher's guard accepted, and a
- *	  subscriber row that diverged (changed there directly) must converge to
- *	  the publisher's instead of stopping replication. The credentials
- *	  invariants and the identity check still apply there, and so do the
- *	  append-only triggers (ENABLE ALWAYS). A session that sets
- *	  session_replication_role = replica itself is no apply worker: it is
- *	  checked as any other.
- *	- Commands refuse to run on a subscriber (pc_refuse_on_subscriber):
- *	  sequences do not replicate, so a call there would take audit ids the
- *	  publisher has used already, and its changes would collide with or be
- *	  overwritten by the publisher's. So does any other write to
- *	  provider_connections there (the guard), but one made under
- *	  session_replication_role = replica: an operator's repair, which
- *	  records no event. A purge there records none either (retention.c):
- *	  the subscriber's log holds the publisher's events only.
- *	- Feed positions are the publisher's: a subscriber numbers nothing. Its
- *	  own rounds would give replicated rows a second position, and the xids
- *	  in replicated audit rows are the publisher's, which the subscriber's
- *	  snapshots cannot judge. The feed is readable there once the log and
- *	  its positions are both replicated by the same subscription (its one
- *	  apply worker applies them in the publisher's commit order, so no
- *	  position arrives before its audit row) and their initial copy is over
- *	  (table synchronization copies each table at a snapshot of its own).
- *	  Until then provider_events_since raises an error rather than let a
- *	  consumer step over a position whose audit row has not arrived yet.
- *
- * "Subscribed" means listed in pg_subscription_rel, looked up through its
- * (srrelid, srsubid) index once per transaction and kept for it, and only
- * in a database that has a subscription: the catalog cache answers that
- * without a scan, so the check costs a publisher nothing measurable.
+ * On a subscriber the guard does not re-check transitions in the apply
+ * worker, the commands and every other write refuse to run, and the feed
+ * is the publisher's: src/README.md, "On a subscriber", says why.
  *
  * Copyright (c) 2026, provider_connections developers.
  */
