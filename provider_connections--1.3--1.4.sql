@@ -73,25 +73,28 @@ COMMENT ON FUNCTION @extschema@.provider_feed_resume(bigint, boolean, bigint) IS
  *
  * pc_keep_grants(old) saves the grants on old before it is dropped;
  * pc_give_grants(old, new) gives them on new once it is created and its
- * own REVOKE ran. Both are temporary and dropped at the end of the
- * script's last section that uses them.
+ * own REVOKE ran. They and their table are ordinary objects, dropped at
+ * the end of the script's last section that uses them: temporary ones
+ * would keep Citus from installing the extension on its workers, which it
+ * does inside a two-phase commit (PREPARE refuses a transaction that
+ * touched temporary objects).
  */
-CREATE TEMPORARY TABLE pc_kept_grants (
+CREATE TABLE @extschema@.pc_upgrade_kept_grants (
     function       text,
     grantee        oid,
     privilege_type text,
     is_grantable   boolean);
 
-CREATE FUNCTION pg_temp.pc_keep_grants(old text) RETURNS void
+CREATE FUNCTION @extschema@.pc_upgrade_keep_grants(old text) RETURNS void
     LANGUAGE sql AS $$
-    INSERT INTO pc_kept_grants
+    INSERT INTO @extschema@.pc_upgrade_kept_grants
     SELECT old, a.grantee, a.privilege_type, a.is_grantable
       FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
      WHERE p.oid = old::pg_catalog.regprocedure
        AND a.grantee <> p.proowner
 $$;
 
-CREATE FUNCTION pg_temp.pc_give_grants(old text, new pg_catalog.regprocedure) RETURNS void
+CREATE FUNCTION @extschema@.pc_upgrade_give_grants(old text, new pg_catalog.regprocedure) RETURNS void
     LANGUAGE plpgsql AS $$
 DECLARE
     g record;
@@ -99,7 +102,7 @@ DECLARE
 BEGIN
     SELECT initprivs INTO fresh FROM pg_catalog.pg_init_privs
      WHERE objoid = new AND classoid = 'pg_catalog.pg_proc'::pg_catalog.regclass;
-    FOR g IN SELECT * FROM pc_kept_grants k WHERE k.function = old LOOP
+    FOR g IN SELECT * FROM @extschema@.pc_upgrade_kept_grants k WHERE k.function = old LOOP
         EXECUTE pg_catalog.format('GRANT %s ON FUNCTION %s TO %s%s',
                                   g.privilege_type, new,
                                   CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(g.grantee::regrole::text) END,
@@ -114,7 +117,7 @@ $$;
  * provider_events_since gains a last argument, skip_purged DEFAULT false:
  * replaced as above.
  */
-SELECT pg_temp.pc_keep_grants('@extschema@.provider_events_since(bigint, integer)');
+SELECT @extschema@.pc_upgrade_keep_grants('@extschema@.provider_events_since(bigint, integer)');
 
 ALTER EXTENSION provider_connections DROP FUNCTION @extschema@.provider_events_since(bigint, integer);
 DROP FUNCTION @extschema@.provider_events_since(bigint, integer);
@@ -179,7 +182,7 @@ REVOKE ALL ON FUNCTION @extschema@.provider_events_since(bigint, integer, boolea
 COMMENT ON FUNCTION @extschema@.provider_events_since(bigint, integer, boolean) IS
     'committed events after a feed position, in position order, at most max_events; 72000 behind the purge horizon unless skip_purged';
 
-SELECT pg_temp.pc_give_grants('@extschema@.provider_events_since(bigint, integer)',
+SELECT @extschema@.pc_upgrade_give_grants('@extschema@.provider_events_since(bigint, integer)',
                               '@extschema@.provider_events_since(bigint, integer, boolean)');
 
 /*
@@ -282,10 +285,10 @@ COMMENT ON FUNCTION @extschema@.provider_refresh_settings() IS
  * lease's end and the attempts so far. All four are replaced, keeping
  * their grants.
  */
-SELECT pg_temp.pc_keep_grants('@extschema@.provider_refresh_tokens(uuid, bytea, timestamptz, text)');
-SELECT pg_temp.pc_keep_grants('@extschema@.provider_mark_expired(uuid)');
-SELECT pg_temp.pc_keep_grants('@extschema@.provider_mark_revoked(uuid, text)');
-SELECT pg_temp.pc_keep_grants('@extschema@.provider_claim_expiring(interval, integer, interval)');
+SELECT @extschema@.pc_upgrade_keep_grants('@extschema@.provider_refresh_tokens(uuid, bytea, timestamptz, text)');
+SELECT @extschema@.pc_upgrade_keep_grants('@extschema@.provider_mark_expired(uuid)');
+SELECT @extschema@.pc_upgrade_keep_grants('@extschema@.provider_mark_revoked(uuid, text)');
+SELECT @extschema@.pc_upgrade_keep_grants('@extschema@.provider_claim_expiring(interval, integer, interval)');
 ALTER EXTENSION provider_connections DROP FUNCTION @extschema@.provider_refresh_tokens(uuid, bytea, timestamptz, text);
 ALTER EXTENSION provider_connections DROP FUNCTION @extschema@.provider_mark_expired(uuid);
 ALTER EXTENSION provider_connections DROP FUNCTION @extschema@.provider_mark_revoked(uuid, text);
@@ -400,13 +403,13 @@ COMMENT ON FUNCTION @extschema@.provider_mark_revoked(uuid, text, uuid) IS
 COMMENT ON FUNCTION @extschema@.provider_claim_expiring(interval, integer, interval) IS
     'lease up to max_rows active refreshable connections expiring within the window, not in backoff nor exhausted, to the caller, each with a fencing token';
 
-SELECT pg_temp.pc_give_grants('@extschema@.provider_refresh_tokens(uuid, bytea, timestamptz, text)',
+SELECT @extschema@.pc_upgrade_give_grants('@extschema@.provider_refresh_tokens(uuid, bytea, timestamptz, text)',
                               '@extschema@.provider_refresh_tokens(uuid, bytea, timestamptz, text, uuid)');
-SELECT pg_temp.pc_give_grants('@extschema@.provider_mark_expired(uuid)',
+SELECT @extschema@.pc_upgrade_give_grants('@extschema@.provider_mark_expired(uuid)',
                               '@extschema@.provider_mark_expired(uuid, uuid)');
-SELECT pg_temp.pc_give_grants('@extschema@.provider_mark_revoked(uuid, text)',
+SELECT @extschema@.pc_upgrade_give_grants('@extschema@.provider_mark_revoked(uuid, text)',
                               '@extschema@.provider_mark_revoked(uuid, text, uuid)');
-SELECT pg_temp.pc_give_grants('@extschema@.provider_claim_expiring(interval, integer, interval)',
+SELECT @extschema@.pc_upgrade_give_grants('@extschema@.provider_claim_expiring(interval, integer, interval)',
                               '@extschema@.provider_claim_expiring(interval, integer, interval)');
 
 /*
@@ -521,9 +524,9 @@ SELECT c.id, c.user_id, c.provider_id, c.provider_slug, c.status, c.alias, c.cre
 COMMENT ON VIEW @extschema@.provider_connections_overview IS
     'every connection without its sealed credentials and lease token, with what applications ask of it';
 
-DROP FUNCTION pg_temp.pc_keep_grants(text);
-DROP FUNCTION pg_temp.pc_give_grants(text, pg_catalog.regprocedure);
-DROP TABLE pc_kept_grants;
+DROP FUNCTION @extschema@.pc_upgrade_keep_grants(text);
+DROP FUNCTION @extschema@.pc_upgrade_give_grants(text, pg_catalog.regprocedure);
+DROP TABLE @extschema@.pc_upgrade_kept_grants;
 
 /*
  * Health: provider_stats(), one row for monitoring (counts of connections,
