@@ -6,14 +6,16 @@
 # (scripts/include_cycles.py), then the TAP tests under t/ (each makes its
 # own clusters), the benchmark smoke, and the pg_regress and isolation
 # suites again on PostgreSQL 17 and 18 in Debian chroots
-# (scripts/chroot_test.sh), stops the cluster, and ends with the line
+# (scripts/chroot_test.sh), the Citus suite on a coordinator and two workers
+# (scripts/citus_test.sh; skipped without ../shared/citus), stops the
+# cluster, and ends with the line
 # "N passed, M failed". Exits non-zero on any failure, after printing what
 # explains it: regression.diffs, a failed TAP test's log and its servers'
 # log tails.
 #
 # Counted: each pg_regress or isolation test, each run of the import-cycle
 # check and each TAP test file (a file passes when all its assertions do;
-# prove prints them).
+# prove prints them), and each check of the Citus suite.
 #
 # Copyright (c) 2026, provider_connections developers.
 # Released under the PostgreSQL License (see LICENSE).
@@ -121,6 +123,33 @@ for v in 17 18; do
 		failed=$((failed + 1))
 	fi
 done
+
+# Citus: a coordinator and two workers (scripts/citus_test.sh), Citus built
+# once from ../shared/citus and cached. Each check of its suite counts as a
+# test, as each pg_regress test of the chroot runs does. Without the Citus
+# archive (a user's clone) the suite is skipped, and counted neither way.
+out=$(mktemp)
+start=$(date +%s)
+if bash "$TOP/scripts/citus_test.sh" >"$out" 2>&1; then rc=0; else rc=$?; fi
+took=$(( $(date +%s) - start ))
+last=$(tail -n 1 "$out")
+if [ "$rc" -eq 77 ]; then
+	cat "$out"
+	echo "Citus suite: skipped, no Citus source archive ($took s)"
+else
+	sed '$d' "$out"
+	if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+		echo "Citus suite: $last ($took s)"
+		passed=$((passed + BASH_REMATCH[1]))
+		failed=$((failed + BASH_REMATCH[2]))
+		if [ "$rc" -ne 0 ] && [ "${BASH_REMATCH[2]}" -eq 0 ]; then failed=$((failed + 1)); fi
+	else
+		echo "$last"
+		echo "Citus suite: scripts/citus_test.sh ended early (exit $rc, $took s)"
+		failed=$((failed + 1))
+	fi
+fi
+rm -f "$out"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -1,0 +1,683 @@
+#!/usr/bin/env python3
+# t/citus_suite.py: the Citus suite, what is true today (1.4 with Citus
+# loaded, its tables left undistributed). Run by scripts/citus_test.sh,
+# which starts the nodes and passes them in the environment: CITUS_DIR (the
+# socket directory, holding each node's data directory and <node>.log),
+# CITUS_PORTS and CITUS_NODES (the coordinator first, then the workers).
+#
+# Checks, each printed as "citus <check> ... ok" or "... FAILED: <seen>":
+# - the cluster as registered; CREATE EXTENSION provider_connections CASCADE
+#   on the coordinator, propagated to each worker at the same version;
+# - the extension's tables stay local on every node (not in Citus's
+#   metadata), and every function works on the coordinator: connect, begin,
+#   connect with connection_id (completing, re-authenticating), disconnect,
+#   refresh, credentials, the mark functions, record_sync, claim,
+#   expire_overdue, the overview;
+# - the feed numbered by the coordinator's background worker (without a
+#   reader asking), its head advancing by the events written, and
+#   provider_events_since returning each of them once; worker-mode
+#   notifications heard by a listener on the coordinator, each carrying the
+#   position the feed gave its event;
+# - a key rotation by the README's steps on every node, with
+#   provider_key_status before and after; purge and the purge horizon;
+# - no plaintext credential (nor its hex) in any node's log under
+#   log_statement = 'all' for connect and refresh with bind parameters (what
+#   psycopg sends), while the same call under PostgreSQL's default
+#   log_parameter_max_length does show in the log (so the check can see a
+#   leak);
+# - the documented refusals of today: create_distributed_table on each
+#   table fails, with the message recorded below as the current limit (the
+#   check goes red when a later change makes distribution possible, and
+#   must be updated then);
+# - today's limits of installing on Citus: CREATE EXTENSION from the
+#   coordinator, and citus_add_node of a node without the extension, both
+#   refused (a temporary table in the 1.3--1.4 script), and what works:
+#   the extension made on each worker first;
+# - what create_distributed_function does with a defaulted distribution
+#   argument (docs/citus.md, "What runs today"), on a scratch table and
+#   function in schema citus_probe: accepted, delegated when the argument
+#   is given, also inside BEGIN with force_delegation, and a crash of the
+#   backend when it is left out (last, since the node restarts).
+# Ends with "N passed, M failed"; exits 1 if a check failed.
+#
+# Waits poll with a bound and report what they saw.
+#
+# Copyright (c) 2026, provider_connections developers.
+# Released under the PostgreSQL License (see LICENSE).
+import json
+import os
+import secrets
+import sys
+import time
+import traceback
+import uuid
+
+import psycopg
+
+DIR = os.environ["CITUS_DIR"]
+PORTS = [int(p) for p in os.environ["CITUS_PORTS"].split()]
+NAMES = os.environ["CITUS_NODES"].split()
+COORD = 0
+WORKERS = range(1, len(PORTS))
+
+U1 = uuid.UUID("11111111-1111-1111-1111-111111111111")
+U2 = uuid.UUID("22222222-2222-2222-2222-222222222222")
+PROV = uuid.UUID("aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa")
+
+# The refusals of today, as Citus 13.2 words them. When one of these no
+# longer fails (the tables became distributable), the check fails: update
+# it and docs/citus.md.
+KNOWN_REFUSALS = {
+    "provider_connections": 'cannot distribute relation "provider_connections" because it has triggers',
+    "provider_audit_log": 'cannot distribute relation "provider_audit_log" because it has triggers',
+    "provider_event_positions": 'cannot distribute relation "provider_event_positions" because it has triggers',
+}
+OUR_TABLES = ["provider_connections", "provider_audit_log", "provider_event_positions",
+              "provider_feed_state", "provider_feed_horizon"]
+
+passed = 0
+failed = 0
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def expect(cond, what):
+    if not cond:
+        raise CheckFailed(what)
+
+
+def connect(node=COORD):
+    return psycopg.connect(host=DIR, port=PORTS[node], user="postgres", dbname="postgres",
+                           autocommit=True)
+
+
+def one(conn, q, params=None):
+    row = conn.execute(q, params).fetchone()
+    return row
+
+
+def val(conn, q, params=None):
+    return conn.execute(q, params).fetchone()[0]
+
+
+def check(name):
+    """Decorator: runs the check at once, prints its line, counts it."""
+    def run(fn):
+        global passed, failed
+        try:
+            fn()
+        except CheckFailed as e:
+            failed += 1
+            print(f"citus {name} ... FAILED: {e}", flush=True)
+        except Exception as e:  # an unexpected error is a failure too
+            failed += 1
+            print(f"citus {name} ... FAILED: {type(e).__name__}: {e}", flush=True)
+            traceback.print_exc(limit=3, file=sys.stdout)
+        else:
+            passed += 1
+            print(f"citus {name} ... ok", flush=True)
+        return fn
+    return run
+
+
+def poll(fn, what, timeout=30.0):
+    """Calls fn until it returns a true value (returned), at most timeout s."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        last = fn()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise CheckFailed(f"{what}: not reached after {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def result(conn, q, params=None):
+    """A provider_result as (ok, connection_id, error_code, error)."""
+    return one(conn, q, params)
+
+
+def statuses(conn, cid):
+    return val(conn, "SELECT status::text FROM provider_connections WHERE id = %s", (cid,))
+
+
+def read_log(node):
+    with open(os.path.join(DIR, NAMES[node] + ".log"), "rb") as f:
+        return f.read().decode("utf-8", "replace")
+
+
+C = connect()
+
+###########################################################################
+# The cluster and the extension
+###########################################################################
+
+
+@check("cluster: a coordinator and two active workers")
+def _():
+    n = val(C, "SELECT count(*) FROM citus_get_active_worker_nodes()")
+    expect(n == 2, f"{n} active workers")
+    g = val(C, "SELECT groupid FROM pg_dist_local_group")
+    expect(g == 0, f"coordinator in group {g}")
+    pre = val(C, "SHOW shared_preload_libraries")
+    expect(pre == "citus,provider_connections", f"shared_preload_libraries = {pre}")
+
+
+# Today's first limit: the 1.3--1.4 script keeps grants in a TEMPORARY table
+# (pc_feed_grants), and Citus runs the propagated CREATE EXTENSION on the
+# workers in a two-phase commit, which PostgreSQL refuses for a transaction
+# that touched a temporary object. The check goes red once it works: then
+# replace it and the workaround below by a plain CREATE EXTENSION.
+TEMP_REFUSAL = "cannot PREPARE a transaction that has operated on temporary objects"
+
+
+def extversions(node):
+    with connect(node) as c:
+        return dict(c.execute("SELECT extname, extversion FROM pg_extension").fetchall())
+
+
+@check("CREATE EXTENSION provider_connections CASCADE on the coordinator with workers is refused (the current limit)")
+def _():
+    try:
+        C.execute("CREATE EXTENSION provider_connections CASCADE")
+    except psycopg.Error as e:
+        expect(e.diag.message_primary == TEMP_REFUSAL,
+               f"refused with {e.sqlstate} {e.diag.message_primary!r}, recorded {TEMP_REFUSAL!r}")
+    else:
+        raise CheckFailed("CREATE EXTENSION propagated: the recorded limit no longer holds; update the suite")
+    for node in range(len(PORTS)):
+        v = extversions(node)
+        expect("provider_connections" not in v, f"{NAMES[node]} kept the extension: {v}")
+
+
+def install_locally(node):
+    """What works today: the extension made on one node alone."""
+    with connect(node) as c:
+        c.execute("SET citus.enable_ddl_propagation = off")
+        c.execute("CREATE EXTENSION provider_connections CASCADE")
+
+
+@check("installed on each worker first (citus.enable_ddl_propagation = off), CREATE EXTENSION on the coordinator propagates")
+def _():
+    for w in WORKERS:
+        install_locally(w)
+    C.execute("CREATE EXTENSION provider_connections CASCADE")
+    v, d = one(C, """SELECT e.extversion, a.default_version FROM pg_extension e
+                     JOIN pg_available_extensions a ON a.name = e.extname
+                     WHERE e.extname = 'provider_connections'""")
+    expect(v == d == "1.4", f"version {v}, default {d}")
+    # Citus now knows it as a distributed object, on every node.
+    for node in range(len(PORTS)):
+        with connect(node) as c:
+            n = val(c, """SELECT count(*) FROM pg_dist_object
+                          WHERE classid = 'pg_extension'::regclass
+                            AND objid = (SELECT oid FROM pg_extension WHERE extname = 'provider_connections')""")
+            expect(n == 1, f"{NAMES[node]}: the extension is not in pg_dist_object")
+
+
+@check("adding a node without the extension is refused (the same limit); with it installed first, it joins")
+def _():
+    last = len(PORTS) - 1
+    C.execute("SELECT citus_remove_node(%s, %s)", (DIR, PORTS[last]))
+    with connect(last) as c:
+        c.execute("SET citus.enable_ddl_propagation = off")
+        c.execute("DROP EXTENSION provider_connections")
+    try:
+        C.execute("SELECT citus_add_node(%s, %s)", (DIR, PORTS[last]))
+    except psycopg.Error as e:
+        expect(e.diag.message_primary == TEMP_REFUSAL,
+               f"refused with {e.sqlstate} {e.diag.message_primary!r}, recorded {TEMP_REFUSAL!r}")
+    else:
+        raise CheckFailed("citus_add_node made the extension there: the recorded limit no longer holds")
+    install_locally(last)
+    C.execute("SELECT citus_add_node(%s, %s)", (DIR, PORTS[last]))
+    n = val(C, "SELECT count(*) FROM citus_get_active_worker_nodes()")
+    expect(n == 2, f"{n} active workers")
+
+
+for w in WORKERS:
+    @check(f"the extension on {NAMES[w]}, at the coordinator's version")
+    def _(w=w):
+        with connect(w) as c:
+            rows = dict(c.execute("SELECT extname, extversion FROM pg_extension").fetchall())
+            expect(rows.get("provider_connections") == "1.4" and "pgcrypto" in rows,
+                   f"extensions there: {rows}")
+            n = val(c, "SELECT count(*) FROM pg_class WHERE relname = ANY(%s)", (OUR_TABLES,))
+            expect(n == len(OUR_TABLES), f"{n} of the {len(OUR_TABLES)} tables there")
+
+
+@check("the extension's tables are local on every node (not in Citus's metadata)")
+def _():
+    for node in range(len(PORTS)):
+        with connect(node) as c:
+            n = val(c, """SELECT count(*) FROM pg_dist_partition
+                          WHERE logicalrelid::regclass::text = ANY(%s)""", (OUR_TABLES,))
+            expect(n == 0, f"{NAMES[node]}: {n} of our tables in pg_dist_partition")
+    n = val(C, "SELECT count(*) FROM citus_tables")
+    expect(n == 0, f"citus_tables lists {n} tables")
+
+
+###########################################################################
+# Every function on the coordinator, Citus loaded
+###########################################################################
+
+ids = {}
+
+
+def audit_types(cid):
+    """The event types of the calls that touched cid (a new connection's
+    Attempted row has no connection id yet: its call_id ties it)."""
+    return [r[0] for r in C.execute(
+        """SELECT event_type FROM provider_audit_log WHERE call_id IN
+             (SELECT call_id FROM provider_audit_log WHERE connection_id = %s)
+           ORDER BY id""", (cid,)).fetchall()]
+
+
+@check("provider_connect")
+def _():
+    r = result(C, """SELECT * FROM provider_connect(%s, %s, 'schwab', %s,
+                       expires_at => now() + interval '1 hour', alias => 'Brokerage')""",
+               (U1, PROV, b'{"access_token":"one"}'))
+    expect(r[0] is True and r[1] is not None, f"result {r}")
+    ids["main"] = r[1]
+    expect(statuses(C, r[1]) == "active", f"status {statuses(C, r[1])}")
+    t = audit_types(r[1])
+    expect(t == ["ProviderConnectionAttempted", "ProviderConnectionSucceeded"], f"audit rows {t}")
+
+
+@check("provider_credentials")
+def _():
+    b = val(C, "SELECT provider_credentials(%s)", (ids["main"],))
+    expect(bytes(b) == b'{"access_token":"one"}', f"credentials {b!r}")
+
+
+@check("provider_refresh_tokens")
+def _():
+    r = result(C, "SELECT * FROM provider_refresh_tokens(%s, %s, now() + interval '2 hours')",
+               (ids["main"], b'{"access_token":"two"}'))
+    expect(r[0] is True, f"result {r}")
+    b = val(C, "SELECT provider_credentials(%s)", (ids["main"],))
+    expect(bytes(b) == b'{"access_token":"two"}', f"credentials after refresh {b!r}")
+
+
+@check("provider_record_sync")
+def _():
+    r = result(C, "SELECT * FROM provider_record_sync(%s)", (ids["main"],))
+    expect(r[0] is True, f"result {r}")
+    s = val(C, "SELECT last_sync_at IS NOT NULL FROM provider_connections WHERE id = %s",
+            (ids["main"],))
+    expect(s, "last_sync_at not set")
+
+
+@check("provider_begin_connect, then provider_connect with connection_id completes it")
+def _():
+    r = result(C, "SELECT * FROM provider_begin_connect(%s, %s, 'plaid', 'Bank')", (U1, PROV))
+    expect(r[0] is True and statuses(C, r[1]) == "pending", f"begin: {r}, {statuses(C, r[1])}")
+    cid = r[1]
+    r = result(C, "SELECT * FROM provider_connect(%s, %s, 'plaid', %s, connection_id => %s)",
+               (U1, PROV, b"tok", cid))
+    expect(r[0] is True and r[1] == cid, f"connect with connection_id: {r}")
+    expect(statuses(C, cid) == "active", f"status {statuses(C, cid)}")
+
+
+@check("provider_mark_failed")
+def _():
+    cid = result(C, "SELECT * FROM provider_begin_connect(%s, %s, 'plaid')", (U1, PROV))[1]
+    r = result(C, "SELECT * FROM provider_mark_failed(%s, 'oauth denied')", (cid,))
+    expect(r[0] is True and statuses(C, cid) == "failed", f"{r}, {statuses(C, cid)}")
+    r = result(C, "SELECT * FROM provider_mark_failed(%s)", (cid,))
+    expect(r[0] is False and r[2] == "invalid_transition", f"second mark: {r}")
+
+
+@check("provider_mark_expired")
+def _():
+    cid = result(C, "SELECT * FROM provider_connect(%s, %s, 'schwab', %s)", (U1, PROV, b"x"))[1]
+    r = result(C, "SELECT * FROM provider_mark_expired(%s)", (cid,))
+    expect(r[0] is True and statuses(C, cid) == "expired", f"{r}, {statuses(C, cid)}")
+
+
+@check("provider_mark_revoked, then provider_connect with connection_id re-authenticates")
+def _():
+    cid = result(C, "SELECT * FROM provider_connect(%s, %s, 'schwab', %s)", (U1, PROV, b"x"))[1]
+    r = result(C, "SELECT * FROM provider_mark_revoked(%s, 'invalid_grant')", (cid,))
+    expect(r[0] is True and statuses(C, cid) == "revoked", f"{r}, {statuses(C, cid)}")
+    r = result(C, "SELECT * FROM provider_connect(%s, %s, 'schwab', %s, connection_id => %s)",
+               (U1, PROV, b"y", cid))
+    expect(r[0] is True and statuses(C, cid) == "active", f"{r}, {statuses(C, cid)}")
+    t = audit_types(cid)
+    expect(t[-1] == "ProviderConnectionRecovered", f"audit rows {t}")
+
+
+@check("provider_disconnect (and another user's is refused)")
+def _():
+    cid = result(C, "SELECT * FROM provider_connect(%s, %s, 'schwab', %s)", (U2, PROV, b"z"))[1]
+    r = result(C, "SELECT * FROM provider_disconnect(%s, %s)", (U1, cid))
+    expect(r[0] is False and r[2] == "not_owned_by_user", f"other user's: {r}")
+    r = result(C, "SELECT * FROM provider_disconnect(%s, %s)", (U2, cid))
+    expect(r[0] is True and statuses(C, cid) == "disconnected", f"{r}, {statuses(C, cid)}")
+    n = val(C, "SELECT count(*) FROM provider_connections WHERE id = %s AND encrypted_credentials IS NULL",
+            (cid,))
+    expect(n == 1, "credentials kept after disconnect")
+
+
+@check("provider_claim_expiring")
+def _():
+    cid = result(C, """SELECT * FROM provider_connect(%s, %s, 'schwab', %s,
+                        expires_at => now() + interval '2 minutes')""", (U2, PROV, b"soon"))[1]
+    got = [r[0] for r in C.execute(
+        "SELECT connection_id FROM provider_claim_expiring('5 minutes', 10, '1 minute')").fetchall()]
+    expect(got == [cid], f"claimed {got}, expected [{cid}]")
+    again = C.execute("SELECT connection_id FROM provider_claim_expiring('5 minutes', 10, '1 minute')").fetchall()
+    expect(again == [], f"claimed again under its lease: {again}")
+    ids["claimed"] = cid
+
+
+@check("provider_expire_overdue")
+def _():
+    cid = ids["claimed"]
+    # Its credentials expired an hour ago (the guard allows the column).
+    C.execute("UPDATE provider_connections SET credentials_expires_at = now() - interval '1 hour' WHERE id = %s",
+              (cid,))
+    n = val(C, "SELECT provider_expire_overdue()")
+    expect(n == 1 and statuses(C, cid) == "expired", f"expired {n}, status {statuses(C, cid)}")
+
+
+@check("provider_connections_overview")
+def _():
+    rows = C.execute("""SELECT status::text, is_connected, needs_reauthentication, supports_refresh
+                        FROM provider_connections_overview WHERE user_id = %s ORDER BY created_at""",
+                     (U1,)).fetchall()
+    want = [("active", True, False, True), ("active", True, False, True),
+            ("failed", False, True, True), ("expired", False, True, True),
+            ("active", True, False, True)]
+    expect(rows == want, f"rows {rows}")
+    n = val(C, """SELECT count(*) FROM information_schema.columns
+                  WHERE table_name = 'provider_connections_overview' AND column_name = 'encrypted_credentials'""")
+    expect(n == 0, "the overview shows encrypted_credentials")
+
+
+###########################################################################
+# The feed and notifications on the coordinator
+###########################################################################
+
+@check("the coordinator's background worker numbers the feed")
+def _():
+    n = poll(lambda: val(C, """SELECT count(*) FROM pg_stat_activity
+                               WHERE backend_type = 'provider_connections worker'
+                                 AND datname = 'postgres'"""),
+             "a provider_connections worker for database postgres")
+    # No reader asks for a round here: only the worker numbers.
+    poll(lambda: val(C, """SELECT count(*) = 0 FROM provider_audit_log a WHERE NOT EXISTS
+                           (SELECT FROM provider_event_positions p WHERE p.audit_id = a.id)"""),
+         "every audit row numbered by the worker")
+
+
+@check("provider_feed_head advances by the events written; provider_events_since returns each once")
+def _():
+    head0 = val(C, "SELECT provider_feed_head()")
+    max0 = val(C, "SELECT coalesce(max(id), 0) FROM provider_audit_log")
+    for i in range(10):
+        u = U1 if i % 2 else U2
+        C.execute("SELECT * FROM provider_connect(%s, %s, 'schwab', %s)", (u, PROV, b"f%d" % i))
+    new = [r[0] for r in C.execute("SELECT id FROM provider_audit_log WHERE id > %s ORDER BY id",
+                                   (max0,)).fetchall()]
+    expect(len(new) == 20, f"{len(new)} new audit rows, expected 20")
+    head1 = val(C, "SELECT provider_feed_head()")
+    expect(head1 == head0 + 20, f"head {head0} -> {head1}")
+    got = C.execute("SELECT global_position, audit_id FROM provider_events_since(%s, 1000)",
+                    (head0,)).fetchall()
+    positions = [g for g, _ in got]
+    audits = [a for _, a in got]
+    expect(positions == sorted(set(positions)), f"positions not increasing/unique: {positions}")
+    expect(sorted(audits) == new and len(audits) == len(set(audits)),
+           f"audit ids {audits}, expected {new}")
+    expect(positions[-1] == head1, f"last position {positions[-1]}, head {head1}")
+
+
+def set_everywhere(settings):
+    """ALTER SYSTEM on every node, reload, wait until a new session sees it."""
+    for node in range(len(PORTS)):
+        with connect(node) as c:
+            for k, v in settings.items():
+                c.execute(f"ALTER SYSTEM SET {k} = '{v}'")
+            c.execute("SELECT pg_reload_conf()")
+        for k, v in settings.items():
+            def seen(node=node, k=k, v=v):
+                with connect(node) as c2:
+                    return c2.execute(f"SHOW {k}").fetchone()[0] == v
+            poll(seen, f"{NAMES[node]}: {k} = {v}")
+
+
+@check("notify = worker: a listener on the coordinator hears each event with its feed position")
+def _():
+    set_everywhere({"provider_connections.notify": "worker"})
+    with connect() as lc, connect() as caller:
+        lc.execute("LISTEN provider_events")
+        r = result(caller, "SELECT * FROM provider_connect(%s, %s, 'schwab', %s)", (U1, PROV, b"n"))
+        cid = r[1]
+        audit = dict(caller.execute(
+            """SELECT id, event_type FROM provider_audit_log WHERE call_id =
+                 (SELECT call_id FROM provider_audit_log WHERE connection_id = %s LIMIT 1)""",
+            (cid,)).fetchall())
+        expect(len(audit) == 2, f"audit rows of the call: {audit}")
+        heard = []
+        # psycopg 3.1 hands notifications to a handler as they are read,
+        # which the next statement does.
+        lc.add_notify_handler(lambda n: heard.append(json.loads(n.payload)))
+        deadline = time.monotonic() + 30
+        while len(heard) < len(audit) and time.monotonic() < deadline:
+            lc.execute("SELECT 1")
+            time.sleep(0.05)
+        expect(len(heard) == len(audit),
+               f"heard {len(heard)} notifications in 30 s, expected {len(audit)}: {heard}")
+        for p in heard:
+            expect(p["audit_id"] in audit and p["event_type"] == audit[p["audit_id"]], f"payload {p}")
+            pos = val(caller, "SELECT global_position FROM provider_event_positions WHERE audit_id = %s",
+                      (p["audit_id"],))
+            expect(p.get("global_position") == pos, f"payload position {p.get('global_position')}, feed {pos}")
+
+
+###########################################################################
+# Secrets in the logs
+###########################################################################
+
+def leaked(text, secret):
+    """The secret, or its hex (as a bytea parameter prints), in text."""
+    return secret in text or secret.encode().hex() in text.lower()
+
+
+@check("no plaintext credential in any node's log (connect and refresh with bind parameters)")
+def _():
+    canary = "SECRET-" + secrets.token_hex(16)
+    canary2 = "SECRET-" + secrets.token_hex(16)
+    with connect() as c:
+        r = result(c, "SELECT * FROM provider_connect(%s, %s, 'schwab', %s)",
+                   (U1, PROV, ('{"access_token":"%s"}' % canary).encode()))
+        expect(r[0] is True, f"connect {r}")
+        r = result(c, "SELECT * FROM provider_refresh_tokens(%s, %s)",
+                   (r[1], ('{"access_token":"%s"}' % canary2).encode()))
+        expect(r[0] is True, f"refresh {r}")
+        # A failing call logs its parameters on error unless told not to.
+        r = result(c, "SELECT * FROM provider_connect(%s, %s, %s, %s)",
+                   (U1, PROV, "x" * 60, ('{"access_token":"%s"}' % canary).encode()))
+        expect(r[0] is False, f"failing connect {r}")
+    for node in range(len(PORTS)):
+        log = read_log(node)
+        expect(not leaked(log, canary) and not leaked(log, canary2),
+               f"{NAMES[node]}'s log holds a credential")
+
+
+@check("the log check sees a leak: PostgreSQL's default log_parameter_max_length logs it")
+def _():
+    canary = "SECRET-" + secrets.token_hex(16)
+    with connect() as c:
+        c.execute("SET log_parameter_max_length = -1")
+        r = result(c, "SELECT * FROM provider_connect(%s, %s, 'schwab', %s)",
+                   (U1, PROV, ('{"access_token":"%s"}' % canary).encode()))
+        expect(r[0] is True, f"connect {r}")
+    expect(leaked(read_log(COORD), canary), "the coordinator's log does not show the parameter")
+
+
+###########################################################################
+# Key rotation and purge
+###########################################################################
+
+@check("key rotation on every node: provider_key_status, provider_rotate_credentials")
+def _():
+    sealed = val(C, "SELECT count(*) FROM provider_connections WHERE encrypted_credentials IS NOT NULL")
+    before = C.execute("SELECT role, credentials FROM provider_key_status() ORDER BY role").fetchall()
+    expect(before == [("current", sealed)], f"before: {before}, {sealed} sealed")
+    newkey = secrets.token_hex(32)
+    for node in range(len(PORTS)):
+        path = os.path.join(DIR, NAMES[node], "new.key")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.write(fd, (newkey + "\n").encode())
+        os.close(fd)
+    # The README's steps 1 and 2 at once: nothing seals in between here.
+    set_everywhere({"provider_connections.encryption_key_previous_file": "provider_connections.key",
+                    "provider_connections.encryption_key_file": "new.key"})
+    with connect() as c:
+        mid = c.execute("SELECT role, credentials FROM provider_key_status() ORDER BY role").fetchall()
+        expect(mid == [("current", 0), ("previous", sealed)], f"after the reload: {mid}")
+        rot = one(c, "SELECT rotated, remaining FROM provider_rotate_credentials(1000)")
+        expect(rot == (sealed, 0), f"rotate: {rot}, {sealed} sealed")
+        after = c.execute("SELECT role, credentials FROM provider_key_status() ORDER BY role").fetchall()
+        expect(after == [("current", sealed), ("previous", 0)], f"after: {after}")
+        b = val(c, "SELECT provider_credentials(%s)", (ids["main"],))
+        expect(bytes(b) == b'{"access_token":"two"}', f"credentials after rotation {b!r}")
+
+
+@check("provider_purge_events and the purge horizon")
+def _():
+    with connect() as c:
+        head = val(c, "SELECT provider_feed_head()")
+        numbered = val(c, "SELECT count(*) FROM provider_event_positions")
+        n = val(c, "SELECT provider_purge_events(now() + interval '1 day', %s)", (head,))
+        expect(n == numbered, f"purged {n}, {numbered} numbered")
+        try:
+            c.execute("SELECT * FROM provider_events_since(0, 10)")
+            raise CheckFailed("provider_events_since(0) behind the horizon did not fail")
+        except psycopg.Error as e:
+            expect(e.sqlstate == "72000", f"SQLSTATE {e.sqlstate}: {e}")
+        rest = [r[0] for r in c.execute(
+            "SELECT event_type FROM provider_events_since(0, 10, skip_purged => true)").fetchall()]
+        expect(rest == ["ProviderEventsPurged"], f"after the horizon: {rest}")
+        h2 = val(c, "SELECT provider_feed_head()")
+        expect(h2 == head + 1, f"head {head} -> {h2}")
+
+
+###########################################################################
+# Today's refusals and the create_distributed_function probe
+###########################################################################
+
+for table, message in KNOWN_REFUSALS.items():
+    # provider_event_positions has no user_id today.
+    col = "user_id" if table != "provider_event_positions" else "audit_id"
+
+    @check(f"create_distributed_table('{table}', '{col}') is refused (the current limit)")
+    def _(table=table, message=message, col=col):
+        try:
+            C.execute("SELECT create_distributed_table(%s, %s)", (table, col))
+        except psycopg.Error as e:
+            expect(e.diag.message_primary == message,
+                   f"refused with {e.sqlstate} {e.diag.message_primary!r}, recorded {message!r}")
+        else:
+            raise CheckFailed(f"{table} was distributed: the recorded limit no longer holds; update the suite")
+        n = val(C, "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = %s::regclass", (table,))
+        expect(n == 0, f"{table} in pg_dist_partition after the refusal")
+
+
+def probe_setup():
+    C.execute("""
+        CREATE SCHEMA citus_probe;
+        CREATE TABLE citus_probe.t (user_id uuid PRIMARY KEY);
+        SELECT create_distributed_table('citus_probe.t', 'user_id');
+        -- Returns the port of the node that ran it. PL/pgSQL, as our
+        -- functions are C: a SQL function would be inlined by the planner
+        -- before Citus looks for a function call, and never delegated.
+        CREATE FUNCTION citus_probe.where_am_i(connection_id uuid, user_id uuid DEFAULT NULL)
+            RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN current_setting('port')::int; END $$;
+    """)
+
+
+def port_of(user):
+    return val(C, """SELECT nodeport FROM citus_shards
+                     WHERE table_name = 'citus_probe.t'::regclass
+                       AND shardid = get_shard_id_for_distribution_column('citus_probe.t', %s)""",
+               (user,))
+
+
+@check("create_distributed_function accepts a defaulted argument as distribution_arg_name")
+def _():
+    probe_setup()
+    C.execute("""SELECT create_distributed_function('citus_probe.where_am_i(uuid, uuid)', 'user_id',
+                                                     colocate_with := 'citus_probe.t')""")
+    idx = val(C, """SELECT distribution_argument_index FROM pg_dist_object
+                    WHERE objid = 'citus_probe.where_am_i(uuid, uuid)'::regprocedure""")
+    expect(idx == 1, f"distribution_argument_index {idx}")
+
+
+@check("a call naming the defaulted argument runs on the node holding the user (literal and bind parameter)")
+def _():
+    ports = {port_of(u) for u in (U1, U2)}
+    for u in (U1, U2):
+        want = port_of(u)
+        expect(want in PORTS[1:], f"shard of {u} on port {want}")
+        got = val(C, f"SELECT citus_probe.where_am_i('{uuid.uuid4()}', user_id => '{u}')")
+        expect(got == want, f"literal: ran on {got}, shard on {want}")
+        # psycopg sends these as bind parameters (a custom plan each time).
+        for _i in range(7):
+            got = val(C, "SELECT citus_probe.where_am_i(%s, user_id => %s)", (uuid.uuid4(), u))
+            expect(got == want, f"bind parameter: ran on {got}, shard on {want}")
+    expect(len(ports) >= 1, "no shard placement")
+
+
+@check("inside BEGIN: delegated only with force_delegation")
+def _():
+    w = port_of(U1)
+    with connect() as c:
+        with c.transaction():
+            got = val(c, "SELECT citus_probe.where_am_i(%s, user_id => %s)", (uuid.uuid4(), U1))
+        expect(got == PORTS[COORD], f"without force_delegation, in BEGIN: ran on {got}")
+    C.execute("""SELECT create_distributed_function('citus_probe.where_am_i(uuid, uuid)', 'user_id',
+                                                     colocate_with := 'citus_probe.t', force_delegation := true)""")
+    with connect() as c:
+        with c.transaction():
+            got = val(c, "SELECT citus_probe.where_am_i(%s, user_id => %s)", (uuid.uuid4(), U1))
+        expect(got == w, f"with force_delegation, in BEGIN: ran on {got}, shard on {w}")
+
+
+@check("known Citus 13.2.2 bug: leaving the defaulted uuid distribution argument out crashes the backend")
+def _():
+    # The planner expands the default, a NULL constant, and Citus hashes it
+    # without looking at its null flag (FindShardInterval, uuid_hash on a
+    # NULL pointer): signal 11, and the postmaster restarts every backend
+    # of the node. A literal NULL does the same. Last for that reason. Goes
+    # red once Citus fixes it: update docs/citus.md then.
+    c = connect()
+    try:
+        c.execute(f"SELECT citus_probe.where_am_i('{uuid.uuid4()}')")
+    except psycopg.OperationalError:
+        pass
+    else:
+        raise CheckFailed("the call returned: the recorded crash no longer happens")
+    finally:
+        c.close()
+    poll(lambda: "terminated by signal 11: Segmentation fault" in read_log(COORD),
+         "the crash in the coordinator's log", timeout=10)
+
+    def back():
+        try:
+            with connect() as c2:
+                return val(c2, "SELECT 1") == 1
+        except psycopg.OperationalError:
+            return False
+    poll(back, "the coordinator accepting connections again", timeout=60)
+
+
+C.close()
+print(f"{passed} passed, {failed} failed", flush=True)
+sys.exit(1 if failed else 0)
