@@ -105,7 +105,8 @@ BEGIN
     FOR g IN SELECT * FROM @extschema@.pc_upgrade_kept_grants k WHERE k.function = old LOOP
         EXECUTE pg_catalog.format('GRANT %s ON FUNCTION %s TO %s%s',
                                   g.privilege_type, new,
-                                  CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(g.grantee::regrole::text) END,
+                                  -- regrole's text is already quoted where a name needs it
+                                  CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE g.grantee::pg_catalog.regrole::text END,
                                   CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
     END LOOP;
     UPDATE pg_catalog.pg_init_privs SET initprivs = fresh

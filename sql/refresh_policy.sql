@@ -131,6 +131,11 @@ SELECT :refresh_attempts AS attempts_after_refresh;
 SELECT ok FROM provider_record_refresh_failure(:'c1', :'t1', 'rate limited', '10 minutes');
 SELECT next_refresh_at - clock_timestamp() BETWEEN interval '9 minutes' AND interval '10 minutes' AS retry_after_10min
   FROM provider_connections WHERE id = :'c1';
+-- A retry_after beyond refresh_backoff_max (1 hour) is capped there: the
+-- connection is not parked for a century, neither claimed nor exhausted.
+SELECT ok FROM provider_record_refresh_failure(:'c1', NULL, 'rate limited', '100 years');
+SELECT next_refresh_at - clock_timestamp() BETWEEN interval '59 minutes' AND interval '1 hour' AS retry_after_capped
+  FROM provider_connections WHERE id = :'c1';
 SELECT ok, error_code, error FROM provider_record_refresh_failure(:'c1', NULL, 'x', '-1 second');
 SELECT ok, error_code, error FROM provider_record_refresh_failure(:'c1', NULL, NULL);
 SELECT ok, error_code, error FROM provider_record_refresh_failure(NULL, NULL, 'x');

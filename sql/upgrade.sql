@@ -127,6 +127,9 @@ DROP ROLE pc_upgrade_admin;
 CREATE EXTENSION provider_connections VERSION '1.3';
 CREATE ROLE pc_upgrade_mailer;
 GRANT EXECUTE ON FUNCTION provider_events_since(bigint, integer) TO pc_upgrade_mailer;
+-- A role whose name must be quoted keeps its grant too.
+CREATE ROLE "Pc Upgrade Reader";
+GRANT EXECUTE ON FUNCTION provider_events_since(bigint, integer) TO "Pc Upgrade Reader";
 -- A refresh worker's grants: the functions that gain lease_token, and the
 -- claim, whose result gains columns, are replaced the same way.
 CREATE ROLE pc_upgrade_worker;
@@ -145,6 +148,7 @@ SELECT f AS function,
                 "provider_mark_revoked(uuid, text, uuid)",
                 "provider_claim_expiring(interval, integer, interval)"}'::text[]) f;
 SELECT has_function_privilege('pc_upgrade_mailer', 'provider_events_since(bigint, integer, boolean)', 'EXECUTE') AS mailer_granted,
+       has_function_privilege('Pc Upgrade Reader', 'provider_events_since(bigint, integer, boolean)', 'EXECUTE') AS quoted_role_granted,
        has_function_privilege('public', 'provider_events_since(bigint, integer, boolean)', 'EXECUTE') AS public_granted,
        (SELECT initprivs::text FROM pg_init_privs
          WHERE objoid = 'provider_events_since(bigint, integer, boolean)'::regprocedure)
@@ -161,7 +165,18 @@ SELECT count(*) AS claimed FROM provider_claim_expiring('5 minutes', 10, '1 minu
 RESET ROLE;
 DROP EXTENSION provider_connections;
 DROP ROLE pc_upgrade_mailer;
+DROP ROLE "Pc Upgrade Reader";
 DROP ROLE pc_upgrade_worker;
+
+-- From 1.1, whose audit rows have no xid: rows this library wrote there
+-- are numbered by the first round after the update, like the older ones.
+CREATE EXTENSION provider_connections VERSION '1.1';
+SELECT ok FROM provider_connect('17171717-1717-1717-1717-171717171717',
+    'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'schwab', '\x01');
+ALTER EXTENSION provider_connections UPDATE;
+SELECT count(*) AS audit_rows, count(*) FILTER (WHERE xid IS NULL) AS without_xid FROM provider_audit_log;
+SELECT count(*) AS in_the_feed FROM provider_events_since(0);
+DROP EXTENSION provider_connections;
 
 \c contrib_regression
 DROP DATABASE pc_upgrade;

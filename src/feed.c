@@ -108,11 +108,12 @@ static PcStatement pc_round = {
 /*
  * The first round: every visible row without a position but the
  * assigner's own, which its snapshot shows although they are not committed
- * (a reader that wrote events earlier in its transaction).
+ * (a reader that wrote events earlier in its transaction). Rows without an
+ * xid (written into a 1.1 schema, before the feed) are numbered too.
  */
 static PcStatement pc_first_round = {
 	PC_ROUND_SQL("$1 IS NULL AND $2 IS NULL AND $4 IS NOT NULL"
-				 " AND a.xid OPERATOR(pg_catalog.<>) $3"),
+				 " AND (a.xid IS NULL OR a.xid OPERATOR(pg_catalog.<>) $3)"),
 	4, {XID8OID, XID8ARRAYOID, XID8OID, XID8OID}
 };
 

@@ -251,9 +251,12 @@ CountFailure(PcCall *call, void *arg)
 	attempt = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)) + 1;
 	exhausted = attempt >= pc_max_refresh_attempts();
 	if (a->retry_after != NULL)
+	{
 		next = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
 													   TimestampTzGetDatum(now),
 													   IntervalPGetDatum(a->retry_after)));
+		next = Min(next, pc_refresh_retry_limit(now));
+	}
 	else
 		next = pc_refresh_backoff_until(now, attempt);
 

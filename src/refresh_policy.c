@@ -68,6 +68,18 @@ pc_refresh_backoff_until(TimestampTz now, int attempt)
 	return now + delay;
 }
 
+/*
+ * The latest time a provider's retry_after may set, from now: the backoff's
+ * cap, refresh_backoff_max. A provider asking for longer (or a worker
+ * passing '100 years') would park the connection, neither claimed nor
+ * counted as exhausted, beyond what the settings allow.
+ */
+TimestampTz
+pc_refresh_retry_limit(TimestampTz now)
+{
+	return now + (int64) pc_refresh_backoff_max_ms * 1000;
+}
+
 /* SQL function: provider_refresh_settings() */
 PG_FUNCTION_INFO_V1(provider_refresh_settings);
 

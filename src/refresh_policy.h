@@ -14,5 +14,6 @@
 extern void pc_refresh_policy_init(void);
 extern int	pc_max_refresh_attempts(void);
 extern TimestampTz pc_refresh_backoff_until(TimestampTz now, int attempt);
+extern TimestampTz pc_refresh_retry_limit(TimestampTz now);
 
 #endif							/* PC_REFRESH_POLICY_H */

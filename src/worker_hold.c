@@ -16,13 +16,17 @@
 
 #include <signal.h>
 
+#include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "storage/condition_variable.h"
 #include "tcop/utility.h"
+#include "utils/acl.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "worker_internal.h"
@@ -60,6 +64,34 @@ StringOption(List *options, const char *name)
 }
 
 /*
+ * Whether the current role passes the ownership check the command makes
+ * of dboid: the owner (or a superuser); for CREATE DATABASE ... TEMPLATE,
+ * any role with CREATEDB when the template is marked as one.
+ */
+static bool
+MayHoldDatabase(Node *stmt, Oid dboid)
+{
+	if (IsA(stmt, CreatedbStmt))
+	{
+		HeapTuple	tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(dboid));
+		bool		is_template = false;
+
+		if (HeapTupleIsValid(tup))
+		{
+			is_template = ((Form_pg_database) GETSTRUCT(tup))->datistemplate;
+			ReleaseSysCache(tup);
+		}
+		if (is_template)
+			return true;
+	}
+#if PG_VERSION_NUM >= 160000
+	return object_ownercheck(DatabaseRelationId, dboid, GetUserId());
+#else
+	return pg_database_ownercheck(dboid, GetUserId());
+#endif
+}
+
+/*
  * The database a utility statement needs no other session in: DROP
  * DATABASE, ALTER DATABASE RENAME, ALTER DATABASE SET TABLESPACE, and the
  * template of CREATE DATABASE. InvalidOid for any other statement.
@@ -68,6 +100,7 @@ static Oid
 DatabaseToHold(Node *stmt, bool *dropping)
 {
 	const char *name = NULL;
+	Oid			dboid;
 
 	*dropping = false;
 	switch (nodeTag(stmt))
@@ -90,7 +123,18 @@ DatabaseToHold(Node *stmt, bool *dropping)
 		default:
 			break;
 	}
-	return name != NULL ? get_database_oid(name, true) : InvalidOid;
+	if (name == NULL)
+		return InvalidOid;
+	dboid = get_database_oid(name, true);
+	/*
+	 * Only for a caller the command itself will let through: a role that
+	 * does not own the database (nor may copy it as a template) would fail
+	 * with "must be owner" after our worker had been stopped, so any role
+	 * could otherwise stop any database's worker by repeating the command.
+	 */
+	if (OidIsValid(dboid) && !MayHoldDatabase(stmt, dboid))
+		return InvalidOid;
+	return dboid;
 }
 
 /*

@@ -271,6 +271,16 @@ call('pcw_gone');
 if (expect('a worker in pcw_gone before DROP DATABASE', 'postgres', has_worker('pcw_gone')))
 {
 	my $gone_pid = worker_pid('pcw_gone');
+	# A role that does not own the database is refused by DROP DATABASE
+	# and ALTER DATABASE, and does not get the worker stopped on the way.
+	$node->safe_psql('postgres', 'CREATE ROLE pcw_stranger LOGIN CREATEDB');
+	my ($sret, $sout, $serr) = $node->psql('postgres',
+		'DROP DATABASE pcw_gone', extra_params => [ '-U', 'pcw_stranger' ]);
+	my ($rret, $rout, $rerr) = $node->psql('postgres',
+		'ALTER DATABASE pcw_gone RENAME TO pcw_stolen', extra_params => [ '-U', 'pcw_stranger' ]);
+	like("$serr\n$rerr", qr/must be owner of database pcw_gone.*\n.*must be owner of database pcw_gone/s,
+		'a role that does not own the database is refused');
+	is(worker_pid('pcw_gone'), $gone_pid, 'and the worker there was not stopped for it');
 	my $offset = log_size($node);
 	my $start = time;
 	my ($ret, $out, $err) = $node->psql('postgres', 'DROP DATABASE pcw_gone');
