@@ -100,6 +100,19 @@ COMMIT;
 SELECT provider_feed_head() - :head_before_purging_all AS head_moved_by_the_purge_event;
 SELECT event_type FROM provider_events_since(:head_before_purging_all, 1000);
 SELECT count(*) FROM provider_events_since(:head_before_purging_all - 1, 1000);
+-- A purge removes a prefix of the feed: an event written long ago but
+-- numbered after younger ones (here: stamped in 2000 by the test clock,
+-- committed last) is not removed ahead of them, so the horizon never
+-- passes events that are still there.
+SELECT provider_feed_head() AS head_before_old_event \gset
+SELECT ok FROM provider_connect('60606060-6060-6060-6060-606060606060', 'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'young', '\x01');
+SET provider_connections.test_clock = '2000-01-01 00:00:00+00';
+SELECT ok FROM provider_connect('60606060-6060-6060-6060-606060606060', 'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', 'old', '\x01');
+RESET provider_connections.test_clock;
+SELECT provider_feed_head() - :head_before_old_event AS numbered;
+SELECT provider_purge_events('2001-01-01', 9223372036854775807) AS purged_ahead_of_younger;
+SELECT purged_up_to = :head_before_purging_all AS horizon_unchanged FROM provider_feed_horizon;
+SELECT count(*) AS still_readable FROM provider_events_since(:head_before_purging_all, 1000);
 -- Everywhere else the log stays append-only.
 DELETE FROM provider_audit_log;
 DELETE FROM provider_event_positions;

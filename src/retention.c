@@ -45,17 +45,26 @@
 static bool pc_purging = false;
 
 /*
- * One batch: the oldest positions at or below $2 whose audit row is older
- * than $1, at most $3, and their audit rows. Returns how many audit rows
- * went and the highest position removed (NULL: none).
+ * One batch: the oldest positions at or below $2, at most $3, up to the
+ * first whose audit row is not older than $1, and their audit rows.
+ * Returns how many audit rows went and the highest position removed (NULL:
+ * none). Stopping at the first younger event keeps what a purge removes a
+ * prefix of the feed: positions follow commit order, occurred_at the time
+ * of writing, so an old event of a long transaction can sit after younger
+ * ones, and removing it alone would put the horizon above events that are
+ * still there (a consumer skipping to it would miss them).
  */
 static PcStatement pc_purge_batch = {
-	"WITH victims AS ("
-	"  SELECT p.global_position, p.audit_id FROM %1$s.provider_event_positions p"
+	"WITH firsts AS ("
+	"  SELECT p.global_position, p.audit_id, a.occurred_at OPERATOR(pg_catalog.<) $1 AS old"
+	"   FROM %1$s.provider_event_positions p"
 	"   JOIN %1$s.provider_audit_log a ON a.id OPERATOR(pg_catalog.=) p.audit_id"
 	"  WHERE p.global_position OPERATOR(pg_catalog.<=) $2"
-	"    AND a.occurred_at OPERATOR(pg_catalog.<) $1"
 	"  ORDER BY p.global_position LIMIT $3),"
+	" cut AS (SELECT pg_catalog.min(y.global_position) AS at FROM firsts y WHERE NOT y.old),"
+	" victims AS ("
+	"  SELECT f.global_position, f.audit_id FROM firsts f, cut"
+	"   WHERE cut.at IS NULL OR f.global_position OPERATOR(pg_catalog.<) cut.at),"
 	" gone AS ("
 	"  DELETE FROM %1$s.provider_event_positions p USING victims v"
 	"   WHERE p.global_position OPERATOR(pg_catalog.=) v.global_position"
@@ -111,8 +120,10 @@ PG_FUNCTION_INFO_V1(provider_purge_events);
 
 /*
  * Remove the audit rows that occurred before `before` and whose feed
- * position is at most up_to_position, with their positions, in batches of
- * PC_PURGE_BATCH; record the purge as an event. Returns how many audit rows
+ * position is at most up_to_position, with their positions, in feed order
+ * up to the first event that is not older than `before` (a prefix of the
+ * feed, see pc_purge_batch), in batches of PC_PURGE_BATCH; record the purge
+ * as an event. Returns how many audit rows
  * went. NULL arguments and a negative position are errors: a retention job
  * that lost its parameters must not guess.
  */
