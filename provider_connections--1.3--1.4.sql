@@ -19,11 +19,17 @@ DROP TRIGGER provider_connections_guard ON @extschema@.provider_connections;
 CREATE TRIGGER provider_connections_guard
     BEFORE INSERT OR UPDATE OR DELETE ON @extschema@.provider_connections
     FOR EACH ROW EXECUTE FUNCTION @extschema@.provider_connections_guard();
+-- Recorded once the row is gone: a later BEFORE trigger may still keep it.
+CREATE TRIGGER provider_connections_deleted
+    AFTER DELETE ON @extschema@.provider_connections
+    FOR EACH ROW EXECUTE FUNCTION @extschema@.provider_connections_guard();
 CREATE TRIGGER provider_connections_no_truncate
     BEFORE TRUNCATE ON @extschema@.provider_connections
     FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.provider_connections_guard();
 ALTER TABLE @extschema@.provider_connections
     ENABLE ALWAYS TRIGGER provider_connections_guard;
+ALTER TABLE @extschema@.provider_connections
+    ENABLE ALWAYS TRIGGER provider_connections_deleted;
 ALTER TABLE @extschema@.provider_connections
     ENABLE ALWAYS TRIGGER provider_connections_no_truncate;
 COMMENT ON FUNCTION @extschema@.provider_connections_guard() IS

@@ -143,6 +143,17 @@ SELECT event_type, action, connection_id = :'doomed' AS this_connection, provide
   FROM provider_audit_log WHERE id > :mark ORDER BY id;
 TRUNCATE provider_connections;
 SELECT count(*) > 0 AS connections_kept FROM provider_connections;
+-- A DELETE that a trigger of the owner's cancels leaves no event.
+SELECT connection_id AS kept FROM provider_connect(:u, :p, 'kept', '\x01') \gset
+CREATE FUNCTION keep_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+CREATE TRIGGER zz_keep_row BEFORE DELETE ON provider_connections
+    FOR EACH ROW EXECUTE FUNCTION keep_row();
+SELECT coalesce(max(id), 0) AS mark FROM provider_audit_log \gset
+DELETE FROM provider_connections WHERE id = :'kept';
+SELECT count(*) AS still_there FROM provider_connections WHERE id = :'kept';
+SELECT count(*) AS events_for_a_kept_row FROM provider_audit_log WHERE id > :mark;
+DROP TRIGGER zz_keep_row ON provider_connections;
+DROP FUNCTION keep_row();
 
 -- The guard refuses bytes without our seal header: none, a headerless
 -- value longer than the header, another format version.

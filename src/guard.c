@@ -248,22 +248,29 @@ CheckSealed(Relation rel, HeapTuple oldtup, HeapTuple newtup, int creds_att)
 
 /*
  * The guard's DELETE: a connection may be deleted (an application erasing
- * a user's data), but never silently. Refused on a subscriber, as every
- * write there is, but the apply worker's and an operator's repair.
+ * a user's data), but never silently. Before the row goes (BEFORE): refused
+ * on a subscriber, as every write there is, but the apply worker's and an
+ * operator's repair. Once it went (AFTER, the provider_connections_deleted
+ * trigger): recorded, so that a later BEFORE trigger of the owner's that
+ * cancels the DELETE leaves no event for a row that is still there.
  */
 static Datum
-GuardDelete(Relation rel, HeapTuple oldtup)
+GuardDelete(Relation rel, HeapTuple oldtup, bool after)
 {
 	bool		isnull;
 	Datum		status;
 
-	if (SessionReplicationRole != SESSION_REPLICATION_ROLE_REPLICA)
-		pc_refuse_on_subscriber_in(RelationGetNamespace(rel),
-								   "DELETE from provider_connections");
+	if (!after)
+	{
+		if (SessionReplicationRole != SESSION_REPLICATION_ROLE_REPLICA)
+			pc_refuse_on_subscriber_in(RelationGetNamespace(rel),
+									   "DELETE from provider_connections");
+		return PointerGetDatum(oldtup);
+	}
 	status = heap_getattr(oldtup, AttnumOf(rel, "status"), RelationGetDescr(rel), &isnull);
 	if (!isnull && !WriteIsReplicas(rel))
 		RecordDeletion(rel, oldtup, pc_status_from_enum(status));
-	return PointerGetDatum(oldtup);
+	return PointerGetDatum(NULL);
 }
 
 /* SQL trigger function: provider_connections_guard() */
@@ -273,7 +280,8 @@ PG_FUNCTION_INFO_V1(provider_connections_guard);
  * BEFORE INSERT OR UPDATE OR DELETE row trigger on provider_connections:
  * rejects any write that breaks the state machine or its invariants, and
  * records the direct writes our functions did not make (1.4 schemas also
- * fire it on DELETE). SQLSTATE 55000
+ * fire it on DELETE, and AFTER DELETE to record a deletion, and BEFORE
+ * TRUNCATE to refuse it). SQLSTATE 55000
  * (object_not_in_prerequisite_state) for a refused status change, 23514
  * (check_violation) for a broken credentials invariant.
  */
@@ -291,12 +299,13 @@ provider_connections_guard(PG_FUNCTION_ARGS)
 	PcStatus	to;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
-		!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
 		(TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ==
-		 TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event)))
+		 TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event)) ||
+		(!TRIGGER_FIRED_BEFORE(trigdata->tg_event) &&
+		 !(TRIGGER_FIRED_AFTER(trigdata->tg_event) && TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("provider_connections_guard must run BEFORE INSERT OR UPDATE OR DELETE FOR EACH ROW, or BEFORE TRUNCATE")));
+				 errmsg("provider_connections_guard must run BEFORE INSERT OR UPDATE OR DELETE or AFTER DELETE FOR EACH ROW, or BEFORE TRUNCATE")));
 
 	rel = trigdata->tg_relation;
 	desc = RelationGetDescr(rel);
@@ -311,7 +320,7 @@ provider_connections_guard(PG_FUNCTION_ARGS)
 		return PointerGetDatum(NULL);
 	}
 	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
-		return GuardDelete(rel, trigdata->tg_trigtuple);
+		return GuardDelete(rel, trigdata->tg_trigtuple, TRIGGER_FIRED_AFTER(trigdata->tg_event));
 	newtup = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
 		trigdata->tg_newtuple : trigdata->tg_trigtuple;
 	/* A subscriber's rows are the publisher's. */
