@@ -700,3 +700,15 @@ REVOKE ALL ON FUNCTION @extschema@.provider_stats(interval, interval) FROM PUBLI
 GRANT EXECUTE ON FUNCTION @extschema@.provider_stats(interval, interval) TO pg_monitor;
 COMMENT ON FUNCTION @extschema@.provider_stats(interval, interval) IS
     'one row for monitoring: connections per status, expiring within expiring_within (default: provider_connections.expiring_soon), overdue, leased, in refresh backoff, refresh exhausted, pending older than abandoned_after; audit rows (estimated), feed head, events not numbered yet and the oldest one''s age; this database''s worker; notification queue usage';
+
+/*
+ * Where the worker's notifications have got to, kept with each round that
+ * moves it: a worker that starts afresh (after a server restart, say) goes
+ * on from there, so the events a reader numbered while no worker ran are
+ * still notified, once. NULL until the first round sets it to the head it
+ * found (on a restore too: provider_feed_state is not dumped, and restored
+ * events are not notified again).
+ */
+ALTER TABLE @extschema@.provider_feed_state ADD COLUMN notified_upto bigint;
+COMMENT ON COLUMN @extschema@.provider_feed_state.notified_upto IS
+    'the feed position up to which the worker has gone through the events to notify; NULL before the first round';

@@ -117,6 +117,25 @@ static PcStatement pc_first_round = {
 	4, {XID8OID, XID8ARRAYOID, XID8OID, XID8OID}
 };
 
+/*
+ * Where the worker's notifications have got to (1.4 schemas), kept in the
+ * state row with each round that moves it, so that a worker starting
+ * afresh (a server restart, a slot taken anew) goes on from there: the
+ * events a reader numbered while no worker ran are still notified, once.
+ * NULL until a round first sets it to the head as that round found it.
+ */
+static PcStatement pc_get_notified = {
+	"SELECT notified_upto FROM %1$s.provider_feed_state",
+	0, {InvalidOid}
+};
+
+static PcStatement pc_set_notified = {
+	"UPDATE %1$s.provider_feed_state SET notified_upto = $1",
+	1, {INT8OID}
+};
+
+static void StoreNotifiedUpto(int64 upto);
+
 /* The newest position, where a new worker's notifications start. */
 static PcStatement pc_feed_head = {
 	"SELECT COALESCE(pg_catalog.max(global_position), 0)"
@@ -315,6 +334,44 @@ FeedHead(void)
 }
 
 /*
+ * Where notifications stand in the locked state row (1.4 schemas): the
+ * stored position, or, the first time, the head as it is now, which is
+ * stored (every event numbered from now on is to be notified). Returns -1
+ * on older schemas, where the worker starts from the head.
+ */
+static int64
+StoredNotifiedUpto(void)
+{
+	bool		isnull;
+	Datum		value;
+	int64		upto;
+
+	if (pc_schema_level() < PC_SCHEMA_1_4)
+		return -1;
+	if (SPI_execute_plan(pc_statement_plan(&pc_get_notified), NULL, NULL, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "could not read provider_feed_state");
+	value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull)
+		return DatumGetInt64(value);
+	upto = FeedHead();
+	StoreNotifiedUpto(upto);
+	return upto;
+}
+
+/* Keep where the worker's notifications have got to (1.4 schemas). */
+static void
+StoreNotifiedUpto(int64 upto)
+{
+	Datum		arg = Int64GetDatum(upto);
+
+	if (pc_schema_level() < PC_SCHEMA_1_4)
+		return;
+	if (SPI_execute_plan(pc_statement_plan(&pc_set_notified), &arg, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update provider_feed_state");
+}
+
+/*
  * One round of assignment in schema nsp (see the file header). wait: block
  * on a round in progress elsewhere rather than skip it. notified_upto: when
  * not NULL (the worker), also go through the numbered events after it and
@@ -336,6 +393,7 @@ AssignRound(Oid nsp, bool wait, int64 *notified_upto)
 	HeapTuple	state;
 	TupleDesc	desc;
 	int			rc;
+	int64		stored;
 	PcFeedSource source;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -374,8 +432,14 @@ AssignRound(Oid nsp, bool wait, int64 *notified_upto)
 		nulls[1] = isnull ? 'n' : ' ';
 		args[2] = FullTransactionIdGetDatum(GetTopFullTransactionId());
 
+		/*
+		 * Every round (a reader's too) makes sure notifications have a
+		 * starting point before it numbers anything; a worker without one
+		 * of its own in memory takes the stored one.
+		 */
+		stored = StoredNotifiedUpto();
 		if (notified_upto != NULL && *notified_upto < 0)
-			*notified_upto = FeedHead();
+			*notified_upto = stored >= 0 ? stored : FeedHead();
 		args[3] = FullTransactionIdGetDatum(ReadNextFullTransactionId());
 		if (nulls[0] == 'n')
 			rc = SPI_execute_plan(pc_statement_plan(&pc_first_round), args, nulls, false, 0);
@@ -394,7 +458,11 @@ AssignRound(Oid nsp, bool wait, int64 *notified_upto)
 		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)))
 			SetLatch(MyLatch);
 		if (notified_upto != NULL)
+		{
 			notified = NotifyNumbered(notified_upto, false);
+			if (*notified_upto != stored)
+				StoreNotifiedUpto(*notified_upto);
+		}
 	}
 	SPI_finish();
 	return Max(numbered, notified);

@@ -434,5 +434,32 @@ else
 	$locker->quit;
 }
 
+# ---- events a reader numbered while no worker ran ----
+
+# With the launcher stopped no worker can start: callers leave their
+# notifications to the worker all the same (worker mode), and a reader
+# numbers their events itself. The worker that starts afterwards, with no
+# memory of its own, goes on from where the feed's state row says
+# notifications stand, and sends them, once each.
+set_config('provider_connections.notify', 'worker');
+our $stopped_launcher = $node->safe_psql('postgres',
+	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'provider_connections launcher'");
+END { kill('CONT', $stopped_launcher) if $stopped_launcher; }
+ok(kill('STOP', $stopped_launcher), "launcher $stopped_launcher stopped");
+fresh_db($node, 'pcw_late');
+call('pcw_late') for 1 .. 3;
+$node->safe_psql('pcw_late', 'SELECT count(*) FROM provider_events_since(0, 0)');
+sql_ok($node, 'pcw_late', 'a reader numbered the 6 events, no worker running',
+	"SELECT (SELECT count(*) FROM provider_event_positions) = 6
+	    AND NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_type = '$worker_type' AND datname = 'pcw_late')");
+{
+	my $l = listen_start('pcw_late');
+	kill('CONT', $stopped_launcher);
+	expect('a worker comes to pcw_late once the launcher runs again', 'postgres', has_worker('pcw_late'));
+	expect_received('the worker notifies the events a reader numbered before it started, once each, in feed order',
+		$l, 0);
+	$l->{psql}->quit;
+}
+
 $node->stop;
 done_testing();
