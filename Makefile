@@ -27,3 +27,23 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-f
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXN distribution. The version is default_version in the control file and
+# nowhere else: META.json is generated from META.json.in with it, as a
+# semantic version ('1.4' gives 1.4.0), and "make dist" packs the committed
+# tree (git archive HEAD) with that META.json into
+# $(DISTDIR)/provider_connections-<version>.zip. scripts/meta_check.py checks
+# both.
+EXTVERSION := $(shell sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" $(EXTENSION).control)
+DISTVERSION := $(shell echo '$(EXTVERSION)' | awk -F. '{ v = $$0; for (i = NF; i < 3; i++) v = v ".0"; print v }')
+DISTDIR ?= .
+DISTNAME = $(EXTENSION)-$(DISTVERSION)
+
+META.json: META.json.in $(EXTENSION).control
+	sed 's/@DISTVERSION@/$(DISTVERSION)/g' $< >$@
+
+# Not a file target: HEAD moves without touching any file make sees.
+.PHONY: dist
+dist: META.json
+	git archive --format zip --prefix '$(DISTNAME)/' --add-file META.json -o '$(DISTDIR)/$(DISTNAME).zip' HEAD
+	@echo '$(DISTDIR)/$(DISTNAME).zip'

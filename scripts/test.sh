@@ -14,7 +14,7 @@
 # log tails.
 #
 # Counted: each pg_regress or isolation test, each run of the import-cycle
-# check and each TAP test file (a file passes when all its assertions do;
+# check and of the PGXN check (scripts/meta_check.py) and each TAP test file (a file passes when all its assertions do;
 # prove prints them), and each check of the Citus suite.
 #
 # Copyright (c) 2026, provider_connections developers.
@@ -54,6 +54,20 @@ rm -f "$out"
 for mode in "" --self-test; do
 	name="include_cycles${mode:+ $mode}"
 	if python3 "$TOP/scripts/include_cycles.py" $mode; then
+		echo "script $name ... ok"
+		passed=$((passed + 1))
+	else
+		echo "script $name ... FAILED"
+		failed=$((failed + 1))
+	fi
+done
+
+# The PGXN distribution: META.json against the Meta Spec, its versions
+# against the control file, and the zip "make dist" makes; and the check
+# itself goes red on planted errors.
+for mode in "" --self-test; do
+	name="meta_check${mode:+ $mode}"
+	if PG_CONFIG="$PG_BIN/pg_config" python3 "$TOP/scripts/meta_check.py" $mode; then
 		echo "script $name ... ok"
 		passed=$((passed + 1))
 	else
