@@ -37,7 +37,7 @@
 #   MEMORY_CONTEXT_TOLERANCE_KB  (default 1024)
 #   MEMORY_RSS_TOLERANCE_KB      (default 2048)
 #   BENCH_NO_BUILD=1             use the installed build instead of building this tree
-#   PGPORT                       the throwaway cluster's port (default 54343)
+#   PGPORT                       the throwaway cluster's port (default: random, 49152-65151)
 # Exits non-zero if memory grows beyond a tolerance or a phase fails.
 # Logs: bench/results/memory/.
 #
@@ -53,7 +53,7 @@ WSEED=${MEMORY_WORKER_SEED:-10000}
 PHASES=${MEMORY_PHASES:-"backend worker"}
 CTX_TOL=${MEMORY_CONTEXT_TOLERANCE_KB:-1024}
 RSS_TOL=${MEMORY_RSS_TOLERANCE_KB:-2048}
-export PGPORT=${PGPORT:-54343}
+export PGPORT=${PGPORT:-$((49152 + RANDOM % 16000))}
 STEP=$((CALLS / 40))	# loop iterations (4 calls each) per tenth
 [ "$STEP" -ge 1 ] || { log "MEMORY_CALLS must be at least 40"; exit 2; }
 [ "$WSECS" -ge 10 ] || { log "MEMORY_WORKER_SECONDS must be at least 10"; exit 2; }
@@ -71,6 +71,8 @@ fi
 if [ "${BENCH_NO_BUILD:-0}" = 1 ]; then
 	log "BENCH_NO_BUILD=1: using the installed provider_connections"
 else
+	# Into a private copy of PostgreSQL (common.sh), unless PG_BIN names one.
+	private_pg
 	build_install
 fi
 start_cluster
@@ -79,6 +81,7 @@ cleanup() {
 	if [ -n "$PGBENCH_PID" ]; then kill "$PGBENCH_PID" 2>/dev/null || true; fi
 	if [ -n "$LISTENER_PID" ]; then kill "$LISTENER_PID" 2>/dev/null || true; fi
 	stop_cluster
+	private_pg_cleanup
 }
 trap cleanup EXIT
 

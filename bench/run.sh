@@ -26,7 +26,7 @@
 #   BENCH_NO_BUILD=1  use the installed build instead of building this tree
 #   BENCH_PG_BIN    another PostgreSQL installation's bin directory (default
 #                   common.sh's PG_BIN, /usr/lib/postgresql/15/bin)
-#   PGPORT          the throwaway cluster's port (default 54341)
+#   PGPORT          the throwaway cluster's port (default: random, 49152-65151)
 #   BENCH_SMOKE=1   a short check for CI: seed 1000, 1 s runs, 1 and 2
 #                   clients, synchronous_commit off; prints the tables but
 #                   leaves README.md alone; exits non-zero if a pgbench run
@@ -40,6 +40,7 @@ set -euo pipefail
 BENCH=$(cd "$(dirname "$0")" && pwd)
 . "$BENCH/../scripts/common.sh"
 PG_BIN=${BENCH_PG_BIN:-$PG_BIN}
+[ -z "${BENCH_PG_BIN:-}" ] || PC_PG_BIN_GIVEN=1
 
 # The command that reproduces this run, from the settings given to it.
 REPRO=""
@@ -59,7 +60,7 @@ else
 fi
 WORKLOADS=${BENCH_WORKLOADS:-"connect refresh reconnect mix"}
 ROUNDS=${BENCH_ROUNDS:-1}
-export PGPORT=${PGPORT:-54341}
+export PGPORT=${PGPORT:-$((49152 + RANDOM % 16000))}
 NPROC=$(nproc)
 LOAD_AT_START=$(cut -d' ' -f1 /proc/loadavg)	# other work on a shared machine
 
@@ -80,6 +81,8 @@ fi
 if [ "${BENCH_NO_BUILD:-0}" = 1 ]; then
 	log "BENCH_NO_BUILD=1: using the installed provider_connections"
 else
+	# Into a private copy of PostgreSQL (common.sh), unless PG_BIN names one.
+	private_pg
 	build_install
 fi
 LISTENER=$OUT/listener
@@ -92,6 +95,7 @@ LISTENER_PID=
 cleanup() {
 	if [ -n "$LISTENER_PID" ]; then kill "$LISTENER_PID" 2>/dev/null || true; fi
 	stop_cluster
+	private_pg_cleanup
 }
 trap cleanup EXIT
 

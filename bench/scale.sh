@@ -89,7 +89,7 @@
 #   SCALE_BULK_XID      native or null: the xid of the added audit rows (default native)
 #   SCALE_MAX_RATIO     the target's ratio (default 1.2)
 #   BENCH_NO_BUILD=1    use the installed build instead of building this tree
-#   PGPORT              the throwaway cluster's port (default 54342)
+#   PGPORT              the throwaway cluster's port (default: random, 49152-65151)
 # Exits non-zero if a target is missed or a run fails. Logs: bench/results/scale/.
 #
 # Copyright (c) 2026, provider_connections developers.
@@ -110,7 +110,7 @@ CHUNK=${SCALE_CHUNK:-1000000}
 BULK_XID=${SCALE_BULK_XID:-native}
 case $BULK_XID in native | null) ;; *) log "SCALE_BULK_XID must be native or null"; exit 2 ;; esac
 MAX_RATIO=${SCALE_MAX_RATIO:-1.2}
-export PGPORT=${PGPORT:-54342}
+export PGPORT=${PGPORT:-$((49152 + RANDOM % 16000))}
 if [ "$CONNS" -le "$SMALL" ] || [ "$AUDIT" -lt $((2 * SMALL)) ]; then
 	log "SCALE_CONNECTIONS must exceed SCALE_SMALL ($SMALL), SCALE_AUDIT_ROWS be at least $((2 * SMALL))"
 	exit 2
@@ -129,6 +129,8 @@ install_deps
 if [ "${BENCH_NO_BUILD:-0}" = 1 ]; then
 	log "BENCH_NO_BUILD=1: using the installed provider_connections"
 else
+	# Into a private copy of PostgreSQL (common.sh), unless PG_BIN names one.
+	private_pg
 	build_install
 fi
 start_cluster

@@ -7,6 +7,9 @@
 # Released under the PostgreSQL License (see LICENSE).
 
 PG_MAJOR=${PG_MAJOR:-15}
+# PG_BIN given by the caller: the installation to build against and install
+# into, as given. Not given: Debian's, which private_pg replaces by a copy.
+PC_PG_BIN_GIVEN=${PG_BIN:+1}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/$PG_MAJOR/bin}
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -42,6 +45,38 @@ install_deps() {
 	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 }
 
+# private_pg: unless the caller gave PG_BIN, copies Debian's PostgreSQL
+# (/usr/lib/postgresql/NN, /usr/share/postgresql/NN and the server headers in
+# /usr/include/postgresql, about 60 MB) into a fresh directory
+# ${TMPDIR:-/tmp}/provider_connections.pg.XXXXXX and points PG_BIN at the
+# copy (not exported: pass it to a script that should use the copy), so that build_install installs
+# there and never replaces a library the system's servers may have loaded.
+# PostgreSQL finds its files relative to its binaries, so the copy works
+# where it lies. Call it after install_deps: what that installs (pgcrypto,
+# pg_cron, wal2json) is copied with the rest. private_pg_cleanup removes the
+# copy, unless KEEP_CLUSTER is set.
+private_pg() {
+	[ -z "${PC_PG_BIN_GIVEN:-}" ] || return 0
+	PC_PG_PREFIX=$(mktemp -d "${TMPDIR:-/tmp}/provider_connections.pg.XXXXXX")
+	chmod 755 "$PC_PG_PREFIX"
+	log "copying PostgreSQL $PG_MAJOR into $PC_PG_PREFIX (removed at exit); the system's stays untouched"
+	mkdir -p "$PC_PG_PREFIX/usr/lib/postgresql" "$PC_PG_PREFIX/usr/share/postgresql" "$PC_PG_PREFIX/usr/include"
+	cp -a "/usr/lib/postgresql/$PG_MAJOR" "$PC_PG_PREFIX/usr/lib/postgresql/"
+	cp -a "/usr/share/postgresql/$PG_MAJOR" "$PC_PG_PREFIX/usr/share/postgresql/"
+	cp -a /usr/include/postgresql "$PC_PG_PREFIX/usr/include/"
+	PG_BIN=$PC_PG_PREFIX/usr/lib/postgresql/$PG_MAJOR/bin
+}
+
+private_pg_cleanup() {
+	[ -n "${PC_PG_PREFIX:-}" ] || return 0
+	if [ -n "${KEEP_CLUSTER:-}" ]; then
+		log "private PostgreSQL kept in $PC_PG_PREFIX"
+	else
+		rm -rf "$PC_PG_PREFIX"
+	fi
+	PC_PG_PREFIX=
+}
+
 build_install() {
 	log "building provider_connections"
 	make -C "$TOP" -s clean >/dev/null
@@ -68,13 +103,16 @@ write_key_file() {
 }
 
 # start_cluster: sets CLUSTER_DIR, PGHOST, PGPORT, PGUSER, PGDATABASE.
+# The cluster listens on its own socket directory only (no TCP), so no
+# other server can hold its port there; PGPORT, if set, is used, else a
+# random port from 49152-65151 (the port shows in the socket's name only).
 # PC_EXTRA_CONF: more postgresql.conf lines, for a diagnosis (auto_explain, say).
 # wal_level = logical: sql/subscriber.sql subscribes one database to another.
 start_cluster() {
 	CLUSTER_DIR=$(mktemp -d /tmp/provider_connections.XXXXXX)
 	chmod 755 "$CLUSTER_DIR"
 	[ "$(id -u)" -eq 0 ] && chown postgres: "$CLUSTER_DIR"
-	export CLUSTER_DIR PGHOST=$CLUSTER_DIR PGPORT=${PGPORT:-54329} PGUSER=postgres PGDATABASE=postgres
+	export CLUSTER_DIR PGHOST=$CLUSTER_DIR PGPORT=${PGPORT:-$((49152 + RANDOM % 16000))} PGUSER=postgres PGDATABASE=postgres
 	log "starting a throwaway cluster in $CLUSTER_DIR"
 	as_pg "$PG_BIN/initdb" -D "$CLUSTER_DIR/data" -U postgres -A trust --no-sync >/dev/null
 	write_key_file "$CLUSTER_DIR/data/provider_connections.key"
@@ -91,7 +129,7 @@ log_line_prefix = '%m [%p] %q%a '
 ${PC_EXTRA_CONF:-}
 CONF
 	as_pg "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/server.log" -w start >/dev/null
-	trap stop_cluster EXIT
+	trap 'stop_cluster; private_pg_cleanup' EXIT
 }
 
 stop_cluster() {

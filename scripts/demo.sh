@@ -2,13 +2,18 @@
 # scripts/demo.sh: see provider_connections work on a throwaway cluster.
 # A listener prints every event it receives while a connection is made,
 # refreshed, refused an illegal status change and disconnected; then the
-# audit trail is shown. Installs what it needs, cleans up after itself.
+# audit trail is shown. Installs the Debian packages it needs (apt, through
+# sudo when not root), builds the extension into a private copy of
+# PostgreSQL in a temporary directory (common.sh's private_pg; the system's
+# PostgreSQL is left alone), runs a throwaway cluster on a private socket
+# directory, and removes both at exit (KEEP_CLUSTER=1 keeps them).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
 install_deps
+private_pg
 build_install
-PGPORT=${PGPORT:-54330} start_cluster
+start_cluster
 psql -qX -c "CREATE DATABASE demo" >/dev/null
 export PGDATABASE=demo
 psql -qX -c "CREATE EXTENSION provider_connections CASCADE" 2>/dev/null
@@ -22,7 +27,7 @@ EVENTS=$(mktemp)
 ) | psql -qAtX 2>/dev/null |
 	sed -u -n 's/^Asynchronous notification "provider_events" with payload "\(.*\)" received from server process with PID [0-9]*\.$/    listener got: \1/p' >"$EVENTS" &
 LISTENER=$!
-trap 'kill $LISTENER 2>/dev/null || true; rm -f "$EVENTS"; stop_cluster' EXIT
+trap 'kill $LISTENER 2>/dev/null || true; rm -f "$EVENTS"; stop_cluster; private_pg_cleanup' EXIT
 sleep 0.5
 SHOWN=0
 

@@ -1,21 +1,31 @@
 #!/usr/bin/env bash
 # scripts/test.sh: run every test of provider_connections on a fresh machine.
-# Installs the build, server and test packages if missing, builds, starts a
-# throwaway cluster, runs the pg_regress and isolation suites
-# (make installcheck) against it, the check that src/ has no import cycle
-# (scripts/include_cycles.py), then the TAP tests under t/ (each makes its
-# own clusters), the benchmark smoke, and the pg_regress and isolation
-# suites again on PostgreSQL 17 and 18 in Debian chroots
-# (scripts/chroot_test.sh), the Citus suite on a coordinator and two workers
-# (scripts/citus_test.sh; skipped without ../shared/citus), stops the
-# cluster, and ends with the line
-# "N passed, M failed". Exits non-zero on any failure, after printing what
-# explains it: regression.diffs, a failed TAP test's log and its servers'
-# log tails.
+# What it does to the machine: installs the build, server and test packages
+# if missing (apt, through sudo when not root); copies PostgreSQL 15 into a
+# temporary directory (common.sh's private_pg, about 60 MB) and builds and
+# installs the extension there, never into the system's PostgreSQL; starts a
+# throwaway cluster on a private socket directory; runs the pg_regress and
+# isolation suites (make installcheck) against it, the check that src/ has
+# no import cycle (scripts/include_cycles.py), the PGXN check
+# (scripts/meta_check.py: META.json and the zip of make dist, made in a
+# temporary directory), then the TAP tests under t/ (each makes its own
+# clusters), the benchmark smoke, and the pg_regress and isolation suites
+# again on PostgreSQL 17 and 18 in Debian chroots (scripts/chroot_test.sh:
+# debootstrapped once into /var/cache/provider_connections, about 1.5 GB
+# each, and kept there for the next run; PC_SKIP_CHROOTS=1 skips them), the
+# Citus suite on a coordinator and two workers (scripts/citus_test.sh;
+# skipped without ../shared/citus, or with PC_SKIP_CITUS=1); then stops the
+# cluster, removes the copy and the temporary directories (KEEP_CLUSTER=1
+# keeps them) and ends with the line "N passed, M failed". Exits non-zero
+# on any failure, after printing what explains it: regression.diffs, a
+# failed TAP test's log and its servers' log tails.
 #
 # Counted: each pg_regress or isolation test, each run of the import-cycle
-# check and of the PGXN check (scripts/meta_check.py) and each TAP test file (a file passes when all its assertions do;
-# prove prints them), and each check of the Citus suite.
+# check and of the PGXN check, each TAP test file (a file passes when all
+# its assertions do; prove prints them), each test of the chroot runs and
+# each check of the Citus suite. A part skipped (PC_SKIP_CHROOTS,
+# PC_SKIP_CITUS) prints a "skipped" line and is counted neither way; CI
+# (.ci/run) sets neither.
 #
 # Copyright (c) 2026, provider_connections developers.
 # Released under the PostgreSQL License (see LICENSE).
@@ -23,9 +33,11 @@ set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
 install_deps
+private_pg
+trap private_pg_cleanup EXIT
 build_install
 start_cluster
-trap 'tap_cleanup; stop_cluster' EXIT
+trap 'tap_cleanup; stop_cluster; private_pg_cleanup' EXIT
 
 passed=0
 failed=0
@@ -108,7 +120,7 @@ done
 # event, in commit and in worker mode. It starts a cluster of its own.
 smoke_log=$(mktemp)
 start=$(date +%s)
-if BENCH_SMOKE=1 BENCH_NO_BUILD=1 PGPORT=$((PGPORT + 12)) bash "$TOP/bench/run.sh" >"$smoke_log" 2>&1; then
+if PG_BIN="$PG_BIN" BENCH_SMOKE=1 BENCH_NO_BUILD=1 PGPORT=$((PGPORT + 12)) bash "$TOP/bench/run.sh" >"$smoke_log" 2>&1; then
 	echo "bench smoke ... ok ($(( $(date +%s) - start )) s)"
 	passed=$((passed + 1))
 else
@@ -122,6 +134,10 @@ rm -f "$smoke_log"
 # /var/cache/provider_connections (scripts/chroot_test.sh): the pg_regress
 # and isolation suites.
 for v in 17 18; do
+	if [ -n "${PC_SKIP_CHROOTS:-}" ]; then
+		echo "PostgreSQL $v (chroot): skipped (PC_SKIP_CHROOTS is set)"
+		continue
+	fi
 	out=$(mktemp)
 	if bash "$TOP/scripts/chroot_test.sh" "$v" >"$out" 2>&1; then rc=0; else rc=$?; fi
 	last=$(tail -n 1 "$out")
@@ -144,10 +160,14 @@ done
 # archive (a user's clone) the suite is skipped, and counted neither way.
 out=$(mktemp)
 start=$(date +%s)
-if bash "$TOP/scripts/citus_test.sh" >"$out" 2>&1; then rc=0; else rc=$?; fi
+if [ -n "${PC_SKIP_CITUS:-}" ]; then
+	rc=78
+elif bash "$TOP/scripts/citus_test.sh" >"$out" 2>&1; then rc=0; else rc=$?; fi
 took=$(( $(date +%s) - start ))
 last=$(tail -n 1 "$out")
-if [ "$rc" -eq 77 ]; then
+if [ "$rc" -eq 78 ]; then
+	echo "Citus suite: skipped (PC_SKIP_CITUS is set)"
+elif [ "$rc" -eq 77 ]; then
 	cat "$out"
 	echo "Citus suite: skipped, no Citus source archive ($took s)"
 else
