@@ -43,8 +43,9 @@ EXTENSION = 'provider_connections'
 
 # Semantic Versioning 1.0.0, which the Meta Spec 1.0.0 names: three
 # non-negative integers without leading zeros, and an optional pre-release
-# tag of letters and digits starting with a letter ("1.0.0beta1").
-SEMVER = re.compile(r'^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)([A-Za-z][0-9A-Za-z-]*)?$')
+# tag of letters and digits starting with a letter, right after them or
+# after a dash ("1.0.0beta1", "1.0.0-beta1").
+SEMVER = re.compile(r'^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-?[A-Za-z][0-9A-Za-z-]*)?$')
 # A prerequisite's version: 0 (any), a version, or one with an operator
 # in front (">= 1.2.0"), or several joined by commas.
 PREREQ = re.compile(r'^\s*((==|!=|>=|<=|>|<)\s*)?\S+\s*$')
@@ -277,6 +278,7 @@ def self_test(top):
     planted('version of another control file', lambda m: None, expected='1.5.0')
     planted('wrong extension version', lambda m: m['provides'][EXTENSION].update(version='1.3.0'))
     planted('two-part version', lambda m: m.update(version='1.4'))
+    planted('leading zero', lambda m: m.update(version='1.04.0'))
     planted('missing key abstract', lambda m: m.pop('abstract'))
     planted('missing key meta-spec', lambda m: m.pop('meta-spec'))
     planted('missing provides file', lambda m: m['provides'][EXTENSION].pop('file'))
