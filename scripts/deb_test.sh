@@ -30,7 +30,7 @@
 # version; exits non-zero on any failure. The built packages are left in
 # /var/cache/provider_connections/debs (DEB_OUT).
 #
-# Disk: each base chroot takes about 0.3 GB, a build chroot 1.5 GB (shared
+# Disk: each base chroot takes about 0.5 GB, a build chroot 1.5 GB (shared
 # with scripts/chroot_test.sh; bookworm's is made for this script only);
 # rm -rf /var/cache/provider_connections removes them all.
 #
