@@ -185,5 +185,30 @@ else
 fi
 rm -f "$out"
 
+# The Debian packages (scripts/deb_test.sh): built for 15 (bookworm), 17
+# (trixie) and 18 (sid), each installed in a fresh chroot with only Debian's
+# postgresql-NN and tested there; one check per version. PC_SKIP_CHROOTS=1
+# skips them, counted neither way.
+if [ "${PC_SKIP_CHROOTS:-}" = 1 ]; then
+	echo "Debian packages: skipped (PC_SKIP_CHROOTS=1)"
+else
+	out=$(mktemp)
+	start=$(date +%s)
+	if bash "$TOP/scripts/deb_test.sh" 15 17 18 >"$out" 2>&1; then rc=0; else rc=$?; fi
+	last=$(tail -n 1 "$out")
+	sed '$d' "$out"
+	if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+		echo "Debian packages: $last ($(( $(date +%s) - start )) s)"
+		passed=$((passed + BASH_REMATCH[1]))
+		failed=$((failed + BASH_REMATCH[2]))
+		if [ "$rc" -ne 0 ] && [ "${BASH_REMATCH[2]}" -eq 0 ]; then failed=$((failed + 1)); fi
+	else
+		echo "$last"
+		echo "Debian packages: scripts/deb_test.sh ended early (exit $rc)"
+		failed=$((failed + 1))
+	fi
+	rm -f "$out"
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
