@@ -14,7 +14,10 @@
 # debootstrapped once into /var/cache/provider_connections, about 1.5 GB
 # each, and kept there for the next run; PC_SKIP_CHROOTS=1 skips them), the
 # Citus suite on a coordinator and two workers (scripts/citus_test.sh;
-# skipped without ../shared/citus, or with PC_SKIP_CITUS=1); then stops the
+# skipped without ../shared/citus, or with PC_SKIP_CITUS=1), and the Debian
+# packages for 15, 17 and 18 built and tested as installed in fresh chroots
+# (scripts/deb_test.sh, chroots in the same cache; PC_SKIP_CHROOTS=1 skips
+# them too); then stops the
 # cluster, removes the copy and the temporary directories (KEEP_CLUSTER=1
 # keeps them) and ends with the line "N passed, M failed". Exits non-zero
 # on any failure, after printing what explains it: regression.diffs, a
