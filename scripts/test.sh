@@ -25,8 +25,8 @@
 #
 # Counted: each pg_regress or isolation test, each run of the import-cycle
 # check and of the PGXN check, each TAP test file (a file passes when all
-# its assertions do; prove prints them), each test of the chroot runs and
-# each check of the Citus suite. A part skipped (PC_SKIP_CHROOTS,
+# its assertions do; prove prints them), each test of the chroot runs, each
+# check of the Citus suite and each version of the Debian package check. A part skipped (PC_SKIP_CHROOTS,
 # PC_SKIP_CITUS) prints a "skipped" line and is counted neither way; CI
 # (.ci/run) sets neither.
 #
@@ -133,85 +133,59 @@ else
 fi
 rm -f "$smoke_log"
 
-# PostgreSQL 17 (trixie) and 18 (sid), each in a Debian chroot kept in
-# /var/cache/provider_connections (scripts/chroot_test.sh): the pg_regress
-# and isolation suites.
-for v in 17 18; do
-	if [ -n "${PC_SKIP_CHROOTS:-}" ]; then
-		echo "PostgreSQL $v (chroot): skipped (PC_SKIP_CHROOTS is set)"
-		continue
-	fi
+# suite LABEL SCRIPT ARGS...: run a script that ends with its own "N passed,
+# M failed" line, show its output and add its counts. Exit 77 means
+# skipped (no Citus archive), counted neither way; a failing exit with no
+# failure counted, or no count line at all, counts as one failure.
+suite() {
+	local label=$1 script=$2 out rc last start
+	shift 2
 	out=$(mktemp)
-	if bash "$TOP/scripts/chroot_test.sh" "$v" >"$out" 2>&1; then rc=0; else rc=$?; fi
+	start=$(date +%s)
+	if bash "$TOP/scripts/$script" "$@" >"$out" 2>&1; then rc=0; else rc=$?; fi
 	last=$(tail -n 1 "$out")
-	sed '$d' "$out"
-	rm -f "$out"
-	if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
-		echo "PostgreSQL $v (chroot): $last"
+	if [ "$rc" -eq 77 ]; then
+		cat "$out"
+		echo "$label: skipped ($(( $(date +%s) - start )) s)"
+	elif [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+		sed '$d' "$out"
+		echo "$label: $last ($(( $(date +%s) - start )) s)"
 		passed=$((passed + BASH_REMATCH[1]))
 		failed=$((failed + BASH_REMATCH[2]))
+		if [ "$rc" -ne 0 ] && [ "${BASH_REMATCH[2]}" -eq 0 ]; then failed=$((failed + 1)); fi
 	else
-		echo "$last"
-		echo "PostgreSQL $v (chroot): scripts/chroot_test.sh ended early (exit $rc)"
+		cat "$out"
+		echo "$label: scripts/$script ended early (exit $rc)"
 		failed=$((failed + 1))
 	fi
-done
+	rm -f "$out"
+}
+
+# PostgreSQL 17 (trixie) and 18 (sid), each in a Debian chroot kept in
+# /var/cache/provider_connections (scripts/chroot_test.sh): the pg_regress
+# and isolation suites. Then the Debian packages (scripts/deb_test.sh):
+# built for 15 (bookworm), 17 (trixie) and 18 (sid), each installed in a
+# fresh chroot with only Debian's postgresql-NN and tested there, one check
+# per version. PC_SKIP_CHROOTS=1 skips both, counted neither way.
+if [ -n "${PC_SKIP_CHROOTS:-}" ]; then
+	echo "PostgreSQL 17 and 18 (chroots), Debian packages: skipped (PC_SKIP_CHROOTS is set)"
+else
+	suite "PostgreSQL 17 (chroot)" chroot_test.sh 17
+	suite "PostgreSQL 18 (chroot)" chroot_test.sh 18
+fi
 
 # Citus: a coordinator and two workers (scripts/citus_test.sh), Citus built
 # once from ../shared/citus and cached. Each check of its suite counts as a
 # test, as each pg_regress test of the chroot runs does. Without the Citus
-# archive (a user's clone) the suite is skipped, and counted neither way.
-out=$(mktemp)
-start=$(date +%s)
+# archive (a user's clone) the suite is skipped (exit 77), counted neither
+# way.
 if [ -n "${PC_SKIP_CITUS:-}" ]; then
-	rc=78
-elif bash "$TOP/scripts/citus_test.sh" >"$out" 2>&1; then rc=0; else rc=$?; fi
-took=$(( $(date +%s) - start ))
-last=$(tail -n 1 "$out")
-if [ "$rc" -eq 78 ]; then
 	echo "Citus suite: skipped (PC_SKIP_CITUS is set)"
-elif [ "$rc" -eq 77 ]; then
-	cat "$out"
-	echo "Citus suite: skipped, no Citus source archive ($took s)"
 else
-	sed '$d' "$out"
-	if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
-		echo "Citus suite: $last ($took s)"
-		passed=$((passed + BASH_REMATCH[1]))
-		failed=$((failed + BASH_REMATCH[2]))
-		if [ "$rc" -ne 0 ] && [ "${BASH_REMATCH[2]}" -eq 0 ]; then failed=$((failed + 1)); fi
-	else
-		echo "$last"
-		echo "Citus suite: scripts/citus_test.sh ended early (exit $rc, $took s)"
-		failed=$((failed + 1))
-	fi
+	suite "Citus suite" citus_test.sh
 fi
-rm -f "$out"
 
-# The Debian packages (scripts/deb_test.sh): built for 15 (bookworm), 17
-# (trixie) and 18 (sid), each installed in a fresh chroot with only Debian's
-# postgresql-NN and tested there; one check per version. PC_SKIP_CHROOTS=1
-# skips them, counted neither way.
-if [ "${PC_SKIP_CHROOTS:-}" = 1 ]; then
-	echo "Debian packages: skipped (PC_SKIP_CHROOTS=1)"
-else
-	out=$(mktemp)
-	start=$(date +%s)
-	if bash "$TOP/scripts/deb_test.sh" 15 17 18 >"$out" 2>&1; then rc=0; else rc=$?; fi
-	last=$(tail -n 1 "$out")
-	sed '$d' "$out"
-	if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
-		echo "Debian packages: $last ($(( $(date +%s) - start )) s)"
-		passed=$((passed + BASH_REMATCH[1]))
-		failed=$((failed + BASH_REMATCH[2]))
-		if [ "$rc" -ne 0 ] && [ "${BASH_REMATCH[2]}" -eq 0 ]; then failed=$((failed + 1)); fi
-	else
-		echo "$last"
-		echo "Debian packages: scripts/deb_test.sh ended early (exit $rc)"
-		failed=$((failed + 1))
-	fi
-	rm -f "$out"
-fi
+[ -n "${PC_SKIP_CHROOTS:-}" ] || suite "Debian packages" deb_test.sh 15 17 18
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
