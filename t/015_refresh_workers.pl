@@ -85,20 +85,22 @@ END $$;
 CREATE TRIGGER trail AFTER UPDATE ON provider_connections FOR EACH ROW EXECUTE FUNCTION trail();
 });
 
-# 300 connections expiring from 20 to 40 seconds from now, one every
-# 1/15 s, the kinds interleaved: 240 ok, 20 slow, 20 flaky, 10 dead, 10 gone.
+# 300 connections expiring from 35 to 55 seconds from now, one every
+# 1/15 s (each in the claim window, 30 s, for long enough that a loaded
+# machine's slow worker start does not make them expire: with 15 s, 16 of
+# 300 did once, in a run sharing two cores with a full CI run), the kinds interleaved: 240 ok, 20 slow, 20 flaky, 10 dead, 10 gone.
 $node->safe_psql('app', q{
 SELECT count(*) FROM (
   SELECT provider_connect(gen_random_uuid(), 'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa',
                           CASE WHEN i % 30 IN (1, 16) THEN 'slow' WHEN i % 30 IN (2, 17) THEN 'flaky'
                                WHEN i % 30 = 3 THEN 'dead' WHEN i % 30 = 4 THEN 'gone' ELSE 'ok' END || i,
                           convert_to('{"lease_token": null}', 'UTF8'), 'oauth2',
-                          clock_timestamp() + interval '20 seconds' + i * interval '1 second' / 15)
+                          clock_timestamp() + interval '35 seconds' + i * interval '1 second' / 15)
     FROM generate_series(1, 300) i) c;
 });
 
 my $connstr = $node->connstr('app') . ' user=provider_worker';
-my @common = ('--provider', $provider, '--within', '15', '--lease', '2', '--batch', '10', '--idle', '0.2');
+my @common = ('--provider', $provider, '--within', '30', '--lease', '2', '--batch', '10', '--idle', '0.2');
 
 # start_worker(LABEL, ENV, ARGS...): a worker in the background.
 sub start_worker
@@ -116,7 +118,7 @@ sub start_worker
 # their leases while the first call runs.
 ok($node->poll_query_until('app', q{
 	SELECT count(*) >= 10 FROM provider_connections
-	 WHERE credentials_expires_at <= clock_timestamp() + interval '15 seconds'}),
+	 WHERE credentials_expires_at <= clock_timestamp() + interval '30 seconds'}),
 	'10 connections are within the claim window');
 my $victim = start_worker('victim', { FAKE_DELAY => '5' });
 my $deadline = time + 60;
@@ -139,7 +141,7 @@ ok($held >= 9, "the SIGKILLed worker held leases ($held)");
 my @workers = (start_worker('w1', {}), start_worker('w2', {}, '--no-renew'), start_worker('w3', {}));
 
 # Until every connection that can be refreshed is (bounded: the last one
-# expires 40 s after it was made), and the dead ones are exhausted.
+# expires 55 s after it was made), and the dead ones are exhausted.
 ok($node->poll_query_until('app', q{
 	SELECT count(*) = 0 FROM provider_connections
 	 WHERE (provider_slug !~ '^(dead|gone)' AND credentials_expires_at < clock_timestamp() + interval '30 minutes')
