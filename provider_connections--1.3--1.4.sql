@@ -36,6 +36,89 @@ COMMENT ON FUNCTION @extschema@.provider_connections_guard() IS
     'trigger: the status state machine and the credentials invariants on every INSERT and UPDATE; records direct status changes and deletions, refuses TRUNCATE';
 
 /*
+ * Keys that hold user_id, the distribution column on Citus (docs/citus.md).
+ * Citus enforces a primary or unique key only if it contains the
+ * distribution column, and it distributes the very tables CREATE EXTENSION
+ * made on every node: so the keys are right from the install on, on one
+ * node too. What the old keys guaranteed still holds: a connection id is a
+ * UUIDv7 (62 random bits), an audit id comes from its sequence (offset by
+ * the node's Citus group, src/events.c), a feed position from the one
+ * assigner of its feed. Plain indexes keep the lookups by id alone.
+ *
+ * The audit log's user_id joins its key, so it is never NULL: an event of a
+ * call made without a user (provider_connect(NULL, ...)) stores the nil
+ * UUID, which every read shows as NULL again. Positions carry their event's
+ * user_id, so a feed position lives in the same shard as its event.
+ */
+ALTER TABLE @extschema@.provider_audit_log DISABLE TRIGGER provider_audit_log_append_only;
+UPDATE @extschema@.provider_audit_log SET user_id = '00000000-0000-0000-0000-000000000000'
+ WHERE user_id IS NULL;
+ALTER TABLE @extschema@.provider_audit_log ENABLE ALWAYS TRIGGER provider_audit_log_append_only;
+ALTER TABLE @extschema@.provider_audit_log
+    ALTER COLUMN user_id SET NOT NULL,
+    DROP CONSTRAINT provider_audit_log_pkey,
+    ADD CONSTRAINT provider_audit_log_pkey PRIMARY KEY (user_id, id),
+    DROP CONSTRAINT provider_audit_log_event_id_key,
+    ADD CONSTRAINT provider_audit_log_event_id_key UNIQUE (user_id, event_id);
+-- The primary key now serves what this index did.
+DROP INDEX @extschema@.provider_audit_log_user_idx;
+CREATE INDEX provider_audit_log_id_idx ON @extschema@.provider_audit_log (id);
+
+ALTER TABLE @extschema@.provider_connections
+    DROP CONSTRAINT provider_connections_pkey,
+    ADD CONSTRAINT provider_connections_pkey PRIMARY KEY (user_id, id);
+CREATE INDEX provider_connections_id_idx ON @extschema@.provider_connections (id);
+
+/*
+ * The call whose events record the row's latest status change. Our
+ * functions set it with each change they make; the guard records a
+ * ProviderConnectionStatusChanged event for an UPDATE that changes the
+ * status without naming a new call here (a direct UPDATE). On Citus the
+ * guard runs on the node holding the row, which is not always where the
+ * function ran: the column is how it knows.
+ */
+ALTER TABLE @extschema@.provider_connections ADD COLUMN last_call_id uuid;
+COMMENT ON COLUMN @extschema@.provider_connections.last_call_id IS
+    'call_id of the function call that made the latest status change (NULL: none yet, or a direct UPDATE); an UPDATE that sets a new value declares that it records its own events';
+
+ALTER TABLE @extschema@.provider_event_positions ADD COLUMN user_id uuid;
+ALTER TABLE @extschema@.provider_event_positions DISABLE TRIGGER provider_event_positions_append_only;
+UPDATE @extschema@.provider_event_positions p
+   SET user_id = COALESCE((SELECT a.user_id FROM @extschema@.provider_audit_log a
+                            WHERE a.id OPERATOR(pg_catalog.=) p.audit_id),
+                          '00000000-0000-0000-0000-000000000000');
+ALTER TABLE @extschema@.provider_event_positions ENABLE ALWAYS TRIGGER provider_event_positions_append_only;
+ALTER TABLE @extschema@.provider_event_positions
+    ALTER COLUMN user_id SET NOT NULL,
+    DROP CONSTRAINT provider_event_positions_pkey,
+    DROP CONSTRAINT provider_event_positions_audit_id_key,
+    ADD CONSTRAINT provider_event_positions_pkey PRIMARY KEY (user_id, audit_id);
+CREATE INDEX provider_event_positions_position_idx
+    ON @extschema@.provider_event_positions (global_position);
+COMMENT ON COLUMN @extschema@.provider_event_positions.user_id IS
+    'the user of the event (its audit row''s user_id): keeps a position in its event''s shard on Citus';
+
+/*
+ * The xid of the node that stores an audit row. A call writes its own xid;
+ * on Citus, where the call may run on the coordinator and its rows be
+ * stored on a worker, this trigger stamps the storing node's xid instead,
+ * which is the one that node's feed rounds compare with its snapshots.
+ * provider_distribute() enables it; on one node it stays disabled (a call's
+ * own xid is already the storing node's).
+ */
+CREATE FUNCTION @extschema@.provider_audit_log_stamp()
+    RETURNS trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'provider_audit_log_stamp';
+REVOKE ALL ON FUNCTION @extschema@.provider_audit_log_stamp() FROM PUBLIC;
+CREATE TRIGGER provider_audit_log_stamp
+    BEFORE INSERT ON @extschema@.provider_audit_log
+    FOR EACH ROW EXECUTE FUNCTION @extschema@.provider_audit_log_stamp();
+ALTER TABLE @extschema@.provider_audit_log DISABLE TRIGGER provider_audit_log_stamp;
+COMMENT ON FUNCTION @extschema@.provider_audit_log_stamp() IS
+    'trigger: stamps an audit row with the xid of the node that stores it (enabled by provider_distribute)';
+
+/*
  * The feed's edges: a purge horizon, a head that never goes backwards, and
  * consumers told when they are behind a purge.
  *
@@ -168,7 +251,8 @@ CREATE FUNCTION @extschema@.provider_events_since(
         -- of positions by their index, then each one's audit row by its key
         -- (OFFSET 0 keeps that a lookup per row): planned without knowing
         -- max_events, a join would scan the whole log for a page.
-        SELECT p.global_position, a.id, a.event_id, a.event_type, a.action, a.user_id,
+        SELECT p.global_position, a.id, a.event_id, a.event_type, a.action,
+               NULLIF(a.user_id, '00000000-0000-0000-0000-000000000000'),
                a.connection_id, a.provider_id, a.provider_slug, a.reason,
                a.needs_user_action, a.occurred_at, a.context
           FROM (SELECT @extschema@.provider_feed_resume(
@@ -357,6 +441,7 @@ CREATE FUNCTION @extschema@.provider_claim_expiring(
 DECLARE
     s record;
     t timestamptz;
+    cand record;
 BEGIN
     IF within IS NULL OR max_rows IS NULL OR lease IS NULL THEN
         RAISE EXCEPTION 'provider_claim_expiring: within, max_rows and lease cannot be null'
@@ -374,6 +459,41 @@ BEGIN
                   HINT = 'Claim with a shorter lease and renew it with provider_renew_lease while the provider call runs.';
     END IF;
     t := clock_timestamp();
+    IF @extschema@.provider_distributed() THEN
+        -- Citus locks rows in one user's shard only (FOR UPDATE needs the
+        -- distribution column): read the candidates from every shard
+        -- unlocked, then claim each in its own shard if it is still
+        -- claimable, waiting for a caller that holds it instead of skipping.
+        -- EXECUTE plans each statement for its values, as Citus needs.
+        FOR cand IN EXECUTE
+            'SELECT c.user_id, c.id FROM @extschema@.provider_connections c
+              WHERE c.status OPERATOR(pg_catalog.=) ''active''
+                AND c.credentials_expires_at IS NOT NULL
+                AND c.credentials_expires_at OPERATOR(pg_catalog.<=) ($1 OPERATOR(pg_catalog.+) $2)
+                AND @extschema@.provider_credential_type_refreshable(c.credential_type)
+                AND (c.lease_until IS NULL OR c.lease_until OPERATOR(pg_catalog.<=) $1)
+                AND (c.next_refresh_at IS NULL OR c.next_refresh_at OPERATOR(pg_catalog.<=) $1)
+                AND c.refresh_failures OPERATOR(pg_catalog.<) $3
+              ORDER BY c.credentials_expires_at
+              LIMIT $4'
+            USING t, within, s.max_refresh_attempts, max_rows
+        LOOP
+            RETURN QUERY EXECUTE
+                'UPDATE @extschema@.provider_connections c
+                    SET lease_until = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) $3,
+                        lease_token = pg_catalog.gen_random_uuid()
+                  WHERE c.user_id OPERATOR(pg_catalog.=) $1 AND c.id OPERATOR(pg_catalog.=) $2
+                    AND c.status OPERATOR(pg_catalog.=) ''active''
+                    AND c.credentials_expires_at IS NOT NULL
+                    AND (c.lease_until IS NULL OR c.lease_until OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp())
+                    AND (c.next_refresh_at IS NULL OR c.next_refresh_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp())
+                    AND c.refresh_failures OPERATOR(pg_catalog.<) $4
+                RETURNING c.id, c.user_id, c.provider_id, c.provider_slug::pg_catalog.text, c.credential_type,
+                          c.credentials_expires_at, c.lease_token, c.lease_until, c.refresh_failures'
+                USING cand.user_id, cand.id, lease, s.max_refresh_attempts;
+        END LOOP;
+        RETURN;
+    END IF;
     RETURN QUERY
     WITH claimable AS (
         SELECT c.id
@@ -426,7 +546,8 @@ SELECT @extschema@.pc_upgrade_give_grants('@extschema@.provider_claim_expiring(i
  * few seconds would flood the trail; what the worker then does (refresh,
  * failure, mark) is recorded. Both act only while the token is in force.
  */
-CREATE FUNCTION @extschema@.provider_renew_lease(connection_id uuid, lease_token uuid, lease interval)
+CREATE FUNCTION @extschema@.provider_renew_lease(user_id uuid, connection_id uuid, lease_token uuid,
+                                                 lease interval)
     RETURNS timestamptz
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -450,14 +571,15 @@ BEGIN
     t := clock_timestamp();
     UPDATE @extschema@.provider_connections c
        SET lease_until = t OPERATOR(pg_catalog.+) lease
-     WHERE c.id OPERATOR(pg_catalog.=) provider_renew_lease.connection_id
+     WHERE c.user_id OPERATOR(pg_catalog.=) provider_renew_lease.user_id
+       AND c.id OPERATOR(pg_catalog.=) provider_renew_lease.connection_id
        AND c.lease_token OPERATOR(pg_catalog.=) provider_renew_lease.lease_token
        AND c.lease_until IS NOT NULL
     RETURNING c.lease_until INTO renewed;
     RETURN renewed;
 END
 $$;
-CREATE FUNCTION @extschema@.provider_release_lease(connection_id uuid, lease_token uuid)
+CREATE FUNCTION @extschema@.provider_release_lease(user_id uuid, connection_id uuid, lease_token uuid)
     RETURNS boolean
     LANGUAGE sql VOLATILE STRICT SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -465,12 +587,56 @@ CREATE FUNCTION @extschema@.provider_release_lease(connection_id uuid, lease_tok
     WITH released AS (
         UPDATE @extschema@.provider_connections c
            SET lease_until = NULL
-         WHERE c.id OPERATOR(pg_catalog.=) provider_release_lease.connection_id
+         WHERE c.user_id OPERATOR(pg_catalog.=) provider_release_lease.user_id
+           AND c.id OPERATOR(pg_catalog.=) provider_release_lease.connection_id
            AND c.lease_token OPERATOR(pg_catalog.=) provider_release_lease.lease_token
            AND c.lease_until IS NOT NULL
         RETURNING 1)
     SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>) 0 FROM released
 $$;
+/*
+ * The owner of a connection found by id alone (NULL: none), for the forms
+ * that take no user: planned with its value (EXECUTE), so that Citus can
+ * run it on every shard.
+ */
+CREATE FUNCTION @extschema@.provider_connection_owner(connection_id uuid)
+    RETURNS uuid
+    LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    owner uuid;
+BEGIN
+    EXECUTE 'SELECT user_id FROM @extschema@.provider_connections WHERE id OPERATOR(pg_catalog.=) $1'
+       INTO owner USING connection_id;
+    RETURN owner;
+END
+$$;
+CREATE FUNCTION @extschema@.provider_renew_lease(connection_id uuid, lease_token uuid, lease interval)
+    RETURNS timestamptz
+    LANGUAGE sql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT @extschema@.provider_renew_lease(
+               @extschema@.provider_connection_owner(connection_id), connection_id, lease_token, lease)
+$$;
+CREATE FUNCTION @extschema@.provider_release_lease(connection_id uuid, lease_token uuid)
+    RETURNS boolean
+    LANGUAGE sql VOLATILE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT COALESCE(@extschema@.provider_release_lease(
+               @extschema@.provider_connection_owner(connection_id), connection_id, lease_token), false)
+$$;
+REVOKE ALL ON FUNCTION @extschema@.provider_renew_lease(uuid, uuid, uuid, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.provider_release_lease(uuid, uuid, uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.provider_connection_owner(uuid) FROM PUBLIC;
+COMMENT ON FUNCTION @extschema@.provider_renew_lease(uuid, uuid, uuid, interval) IS
+    'provider_renew_lease of a connection of user_id (on Citus: routed to that user''s shard)';
+COMMENT ON FUNCTION @extschema@.provider_release_lease(uuid, uuid, uuid) IS
+    'provider_release_lease of a connection of user_id (on Citus: routed to that user''s shard)';
+COMMENT ON FUNCTION @extschema@.provider_connection_owner(uuid) IS
+    'internal: the user_id of a connection found by id alone';
 REVOKE ALL ON FUNCTION @extschema@.provider_renew_lease(uuid, uuid, interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.provider_release_lease(uuid, uuid) FROM PUBLIC;
 COMMENT ON FUNCTION @extschema@.provider_renew_lease(uuid, uuid, interval) IS
@@ -675,7 +841,8 @@ BEGIN
          WHERE a.xid IS NOT NULL
            AND a.xid IS DISTINCT FROM own_xid
            AND NOT EXISTS (SELECT 1 FROM @extschema@.provider_event_positions p
-                            WHERE p.audit_id OPERATOR(pg_catalog.=) a.id);
+                            WHERE p.user_id OPERATOR(pg_catalog.=) a.user_id
+                              AND p.audit_id OPERATOR(pg_catalog.=) a.id);
     ELSE
         SELECT pg_catalog.count(*), t OPERATOR(pg_catalog.-) pg_catalog.min(a.occurred_at)
           INTO unnumbered_events, oldest_unnumbered_age
@@ -684,7 +851,8 @@ BEGIN
                 OR a.xid OPERATOR(pg_catalog.=) ANY (st.last_xip))
            AND a.xid IS DISTINCT FROM own_xid
            AND NOT EXISTS (SELECT 1 FROM @extschema@.provider_event_positions p
-                            WHERE p.audit_id OPERATOR(pg_catalog.=) a.id);
+                            WHERE p.user_id OPERATOR(pg_catalog.=) a.user_id
+                              AND p.audit_id OPERATOR(pg_catalog.=) a.id);
     END IF;
 
     SELECT w.running, w.last_round_at, w.last_error, w.last_error_at
@@ -712,3 +880,139 @@ COMMENT ON FUNCTION @extschema@.provider_stats(interval, interval) IS
 ALTER TABLE @extschema@.provider_feed_state ADD COLUMN notified_upto bigint;
 COMMENT ON COLUMN @extschema@.provider_feed_state.notified_upto IS
     'the feed position up to which the worker has gone through the events to notify; NULL before the first round';
+
+/*
+ * Citus (docs/citus.md). The functions that find a connection by its id
+ * alone also come with the owner's id first: they then look among that
+ * user's connections only, which on Citus is one shard on one node; by id
+ * alone they first find the owner on every shard. Every other argument is
+ * the same, and none has a default in the user-first form: so a call is
+ * of one form or the other by its number of arguments alone, also when
+ * they are untyped literals (a psql variable, a driver's text parameter),
+ * which could otherwise match both.
+ */
+CREATE FUNCTION @extschema@.provider_refresh_tokens(
+    user_id         uuid,
+    connection_id   uuid,
+    credentials     bytea,
+    expires_at      timestamptz,
+    credential_type text,
+    lease_token     uuid)
+    RETURNS @extschema@.provider_result
+    LANGUAGE c VOLATILE CALLED ON NULL INPUT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'provider_refresh_tokens_of_user';
+CREATE FUNCTION @extschema@.provider_credentials(user_id uuid, connection_id uuid)
+    RETURNS bytea
+    LANGUAGE c VOLATILE CALLED ON NULL INPUT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'provider_credentials_of_user';
+CREATE FUNCTION @extschema@.provider_mark_failed(user_id uuid, connection_id uuid, reason text)
+    RETURNS @extschema@.provider_result
+    LANGUAGE c VOLATILE CALLED ON NULL INPUT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'provider_mark_failed_of_user';
+CREATE FUNCTION @extschema@.provider_mark_expired(user_id uuid, connection_id uuid, lease_token uuid)
+    RETURNS @extschema@.provider_result
+    LANGUAGE c VOLATILE CALLED ON NULL INPUT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'provider_mark_expired_of_user';
+CREATE FUNCTION @extschema@.provider_mark_revoked(user_id uuid, connection_id uuid, reason text,
+                                                  lease_token uuid)
+    RETURNS @extschema@.provider_result
+    LANGUAGE c VOLATILE CALLED ON NULL INPUT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'provider_mark_revoked_of_user';
+CREATE FUNCTION @extschema@.provider_record_sync(user_id uuid, connection_id uuid)
+    RETURNS @extschema@.provider_result
+    LANGUAGE c VOLATILE CALLED ON NULL INPUT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'provider_record_sync_of_user';
+CREATE FUNCTION @extschema@.provider_record_refresh_failure(
+    user_id       uuid,
+    connection_id uuid,
+    lease_token   uuid,
+    reason        text,
+    retry_after   interval)
+    RETURNS @extschema@.provider_result
+    LANGUAGE c VOLATILE CALLED ON NULL INPUT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'provider_record_refresh_failure_of_user';
+
+REVOKE ALL ON FUNCTION @extschema@.provider_refresh_tokens(uuid, uuid, bytea, timestamptz, text, uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.provider_credentials(uuid, uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.provider_mark_failed(uuid, uuid, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.provider_mark_expired(uuid, uuid, uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.provider_mark_revoked(uuid, uuid, text, uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.provider_record_sync(uuid, uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.provider_record_refresh_failure(uuid, uuid, uuid, text, interval) FROM PUBLIC;
+COMMENT ON FUNCTION @extschema@.provider_refresh_tokens(uuid, uuid, bytea, timestamptz, text, uuid) IS
+    'provider_refresh_tokens of a connection of user_id (on Citus: routed to that user''s shard)';
+COMMENT ON FUNCTION @extschema@.provider_credentials(uuid, uuid) IS
+    'provider_credentials of a connection of user_id (NULL for another user''s; on Citus: routed to that user''s shard)';
+COMMENT ON FUNCTION @extschema@.provider_mark_failed(uuid, uuid, text) IS
+    'provider_mark_failed of a connection of user_id (on Citus: routed to that user''s shard)';
+COMMENT ON FUNCTION @extschema@.provider_mark_expired(uuid, uuid, uuid) IS
+    'provider_mark_expired of a connection of user_id, lease_token required (NULL: no fence) (on Citus: routed to that user''s shard)';
+COMMENT ON FUNCTION @extschema@.provider_mark_revoked(uuid, uuid, text, uuid) IS
+    'provider_mark_revoked of a connection of user_id (on Citus: routed to that user''s shard)';
+COMMENT ON FUNCTION @extschema@.provider_record_sync(uuid, uuid) IS
+    'provider_record_sync of a connection of user_id (on Citus: routed to that user''s shard)';
+COMMENT ON FUNCTION @extschema@.provider_record_refresh_failure(uuid, uuid, uuid, text, interval) IS
+    'provider_record_refresh_failure of a connection of user_id (on Citus: routed to that user''s shard)';
+
+CREATE FUNCTION @extschema@.provider_distributed()
+    RETURNS boolean
+    LANGUAGE c STABLE
+    AS 'MODULE_PATHNAME', 'provider_distributed';
+COMMENT ON FUNCTION @extschema@.provider_distributed() IS
+    'whether Citus distributes the extension''s tables in this database (provider_distribute)';
+
+/*
+ * Distribute the extension's tables with Citus, by user_id, co-located, from
+ * the coordinator: a call then touches one shard group on one node. Also
+ * enables the audit log's xid stamp (src/audit_stamp.c). Citus refuses
+ * tables with triggers unless citus.enable_unsafe_triggers is on, because it
+ * cannot check that a trigger touches only its own shard; ours touch only
+ * their row and, for the guard's events, the co-located audit shard of the
+ * same user: so it is turned on for this transaction only. Citus cannot
+ * undistribute a table an extension owns: this cannot be undone but by
+ * DROP EXTENSION.
+ */
+CREATE FUNCTION @extschema@.provider_distribute(shard_count integer DEFAULT NULL)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'citus') THEN
+        RAISE EXCEPTION 'provider_distribute: Citus is not installed in this database'
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'CREATE EXTENSION citus first, on the coordinator.';
+    END IF;
+    IF @extschema@.provider_distributed() THEN
+        RAISE NOTICE 'provider_distribute: the tables are already distributed';
+        RETURN;
+    END IF;
+    IF shard_count IS NOT NULL AND shard_count < 1 THEN
+        RAISE EXCEPTION 'provider_distribute: shard_count must be positive'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+    ALTER TABLE @extschema@.provider_audit_log ENABLE ALWAYS TRIGGER provider_audit_log_stamp;
+    IF shard_count IS NULL THEN
+        EXECUTE pg_catalog.format('SELECT pg_catalog.create_distributed_table(%L, %L)',
+                                  '@extschema@.provider_connections', 'user_id');
+    ELSE
+        EXECUTE pg_catalog.format('SELECT pg_catalog.create_distributed_table(%L, %L, shard_count => %s)',
+                                  '@extschema@.provider_connections', 'user_id', shard_count);
+    END IF;
+    EXECUTE pg_catalog.format('SELECT pg_catalog.create_distributed_table(%L, %L, colocate_with => %L)',
+                              '@extschema@.provider_audit_log', 'user_id', '@extschema@.provider_connections');
+    EXECUTE pg_catalog.format('SELECT pg_catalog.create_distributed_table(%L, %L, colocate_with => %L)',
+                              '@extschema@.provider_event_positions', 'user_id', '@extschema@.provider_connections');
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@.provider_distribute(integer) FROM PUBLIC;
+COMMENT ON FUNCTION @extschema@.provider_distribute(integer) IS
+    'Citus: distribute the extension''s tables by user_id, co-located, from the coordinator (cannot be undone but by DROP EXTENSION)';

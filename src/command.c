@@ -56,10 +56,18 @@ enum
 	Anum_pc_find_status
 };
 
+#define PC_FIND_SQL \
+	"SELECT user_id, provider_id, provider_slug::pg_catalog.text, status::pg_catalog.text" \
+	" FROM %1$s.provider_connections WHERE id OPERATOR(pg_catalog.=) $1"
+
+/* By id alone: on Citus a read of every shard. */
 static PcStatement pc_find_connection_stmt = {
-	"SELECT user_id, provider_id, provider_slug::pg_catalog.text, status::pg_catalog.text"
-	" FROM %1$s.provider_connections WHERE id OPERATOR(pg_catalog.=) $1",
-	1, {UUIDOID}
+	PC_FIND_SQL, 1, {UUIDOID}, .multi_shard = true
+};
+
+/* By user and id: on Citus a read of the user's shard only. */
+static PcStatement pc_find_user_connection_stmt = {
+	PC_FIND_SQL " AND user_id OPERATOR(pg_catalog.=) $2", 2, {UUIDOID, UUIDOID}
 };
 
 /*
@@ -468,19 +476,25 @@ pc_check_key(PcCall *call)
 }
 
 /*
- * Read connection id without locking it; false if there is none. The row's
- * owner and provider cannot change (status.c), so checks made on them here
- * still hold once the row is locked.
+ * Read connection id without locking it; false if there is none. With
+ * user_id, only among that user's connections (on Citus: in that user's
+ * shard only); without, by id alone. The row's owner and provider cannot
+ * change (status.c), so checks made on them here still hold once the row
+ * is locked, and every later statement of the call names the row by its
+ * owner and id (row->user_id), the key Citus routes by.
  */
 bool
-pc_find_connection(const pg_uuid_t *id, PcConnectionRow *row)
+pc_find_connection(const pg_uuid_t *id, const pg_uuid_t *user_id, PcConnectionRow *row)
 {
-	Datum		arg = UUIDPGetDatum(id);
+	Datum		args[2];
 	HeapTuple	tup;
 	TupleDesc	desc;
 	bool		isnull;
 
-	if (SPI_execute_plan(pc_statement_plan(&pc_find_connection_stmt), &arg, NULL, false, 1) != SPI_OK_SELECT)
+	args[0] = UUIDPGetDatum(id);
+	args[1] = UUIDPGetDatum(user_id);
+	if (SPI_execute_plan(pc_statement_plan(user_id ? &pc_find_user_connection_stmt : &pc_find_connection_stmt),
+						 args, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read provider connection");
 	if (SPI_processed == 0)
 		return false;
@@ -496,11 +510,48 @@ pc_find_connection(const pg_uuid_t *id, PcConnectionRow *row)
 	return true;
 }
 
-/* Lock connection $1; whether lease token $2 is in force on it (NULL: no such row). */
+/*
+ * Read connection id of user_id (pc_find_connection), for a call made on
+ * the user's behalf; if the user has no such connection, record why:
+ * not_owned_by_user when the id is another user's (found by id alone, on
+ * this failure path only: on Citus a read of every shard),
+ * connection_not_found otherwise.
+ */
+bool
+pc_find_owned_connection(PcCall *call, const pg_uuid_t *id, const pg_uuid_t *user_id,
+						 PcConnectionRow *row)
+{
+	if (pc_find_connection(id, user_id, row))
+		return true;
+	if (pc_find_connection(id, NULL, row))
+		pc_call_fail(call, PC_RESULT_NOT_OWNED_BY_USER, NULL);
+	else
+		pc_call_fail(call, PC_RESULT_CONNECTION_NOT_FOUND, NULL);
+	return false;
+}
+
+/*
+ * A user_id argument: not NULL, and not the nil UUID, which the audit log
+ * stores for "no user" (a call made without one).
+ */
+bool
+pc_check_user(PcCall *call, const pg_uuid_t *user_id)
+{
+	if (user_id == NULL)
+		pc_call_fail_null(call, "user_id");
+	else if (memcmp(user_id, &pc_nil_user, sizeof(pg_uuid_t)) == 0)
+		pc_call_fail(call, PC_RESULT_INVALID_ARGUMENT, "user_id cannot be the nil UUID");
+	else
+		return true;
+	return false;
+}
+
+/* Lock connection $1 of user $3; whether lease token $2 is in force on it (NULL: no such row). */
 static PcStatement pc_lock_lease = {
 	"SELECT lease_until IS NOT NULL AND lease_token OPERATOR(pg_catalog.=) $2"
-	" FROM %1$s.provider_connections WHERE id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-	2, {UUIDOID, UUIDOID}
+	" FROM %1$s.provider_connections WHERE id OPERATOR(pg_catalog.=) $1"
+	" AND user_id OPERATOR(pg_catalog.=) $3 FOR UPDATE",
+	3, {UUIDOID, UUIDOID, UUIDOID}
 };
 
 /*
@@ -512,12 +563,12 @@ static PcStatement pc_lock_lease = {
  * that ran out but was not claimed again is still in force: nobody else
  * can have used the credentials. Without a token (callers that do not
  * claim) there is no fence. A row that is gone is left to the UPDATE to
- * report.
+ * report. user_id is the row's owner (pc_find_connection).
  */
 bool
-pc_check_lease(PcCall *call, const pg_uuid_t *id, const pg_uuid_t *lease_token)
+pc_check_lease(PcCall *call, const pg_uuid_t *id, const pg_uuid_t *user_id, const pg_uuid_t *lease_token)
 {
-	Datum		values[2];
+	Datum		values[3];
 	bool		isnull;
 	bool		held;
 
@@ -525,6 +576,7 @@ pc_check_lease(PcCall *call, const pg_uuid_t *id, const pg_uuid_t *lease_token)
 		return true;
 	values[0] = UUIDPGetDatum(id);
 	values[1] = UUIDPGetDatum(lease_token);
+	values[2] = UUIDPGetDatum(user_id);
 	if (SPI_execute_plan(pc_statement_plan(&pc_lock_lease), values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not lock provider connection");
 	if (SPI_processed == 0)

@@ -82,6 +82,7 @@ extern bool pc_check_slug(PcCall *call, const char *slug);
 extern bool pc_check_alias(PcCall *call, const char *alias);
 extern bool pc_check_expires_at(PcCall *call, FunctionCallInfo fcinfo, int argno, bool in_future);
 extern bool pc_check_key(PcCall *call);
+extern bool pc_check_user(PcCall *call, const pg_uuid_t *user_id);
 
 /* What the commands read of an existing connection. */
 typedef struct PcConnectionRow
@@ -92,8 +93,11 @@ typedef struct PcConnectionRow
 	PcStatus	status;
 } PcConnectionRow;
 
-extern bool pc_find_connection(const pg_uuid_t *id, PcConnectionRow *row);
-extern bool pc_check_lease(PcCall *call, const pg_uuid_t *id, const pg_uuid_t *lease_token);
+extern bool pc_find_connection(const pg_uuid_t *id, const pg_uuid_t *user_id, PcConnectionRow *row);
+extern bool pc_check_lease(PcCall *call, const pg_uuid_t *id, const pg_uuid_t *user_id,
+						   const pg_uuid_t *lease_token);
+extern bool pc_find_owned_connection(PcCall *call, const pg_uuid_t *id, const pg_uuid_t *user_id,
+									 PcConnectionRow *row);
 extern void pc_call_describe(PcCall *call, const PcConnectionRow *row);
 
 extern pg_uuid_t *pc_arg_uuid(FunctionCallInfo fcinfo, int argno);

@@ -72,11 +72,13 @@ enum
 	Anum_pc_activate_alias,
 	Anum_pc_activate_now,
 	Anum_pc_activate_from,
-	Natts_pc_activate = Anum_pc_activate_from
+	Anum_pc_activate_user_id,
+	Anum_pc_activate_call_id,	/* 1.4 on: the row names the call (lifecycle.c) */
+	Natts_pc_activate = Anum_pc_activate_call_id
 };
 
 /*
- * Make connection $1 active with new credentials, from the status $7 it was
+ * Make connection $1 of user $8 active with new credentials, from the status $7 it was
  * read in; connected_at is set on the first activation only. Ends any lease
  * and, from 1.4 on, the count of failed refreshes: the user re-authenticated.
  */
@@ -85,17 +87,17 @@ enum
 	" encrypted_credentials = $2, credential_type = $3, credentials_expires_at = $4," \
 	" alias = COALESCE($5, alias), connected_at = COALESCE(connected_at, $6)," \
 	" updated_at = $6, lease_until = NULL" reset \
-	" WHERE id OPERATOR(pg_catalog.=) $1" \
+	" WHERE id OPERATOR(pg_catalog.=) $1 AND user_id OPERATOR(pg_catalog.=) $8" \
 	" AND status OPERATOR(pg_catalog.=) $7::pg_catalog.text::%1$s.provider_connection_status"
 
 static PcStatement pc_activate_1_3 = {
 	PC_ACTIVATE_SQL(""),
-	Natts_pc_activate, {UUIDOID, BYTEAOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID, TEXTOID}
+	Natts_pc_activate - 1, {UUIDOID, BYTEAOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, UUIDOID}
 };
 
 static PcStatement pc_activate = {
-	PC_ACTIVATE_SQL(", refresh_failures = 0, next_refresh_at = NULL"),
-	Natts_pc_activate, {UUIDOID, BYTEAOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID, TEXTOID}
+	PC_ACTIVATE_SQL(", refresh_failures = 0, next_refresh_at = NULL, last_call_id = $9"),
+	Natts_pc_activate, {UUIDOID, BYTEAOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, UUIDOID, UUIDOID}
 };
 
 /*
@@ -120,6 +122,8 @@ ActivateConnection(PcCall *call, void *arg)
 	nulls[Anum_pc_activate_alias - 1] = a->alias ? ' ' : 'n';
 	values[Anum_pc_activate_now - 1] = TimestampTzGetDatum(pc_now());
 	values[Anum_pc_activate_from - 1] = CStringGetTextDatum(pc_status_name(a->from));
+	values[Anum_pc_activate_user_id - 1] = UUIDPGetDatum(a->user_id);
+	values[Anum_pc_activate_call_id - 1] = UUIDPGetDatum(&call->call_id);
 	if (SPI_execute_plan(pc_statement_plan(pc_schema_level() >= PC_SCHEMA_1_4 ? &pc_activate : &pc_activate_1_3),
 						 values, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update provider connection");
@@ -128,7 +132,7 @@ ActivateConnection(PcCall *call, void *arg)
 		call->recovered = pc_status_needs_reauthentication(a->from);
 		return;
 	}
-	if (!pc_find_connection(a->connection_id, &row))
+	if (!pc_find_connection(a->connection_id, a->user_id, &row))
 		pc_call_fail(call, PC_RESULT_CONNECTION_NOT_FOUND, NULL);
 	else
 		pc_call_fail_transition(call, row.status, PC_STATUS_ACTIVE);
@@ -145,11 +149,9 @@ CheckActivation(PcCall *call, ConnectArgs *a)
 {
 	PcConnectionRow row;
 
-	if (!pc_find_connection(a->connection_id, &row))
-		pc_call_fail(call, PC_RESULT_CONNECTION_NOT_FOUND, NULL);
-	else if (memcmp(&row.user_id, a->user_id, sizeof(pg_uuid_t)) != 0)
-		pc_call_fail(call, PC_RESULT_NOT_OWNED_BY_USER, NULL);
-	else if (memcmp(&row.provider_id, a->provider_id, sizeof(pg_uuid_t)) != 0)
+	if (!pc_find_owned_connection(call, a->connection_id, a->user_id, &row))
+		return false;
+	if (memcmp(&row.provider_id, a->provider_id, sizeof(pg_uuid_t)) != 0)
 		pc_call_fail(call, PC_RESULT_INVALID_ARGUMENT,
 					 "provider_id does not match the connection's provider");
 	else if (strcmp(row.provider_slug, a->provider_slug) != 0)
@@ -235,8 +237,8 @@ provider_connect(PG_FUNCTION_ARGS)
 	call.result_connection_id = a.connection_id;
 	pc_call_attempted(&call);
 
-	if (a.user_id == NULL)
-		pc_call_fail_null(&call, "user_id");
+	if (!pc_check_user(&call, a.user_id))
+		;						/* its failure is recorded */
 	else if (a.provider_id == NULL)
 		pc_call_fail_null(&call, "provider_id");
 	else if (pc_check_credentials(&call, fcinfo, 3) &&

@@ -128,6 +128,9 @@ AuditInsert(int nrows, PcSchemaLevel level)
 	return stmt;
 }
 
+/* Stands for "no user" in the audit log's user_id from 1.4 on; reads show NULL. */
+const pg_uuid_t pc_nil_user = {{0}};
+
 /* Every event: its command and outcome, event_type and action. */
 typedef struct PcEventKind
 {
@@ -489,6 +492,30 @@ pc_event_payload(const PcWrittenEvent *w, Jsonb *context)
 }
 
 /*
+ * A new audit id: the next value of the audit sequence, offset on Citus by
+ * the node's group, so that ids made on different nodes (calls run on the
+ * coordinator, the guard's events written on the worker that holds the
+ * row) never meet: group g numbers from g << 48 + 1 on. Citus gives a
+ * bigserial column such a range itself, but not a sequence an extension
+ * owns; doing it here also covers nodes added later.
+ */
+static int64
+NextAuditId(void)
+{
+	int64		next = DatumGetInt64(DirectFunctionCall1(nextval_oid,
+														 ObjectIdGetDatum(pc_audit_sequence())));
+	int32		group = pc_citus_group();
+
+	if (group == 0)
+		return next;
+	if (next >= PC_AUDIT_IDS_PER_GROUP || group >= (int32) (PG_INT64_MAX / PC_AUDIT_IDS_PER_GROUP))
+		ereport(ERROR,
+				(errcode(ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED),
+				 errmsg("provider_audit_log_id_seq is beyond the ids of one Citus group")));
+	return (int64) group * PC_AUDIT_IDS_PER_GROUP + next;
+}
+
+/*
  * Fix what an event's audit row will say: its audit id (from the audit
  * sequence, so ids follow the order events are stamped in), event id and
  * time; free text clipped. The facts are copied as they are now.
@@ -501,8 +528,7 @@ pc_event_stamp(const PcEvent *ev, PcWrittenEvent *w)
 	w->event.provider_slug = pc_clip(ev->provider_slug, PC_MAX_EVENT_SLUG_BYTES);
 	w->event.reason = ev->outcome == PC_FAILED ? pc_clip(ev->reason, PC_MAX_REASON_BYTES) : NULL;
 	w->occurred_at = pc_now();
-	w->audit_id = DatumGetInt64(DirectFunctionCall1(nextval_oid,
-													ObjectIdGetDatum(pc_audit_sequence())));
+	w->audit_id = NextAuditId();
 	pc_uuid7(&w->event_id, w->occurred_at, PC_SEED_EVENT | (uint64) w->audit_id);
 }
 
@@ -532,7 +558,7 @@ pc_write_notice(PcEvent *ev)
 
 /* Bind one audit row at values/nulls, in Anum_pc_audit_* order. */
 static void
-BindAuditRow(const PcWrittenEvent *w, Datum context, Datum *values, char *nulls)
+BindAuditRow(const PcWrittenEvent *w, Datum context, PcSchemaLevel level, Datum *values, char *nulls)
 {
 	const PcEvent *ev = &w->event;
 	const PcEventKind *kind = EventKind(ev->command, ev->outcome);
@@ -543,8 +569,9 @@ BindAuditRow(const PcWrittenEvent *w, Datum context, Datum *values, char *nulls)
 	values[Anum_pc_audit_event_id - 1] = UUIDPGetDatum(&w->event_id);
 	values[Anum_pc_audit_event_type - 1] = CStringGetTextDatum(kind->event_type);
 	values[Anum_pc_audit_action - 1] = CStringGetTextDatum(kind->action);
-	values[Anum_pc_audit_user_id - 1] = UUIDPGetDatum(ev->user_id);
-	nulls[Anum_pc_audit_user_id - 1] = ev->user_id ? ' ' : 'n';
+	/* The column is part of the key (the Citus distribution column): never NULL. */
+	values[Anum_pc_audit_user_id - 1] = UUIDPGetDatum(ev->user_id ? ev->user_id : &pc_nil_user);
+	nulls[Anum_pc_audit_user_id - 1] = (ev->user_id || level >= PC_SCHEMA_1_4) ? ' ' : 'n';
 	values[Anum_pc_audit_connection_id - 1] = UUIDPGetDatum(ev->connection_id);
 	nulls[Anum_pc_audit_connection_id - 1] = ev->connection_id ? ' ' : 'n';
 	values[Anum_pc_audit_provider_id - 1] = UUIDPGetDatum(ev->provider_id);
@@ -594,7 +621,7 @@ pc_write_events(const PcWrittenEvent *events, int n)
 		Datum		rowvalues[Natts_pc_audit_insert];
 		char		rownulls[Natts_pc_audit_insert];
 
-		BindAuditRow(&events[i], context, rowvalues, rownulls);
+		BindAuditRow(&events[i], context, level, rowvalues, rownulls);
 		memcpy(&values[i * ncols], rowvalues, ncols * sizeof(Datum));
 		memcpy(&nulls[i * ncols], rownulls, ncols);
 	}

@@ -77,6 +77,11 @@ typedef struct PcWrittenEvent
 /* The channel every notification goes to. */
 #define PC_CHANNEL "provider_events"
 
+/* Audit ids each Citus group numbers (events.c): group g from g << 48 + 1 on. */
+#define PC_AUDIT_IDS_PER_GROUP (INT64CONST(1) << 48)
+
+extern const pg_uuid_t pc_nil_user;
+
 extern void pc_events_init(void);
 extern void pc_event_stamp(const PcEvent *event, PcWrittenEvent *written);
 extern void pc_write_events(const PcWrittenEvent *events, int n);

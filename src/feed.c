@@ -76,16 +76,16 @@ static PcStatement pc_lock_state_skip = {
  *	- the OFFSET 0 of the ordered subquery keeps it from being flattened,
  *	  so positions follow audit ids.
  */
-#define PC_ROUND_SQL(candidates) \
+#define PC_ROUND_SQL(candidates, position_user, same_user) \
 	"WITH cur AS (SELECT pg_catalog.pg_current_snapshot() AS s)," \
 	" cand AS MATERIALIZED (" \
-	"  SELECT a.id FROM %1$s.provider_audit_log a, cur WHERE " candidates ")," \
+	"  SELECT a.id, a.user_id FROM %1$s.provider_audit_log a, cur WHERE " candidates ")," \
 	" numbered AS (" \
-	"  INSERT INTO %1$s.provider_event_positions (global_position, audit_id)" \
-	"  SELECT pg_catalog.nextval('%1$s.provider_event_position_seq'), c.id FROM (" \
-	"   SELECT cand.id FROM cand" \
+	"  INSERT INTO %1$s.provider_event_positions (global_position, audit_id" position_user ")" \
+	"  SELECT pg_catalog.nextval('%1$s.provider_event_position_seq'), c.id" position_user " FROM (" \
+	"   SELECT cand.id, cand.user_id FROM cand" \
 	"    WHERE NOT EXISTS (SELECT 1 FROM %1$s.provider_event_positions p" \
-	"                       WHERE p.audit_id OPERATOR(pg_catalog.=) cand.id OFFSET 0)" \
+	"                       WHERE p.audit_id OPERATOR(pg_catalog.=) cand.id" same_user " OFFSET 0)" \
 	"   ORDER BY cand.id OFFSET 0) c" \
 	"  RETURNING global_position)," \
 	" remembered AS (" \
@@ -97,13 +97,12 @@ static PcStatement pc_lock_state_skip = {
 	" SELECT (SELECT pg_catalog.count(*) FROM numbered)," \
 	"        (SELECT pg_catalog.pg_snapshot_xmax(cur.s) OPERATOR(pg_catalog.>) $4 FROM cur)"
 
-static PcStatement pc_round = {
-	PC_ROUND_SQL("((a.xid OPERATOR(pg_catalog.>=) $1 AND a.xid OPERATOR(pg_catalog.<) $4)"
-				 " OR a.xid OPERATOR(pg_catalog.=) ANY ($2))"
-				 " AND pg_catalog.pg_visible_in_snapshot(a.xid, cur.s)"
-				 " AND a.xid OPERATOR(pg_catalog.<>) $3"),
-	4, {XID8OID, XID8ARRAYOID, XID8OID, XID8OID}
-};
+/* Later rounds: what committed since the last. */
+#define PC_ROUND_LATER \
+	"((a.xid OPERATOR(pg_catalog.>=) $1 AND a.xid OPERATOR(pg_catalog.<) $4)" \
+	" OR a.xid OPERATOR(pg_catalog.=) ANY ($2))" \
+	" AND pg_catalog.pg_visible_in_snapshot(a.xid, cur.s)" \
+	" AND a.xid OPERATOR(pg_catalog.<>) $3"
 
 /*
  * The first round: every visible row without a position but the
@@ -111,10 +110,27 @@ static PcStatement pc_round = {
  * (a reader that wrote events earlier in its transaction). Rows without an
  * xid (written into a 1.1 schema, before the feed) are numbered too.
  */
-static PcStatement pc_first_round = {
-	PC_ROUND_SQL("$1 IS NULL AND $2 IS NULL AND $4 IS NOT NULL"
-				 " AND (a.xid IS NULL OR a.xid OPERATOR(pg_catalog.<>) $3)"),
-	4, {XID8OID, XID8ARRAYOID, XID8OID, XID8OID}
+#define PC_ROUND_FIRST \
+	"$1 IS NULL AND $2 IS NULL AND $4 IS NOT NULL" \
+	" AND (a.xid IS NULL OR a.xid OPERATOR(pg_catalog.<>) $3)"
+
+/*
+ * From 1.4 on a position carries its event's user_id (its key, so that on
+ * Citus it lives in its event's shard), and is found by it.
+ */
+#define PC_POSITION_USER ", user_id"
+#define PC_SAME_USER " AND p.user_id OPERATOR(pg_catalog.=) cand.user_id"
+
+/* The rounds, later and first, by schema: before 1.4, and 1.4 on. */
+static PcStatement pc_rounds[2][2] = {
+	{
+		{PC_ROUND_SQL(PC_ROUND_LATER, "", ""), 4, {XID8OID, XID8ARRAYOID, XID8OID, XID8OID}},
+		{PC_ROUND_SQL(PC_ROUND_FIRST, "", ""), 4, {XID8OID, XID8ARRAYOID, XID8OID, XID8OID}},
+	},
+	{
+		{PC_ROUND_SQL(PC_ROUND_LATER, PC_POSITION_USER, PC_SAME_USER), 4, {XID8OID, XID8ARRAYOID, XID8OID, XID8OID}},
+		{PC_ROUND_SQL(PC_ROUND_FIRST, PC_POSITION_USER, PC_SAME_USER), 4, {XID8OID, XID8ARRAYOID, XID8OID, XID8OID}},
+	},
 };
 
 /*
@@ -309,6 +325,9 @@ NotifyNumbered(int64 *notified_upto, bool all)
 		memcpy(&w.event_id, DatumGetUUIDP(SPI_getbinval(tup, desc, Anum_pc_notify_event_id, &isnull)),
 			   sizeof(pg_uuid_t));
 		w.event.user_id = UuidColumn(tup, desc, Anum_pc_notify_user_id);
+		/* The nil UUID stands for no user (1.4 on): payloads say null, as the caller's did. */
+		if (w.event.user_id != NULL && memcmp(w.event.user_id, &pc_nil_user, sizeof(pg_uuid_t)) == 0)
+			w.event.user_id = NULL;
 		w.event.connection_id = UuidColumn(tup, desc, Anum_pc_notify_connection_id);
 		w.event.provider_id = UuidColumn(tup, desc, Anum_pc_notify_provider_id);
 		w.event.provider_slug = SPI_getvalue(tup, desc, Anum_pc_notify_provider_slug);
@@ -395,10 +414,12 @@ AssignRound(Oid nsp, bool wait, int64 *notified_upto)
 	int			rc;
 	int64		stored;
 	PcFeedSource source;
+	int			with_user;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	pc_plans_use_schema(nsp);
+	with_user = pc_schema_level() >= PC_SCHEMA_1_4 ? 1 : 0;
 
 	/* A subscriber's positions are the publisher's: number none, notify them. */
 	source = pc_feed_source(nsp, false);
@@ -442,9 +463,9 @@ AssignRound(Oid nsp, bool wait, int64 *notified_upto)
 			*notified_upto = stored >= 0 ? stored : FeedHead();
 		args[3] = FullTransactionIdGetDatum(ReadNextFullTransactionId());
 		if (nulls[0] == 'n')
-			rc = SPI_execute_plan(pc_statement_plan(&pc_first_round), args, nulls, false, 0);
+			rc = SPI_execute_plan(pc_statement_plan(&pc_rounds[with_user][1]), args, nulls, false, 0);
 		else
-			rc = ExecuteIndexed(&pc_round, args, nulls);
+			rc = ExecuteIndexed(&pc_rounds[with_user][0], args, nulls);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "could not assign event positions");
 		numbered = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));

@@ -137,6 +137,32 @@ UuidAttr(Relation rel, HeapTuple tup, const char *name)
 }
 
 /*
+ * Whether an UPDATE names a new call in last_call_id (1.4 on): our commands
+ * do, and record their own events. Where the command ran is not always
+ * where the row is: on Citus a call run on the coordinator changes a shard
+ * on a worker, whose guard cannot see pc_command_writing(). A direct
+ * UPDATE leaves the column alone and is recorded; one that sets it says it
+ * is a call recording itself (the column is documented so).
+ */
+static bool
+CallDeclared(Relation rel, HeapTuple oldtup, HeapTuple newtup)
+{
+	int			att = SPI_fnumber(RelationGetDescr(rel), "last_call_id");
+	bool		oldnull,
+				newnull;
+	Datum		oldval,
+				newval;
+
+	if (att <= 0)
+		return false;
+	newval = heap_getattr(newtup, att, RelationGetDescr(rel), &newnull);
+	if (newnull)
+		return false;
+	oldval = heap_getattr(oldtup, att, RelationGetDescr(rel), &oldnull);
+	return oldnull || memcmp(DatumGetUUIDP(oldval), DatumGetUUIDP(newval), sizeof(pg_uuid_t)) != 0;
+}
+
+/*
  * Write the notice of a direct write to a row: one event of the given kind
  * about the connection in tup, whose details are the members in details,
  * with the role that wrote it; in the writing transaction, so it commits
@@ -362,7 +388,8 @@ provider_connections_guard(PG_FUNCTION_ARGS)
 							pc_status_name(from), pc_status_name(to)),
 					 from == PC_STATUS_DISCONNECTED ?
 					 errdetail("\"disconnected\" is terminal; create a new connection instead.") : 0));
-		if (from != to && !pc_command_writing() && !WriteIsReplicas(rel))
+		if (from != to && !pc_command_writing() && !CallDeclared(rel, oldtup, newtup) &&
+			!WriteIsReplicas(rel))
 			RecordStatusChange(rel, newtup, from, to);
 	}
 	CheckSealed(rel, TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? trigdata->tg_trigtuple : NULL,

@@ -67,26 +67,48 @@ enum
 	Anum_pc_mark_clear,
 	Anum_pc_mark_now,
 	Anum_pc_mark_from,
-	Natts_pc_mark = Anum_pc_mark_from
+	Anum_pc_mark_user_id,
+	Anum_pc_mark_call_id,
+	Natts_pc_mark = Anum_pc_mark_call_id
 };
 
-/* Move connection $1 from status $5 to $2; $3: drop its credentials. Ends any lease. */
+/*
+ * Move connection $1 of user $6 from status $5 to $2; $3: drop its
+ * credentials. Ends any lease. From 1.4 on the row names the call ($7):
+ * the guard then knows the change records its own events, also on a Citus
+ * worker, where the call itself did not run.
+ */
+#define PC_MARK_SQL(call) \
+	"UPDATE %1$s.provider_connections" \
+	" SET status = $2::pg_catalog.text::%1$s.provider_connection_status," \
+	" encrypted_credentials = CASE WHEN $3 THEN NULL ELSE encrypted_credentials END," \
+	" credentials_expires_at = CASE WHEN $3 THEN NULL ELSE credentials_expires_at END," \
+	" lease_until = NULL, updated_at = $4" call \
+	" WHERE id OPERATOR(pg_catalog.=) $1 AND user_id OPERATOR(pg_catalog.=) $6" \
+	" AND status OPERATOR(pg_catalog.=) $5::pg_catalog.text::%1$s.provider_connection_status"
+
+static PcStatement pc_mark_1_3 = {
+	PC_MARK_SQL(""), Natts_pc_mark - 1, {UUIDOID, TEXTOID, BOOLOID, TIMESTAMPTZOID, TEXTOID, UUIDOID}
+};
+
 static PcStatement pc_mark = {
-	"UPDATE %1$s.provider_connections"
-	" SET status = $2::pg_catalog.text::%1$s.provider_connection_status,"
-	" encrypted_credentials = CASE WHEN $3 THEN NULL ELSE encrypted_credentials END,"
-	" credentials_expires_at = CASE WHEN $3 THEN NULL ELSE credentials_expires_at END,"
-	" lease_until = NULL, updated_at = $4"
-	" WHERE id OPERATOR(pg_catalog.=) $1"
-	" AND status OPERATOR(pg_catalog.=) $5::pg_catalog.text::%1$s.provider_connection_status",
-	Natts_pc_mark, {UUIDOID, TEXTOID, BOOLOID, TIMESTAMPTZOID, TEXTOID}
+	PC_MARK_SQL(", last_call_id = $7"), Natts_pc_mark,
+	{UUIDOID, TEXTOID, BOOLOID, TIMESTAMPTZOID, TEXTOID, UUIDOID, UUIDOID}
 };
 
+/* last_sync_at of active connection $1 (of user $3, when not NULL) is now $2. */
+#define PC_RECORD_SYNC_SQL \
+	"UPDATE %1$s.provider_connections SET last_sync_at = $2" \
+	" WHERE id OPERATOR(pg_catalog.=) $1" \
+	" AND status OPERATOR(pg_catalog.=) 'active'::%1$s.provider_connection_status"
+
+/* By id alone: one node only (on Citus the user is found first). */
 static PcStatement pc_record_sync = {
-	"UPDATE %1$s.provider_connections SET last_sync_at = $2"
-	" WHERE id OPERATOR(pg_catalog.=) $1"
-	" AND status OPERATOR(pg_catalog.=) 'active'::%1$s.provider_connection_status",
-	2, {UUIDOID, TIMESTAMPTZOID}
+	PC_RECORD_SYNC_SQL, 2, {UUIDOID, TIMESTAMPTZOID}
+};
+
+static PcStatement pc_record_sync_user = {
+	PC_RECORD_SYNC_SQL " AND user_id OPERATOR(pg_catalog.=) $3", 3, {UUIDOID, TIMESTAMPTZOID, UUIDOID}
 };
 
 /*
@@ -94,15 +116,27 @@ static PcStatement pc_record_sync = {
  * (expiry, id) pair ($2, $3) in that order, at most $4, locked; rows
  * another transaction holds are skipped (the next run takes them).
  */
+#define PC_OVERDUE_SQL \
+	"SELECT id, credentials_expires_at, user_id FROM %1$s.provider_connections" \
+	" WHERE status OPERATOR(pg_catalog.=) 'active'::%1$s.provider_connection_status" \
+	" AND credentials_expires_at IS NOT NULL" \
+	" AND credentials_expires_at OPERATOR(pg_catalog.<) $1" \
+	" AND credentials_expires_at OPERATOR(pg_catalog.>=) $2" \
+	" AND (credentials_expires_at, id) OPERATOR(pg_catalog.>) ($2, $3)" \
+	" ORDER BY credentials_expires_at, id LIMIT $4"
+
 static PcStatement pc_overdue = {
-	"SELECT id, credentials_expires_at FROM %1$s.provider_connections"
-	" WHERE status OPERATOR(pg_catalog.=) 'active'::%1$s.provider_connection_status"
-	" AND credentials_expires_at IS NOT NULL"
-	" AND credentials_expires_at OPERATOR(pg_catalog.<) $1"
-	" AND credentials_expires_at OPERATOR(pg_catalog.>=) $2"
-	" AND (credentials_expires_at, id) OPERATOR(pg_catalog.>) ($2, $3)"
-	" ORDER BY credentials_expires_at, id LIMIT $4 FOR UPDATE SKIP LOCKED",
-	4, {TIMESTAMPTZOID, TIMESTAMPTZOID, UUIDOID, INT4OID}
+	PC_OVERDUE_SQL " FOR UPDATE SKIP LOCKED", 4, {TIMESTAMPTZOID, TIMESTAMPTZOID, UUIDOID, INT4OID}
+};
+
+/*
+ * On Citus, which locks rows of one user's shard only (FOR UPDATE needs the
+ * distribution column): unlocked, from every shard. Each mark then changes
+ * its row only if it still has the status read (MoveStatus), waiting for a
+ * caller that holds it instead of skipping it.
+ */
+static PcStatement pc_overdue_distributed = {
+	PC_OVERDUE_SQL, 4, {TIMESTAMPTZOID, TIMESTAMPTZOID, UUIDOID, INT4OID}, .multi_shard = true
 };
 
 /*
@@ -110,14 +144,21 @@ static PcStatement pc_overdue = {
  * ($2, $3) in that order, at most $4, locked, skipping rows others hold:
  * the same shape as pc_overdue, for the same batch loop.
  */
+#define PC_ABANDONED_SQL \
+	"SELECT id, created_at, user_id FROM %1$s.provider_connections" \
+	" WHERE status OPERATOR(pg_catalog.=) 'pending'::%1$s.provider_connection_status" \
+	" AND created_at OPERATOR(pg_catalog.<) $1" \
+	" AND created_at OPERATOR(pg_catalog.>=) $2" \
+	" AND (created_at, id) OPERATOR(pg_catalog.>) ($2, $3)" \
+	" ORDER BY created_at, id LIMIT $4"
+
 static PcStatement pc_abandoned = {
-	"SELECT id, created_at FROM %1$s.provider_connections"
-	" WHERE status OPERATOR(pg_catalog.=) 'pending'::%1$s.provider_connection_status"
-	" AND created_at OPERATOR(pg_catalog.<) $1"
-	" AND created_at OPERATOR(pg_catalog.>=) $2"
-	" AND (created_at, id) OPERATOR(pg_catalog.>) ($2, $3)"
-	" ORDER BY created_at, id LIMIT $4 FOR UPDATE SKIP LOCKED",
-	4, {TIMESTAMPTZOID, TIMESTAMPTZOID, UUIDOID, INT4OID}
+	PC_ABANDONED_SQL " FOR UPDATE SKIP LOCKED", 4, {TIMESTAMPTZOID, TIMESTAMPTZOID, UUIDOID, INT4OID}
+};
+
+/* On Citus: as pc_overdue_distributed. */
+static PcStatement pc_abandoned_distributed = {
+	PC_ABANDONED_SQL, 4, {TIMESTAMPTZOID, TIMESTAMPTZOID, UUIDOID, INT4OID}, .multi_shard = true
 };
 
 typedef struct PendingArgs
@@ -182,8 +223,8 @@ provider_begin_connect(PG_FUNCTION_ARGS)
 	call.event.provider_slug = a.provider_slug;
 	pc_call_attempted(&call);
 
-	if (a.user_id == NULL)
-		pc_call_fail_null(&call, "user_id");
+	if (!pc_check_user(&call, a.user_id))
+		;						/* its failure is recorded */
 	else if (a.provider_id == NULL)
 		pc_call_fail_null(&call, "provider_id");
 	else if (pc_check_slug(&call, a.provider_slug) &&
@@ -197,6 +238,7 @@ provider_begin_connect(PG_FUNCTION_ARGS)
 typedef struct MarkArgs
 {
 	const pg_uuid_t *connection_id;
+	const pg_uuid_t *user_id;	/* its owner */
 	const pg_uuid_t *lease_token;	/* NULL: no fence */
 	PcStatus	from;
 	PcStatus	to;
@@ -215,18 +257,21 @@ MoveStatus(PcCall *call, void *arg)
 	Datum		values[Natts_pc_mark];
 	PcConnectionRow row;
 
-	if (!pc_check_lease(call, a->connection_id, a->lease_token))
+	if (!pc_check_lease(call, a->connection_id, a->user_id, a->lease_token))
 		return;
 	values[Anum_pc_mark_id - 1] = UUIDPGetDatum(a->connection_id);
+	values[Anum_pc_mark_user_id - 1] = UUIDPGetDatum(a->user_id);
+	values[Anum_pc_mark_call_id - 1] = UUIDPGetDatum(&call->call_id);
 	values[Anum_pc_mark_to - 1] = CStringGetTextDatum(pc_status_name(a->to));
 	values[Anum_pc_mark_clear - 1] = BoolGetDatum(a->clear_credentials);
 	values[Anum_pc_mark_now - 1] = TimestampTzGetDatum(pc_now());
 	values[Anum_pc_mark_from - 1] = CStringGetTextDatum(pc_status_name(a->from));
-	if (SPI_execute_plan(pc_statement_plan(&pc_mark), values, NULL, false, 0) != SPI_OK_UPDATE)
+	if (SPI_execute_plan(pc_statement_plan(pc_schema_level() >= PC_SCHEMA_1_4 ? &pc_mark : &pc_mark_1_3),
+						 values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update provider connection");
 	if (SPI_processed > 0)
 		return;
-	if (!pc_find_connection(a->connection_id, &row))
+	if (!pc_find_connection(a->connection_id, a->user_id, &row))
 		pc_call_fail(call, PC_RESULT_CONNECTION_NOT_FOUND, NULL);
 	else
 		pc_call_fail_transition(call, row.status, a->to);
@@ -248,12 +293,14 @@ ReasonDetails(const char *reason)
 /*
  * One status change as a call in schema nsp (a new SPI connection): the
  * Attempted event, the checks, the change (fenced by lease_token when not
- * NULL), the outcome. Returns whether it succeeded; *result, when not NULL,
- * gets the provider_result datum.
+ * NULL), the outcome. by_user: the call names the connection's owner,
+ * user_id (the forms that take it first; the batches), and finds it among
+ * that user's connections only. Returns whether it succeeded; *result,
+ * when not NULL, gets the provider_result datum.
  */
 static bool
-MarkCall(FunctionCallInfo fcinfo, Oid nsp, PcCommand command, const pg_uuid_t *id,
-		 const pg_uuid_t *lease_token, PcStatus to, bool clear_credentials,
+MarkCall(FunctionCallInfo fcinfo, Oid nsp, PcCommand command, bool by_user, const pg_uuid_t *user_id,
+		 const pg_uuid_t *id, const pg_uuid_t *lease_token, PcStatus to, bool clear_credentials,
 		 const char *reason, Datum *result)
 {
 	PcCall		call;
@@ -265,15 +312,19 @@ MarkCall(FunctionCallInfo fcinfo, Oid nsp, PcCommand command, const pg_uuid_t *i
 		pc_call_begin(&call, fcinfo, command);
 	else
 		pc_call_begin_in(&call, nsp, command);
-	if (id != NULL)
-		found = pc_find_connection(id, &row);
+	if (id != NULL && (!by_user || user_id != NULL))
+		found = pc_find_connection(id, user_id, &row);
 	pc_call_describe(&call, found ? &row : NULL);
+	if (!found && by_user)
+		call.event.user_id = user_id;
 	call.event.connection_id = id;
 	call.event.details = ReasonDetails(reason);
 	call.result_connection_id = id;
 	pc_call_attempted(&call);
 
-	if (id == NULL)
+	if (by_user && !pc_check_user(&call, user_id))
+		;						/* its failure is recorded */
+	else if (id == NULL)
 		pc_call_fail_null(&call, "connection_id");
 	else if (!found)
 		pc_call_fail(&call, PC_RESULT_CONNECTION_NOT_FOUND, NULL);
@@ -282,6 +333,7 @@ MarkCall(FunctionCallInfo fcinfo, Oid nsp, PcCommand command, const pg_uuid_t *i
 	else
 	{
 		a.connection_id = id;
+		a.user_id = &row.user_id;
 		a.lease_token = lease_token;
 		a.from = row.status;
 		a.to = to;
@@ -300,94 +352,171 @@ MarkCall(FunctionCallInfo fcinfo, Oid nsp, PcCommand command, const pg_uuid_t *i
 	return call.ok;
 }
 
-/* SQL function: provider_mark_failed(connection_id, reason) */
-PG_FUNCTION_INFO_V1(provider_mark_failed);
+/*
+ * The arguments of the mark functions, in both forms: the 1.3 form by
+ * connection id (its owner is found by id alone: on Citus a read of every
+ * shard), and the 1.4 form with the owner first, which finds the connection
+ * among that user's only (on Citus: in that user's shard). Argument n of
+ * the 1.3 form is argument n + 1 of the 1.4 form.
+ */
+#define PC_ARG(n) ((n) + (by_user ? 1 : 0))
 
-/* A pending connection whose OAuth flow failed: pending to failed. */
-Datum
-provider_mark_failed(PG_FUNCTION_ARGS)
+/* provider_mark_failed, both forms: a pending connection whose OAuth flow failed. */
+static Datum
+MarkFailed(FunctionCallInfo fcinfo, bool by_user)
 {
 	Datum		result;
 
-	(void) MarkCall(fcinfo, InvalidOid, PC_CMD_MARK_FAILED, pc_arg_uuid(fcinfo, 0), NULL,
-					PC_STATUS_FAILED, false, pc_arg_text(fcinfo, 1), &result);
+	(void) MarkCall(fcinfo, InvalidOid, PC_CMD_MARK_FAILED, by_user,
+					by_user ? pc_arg_uuid(fcinfo, 0) : NULL, pc_arg_uuid(fcinfo, PC_ARG(0)), NULL,
+					PC_STATUS_FAILED, false, pc_arg_text(fcinfo, PC_ARG(1)), &result);
 	return result;
+}
+
+/*
+ * provider_mark_expired, both forms: active to expired. The credentials
+ * stay sealed: a worker may still use a refresh token among them to
+ * re-authenticate. With a lease token (1.4), only while that lease is in
+ * force.
+ */
+static Datum
+MarkExpired(FunctionCallInfo fcinfo, bool by_user)
+{
+	Datum		result;
+
+	(void) MarkCall(fcinfo, InvalidOid, PC_CMD_MARK_EXPIRED, by_user,
+					by_user ? pc_arg_uuid(fcinfo, 0) : NULL, pc_arg_uuid(fcinfo, PC_ARG(0)),
+					PG_NARGS() > PC_ARG(1) ? pc_arg_uuid(fcinfo, PC_ARG(1)) : NULL,
+					PC_STATUS_EXPIRED, false, NULL, &result);
+	return result;
+}
+
+/*
+ * provider_mark_revoked, both forms: active to revoked (the provider
+ * withdrew access). The credentials and their expiry are cleared: they are
+ * worthless, and still secret. With a lease token (1.4), only while that
+ * lease is in force.
+ */
+static Datum
+MarkRevoked(FunctionCallInfo fcinfo, bool by_user)
+{
+	Datum		result;
+
+	(void) MarkCall(fcinfo, InvalidOid, PC_CMD_MARK_REVOKED, by_user,
+					by_user ? pc_arg_uuid(fcinfo, 0) : NULL, pc_arg_uuid(fcinfo, PC_ARG(0)),
+					PG_NARGS() > PC_ARG(2) ? pc_arg_uuid(fcinfo, PC_ARG(2)) : NULL,
+					PC_STATUS_REVOKED, true, pc_arg_text(fcinfo, PC_ARG(1)), &result);
+	return result;
+}
+
+/* SQL function: provider_mark_failed(connection_id, reason) */
+PG_FUNCTION_INFO_V1(provider_mark_failed);
+
+/* provider_mark_failed by connection id (MarkFailed). */
+Datum
+provider_mark_failed(PG_FUNCTION_ARGS)
+{
+	return MarkFailed(fcinfo, false);
+}
+
+/* SQL function: provider_mark_failed(user_id, connection_id, reason) */
+PG_FUNCTION_INFO_V1(provider_mark_failed_of_user);
+
+/* provider_mark_failed by owner and connection id (MarkFailed). */
+Datum
+provider_mark_failed_of_user(PG_FUNCTION_ARGS)
+{
+	return MarkFailed(fcinfo, true);
 }
 
 /* SQL function: provider_mark_expired(connection_id, lease_token) */
 PG_FUNCTION_INFO_V1(provider_mark_expired);
 
-/*
- * Active to expired. The credentials stay sealed: a worker may still use a
- * refresh token among them to re-authenticate. With a lease token (1.4's
- * second argument), only while that lease is in force.
- */
+/* provider_mark_expired by connection id (MarkExpired). */
 Datum
 provider_mark_expired(PG_FUNCTION_ARGS)
 {
-	Datum		result;
+	return MarkExpired(fcinfo, false);
+}
 
-	(void) MarkCall(fcinfo, InvalidOid, PC_CMD_MARK_EXPIRED, pc_arg_uuid(fcinfo, 0),
-					PG_NARGS() > 1 ? pc_arg_uuid(fcinfo, 1) : NULL,
-					PC_STATUS_EXPIRED, false, NULL, &result);
-	return result;
+/* SQL function: provider_mark_expired(user_id, connection_id, lease_token) */
+PG_FUNCTION_INFO_V1(provider_mark_expired_of_user);
+
+/* provider_mark_expired by owner and connection id (MarkExpired). */
+Datum
+provider_mark_expired_of_user(PG_FUNCTION_ARGS)
+{
+	return MarkExpired(fcinfo, true);
 }
 
 /* SQL function: provider_mark_revoked(connection_id, reason, lease_token) */
 PG_FUNCTION_INFO_V1(provider_mark_revoked);
 
-/*
- * Active to revoked (the provider withdrew access). The credentials and
- * their expiry are cleared: they are worthless, and still secret. With a
- * lease token (1.4's third argument), only while that lease is in force.
- */
+/* provider_mark_revoked by connection id (MarkRevoked). */
 Datum
 provider_mark_revoked(PG_FUNCTION_ARGS)
 {
-	Datum		result;
-
-	(void) MarkCall(fcinfo, InvalidOid, PC_CMD_MARK_REVOKED, pc_arg_uuid(fcinfo, 0),
-					PG_NARGS() > 2 ? pc_arg_uuid(fcinfo, 2) : NULL,
-					PC_STATUS_REVOKED, true, pc_arg_text(fcinfo, 1), &result);
-	return result;
+	return MarkRevoked(fcinfo, false);
 }
 
-/* SQL function: provider_record_sync(connection_id) */
-PG_FUNCTION_INFO_V1(provider_record_sync);
+/* SQL function: provider_mark_revoked(user_id, connection_id, reason, lease_token) */
+PG_FUNCTION_INFO_V1(provider_mark_revoked_of_user);
+
+/* provider_mark_revoked by owner and connection id (MarkRevoked). */
+Datum
+provider_mark_revoked_of_user(PG_FUNCTION_ARGS)
+{
+	return MarkRevoked(fcinfo, true);
+}
 
 /*
- * Note that data was synchronised from an active connection: last_sync_at.
- * A success writes no events; a failure (not found, not_active) writes
- * Attempted and Failed like any other call.
+ * provider_record_sync, both forms: note that data was synchronised from an
+ * active connection: last_sync_at. A success writes no events; a failure
+ * (not found, not_active) writes Attempted and Failed like any other call.
+ * By connection id alone on Citus, the owner is found first (every shard).
  */
-Datum
-provider_record_sync(PG_FUNCTION_ARGS)
+static Datum
+RecordSync(FunctionCallInfo fcinfo, bool by_user)
 {
 	PcCall		call;
-	const pg_uuid_t *id = pc_arg_uuid(fcinfo, 0);
+	const pg_uuid_t *user_id = by_user ? pc_arg_uuid(fcinfo, 0) : NULL;
+	const pg_uuid_t *id = pc_arg_uuid(fcinfo, PC_ARG(0));
 	PcConnectionRow row;
 	bool		found = false;
-	Datum		values[2];
+	bool		looked = false;
+	Datum		values[3];
 
 	pc_call_begin(&call, fcinfo, PC_CMD_RECORD_SYNC);
 	call.audit_success = false;
 	call.result_connection_id = id;
 	call.event.connection_id = id;
-	if (id != NULL)
+	if (id != NULL && !by_user && pc_citus_distributed())
+	{
+		looked = true;
+		if ((found = pc_find_connection(id, NULL, &row)))
+			user_id = &row.user_id;
+	}
+	if (id != NULL && (user_id != NULL || (!by_user && !looked)))
 	{
 		values[0] = UUIDPGetDatum(id);
 		values[1] = TimestampTzGetDatum(pc_now());
-		if (SPI_execute_plan(pc_statement_plan(&pc_record_sync), values, NULL, false, 0) != SPI_OK_UPDATE)
+		values[2] = UUIDPGetDatum(user_id);
+		if (SPI_execute_plan(pc_statement_plan(user_id ? &pc_record_sync_user : &pc_record_sync),
+							 values, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not update provider connection");
 		if (SPI_processed > 0)
 			return pc_call_finish(&call, fcinfo);
-		found = pc_find_connection(id, &row);
+		found = pc_find_connection(id, user_id, &row);
 	}
 
 	/* A failure: its events say what the connection was. */
 	pc_call_describe(&call, found ? &row : NULL);
+	if (!found && by_user)
+		call.event.user_id = user_id;
 	pc_call_attempted(&call);
-	if (id == NULL)
+	if (by_user && !pc_check_user(&call, user_id))
+		;						/* its failure is recorded */
+	else if (id == NULL)
 		pc_call_fail_null(&call, "connection_id");
 	else if (!found)
 		pc_call_fail(&call, PC_RESULT_CONNECTION_NOT_FOUND, NULL);
@@ -396,12 +525,33 @@ provider_record_sync(PG_FUNCTION_ARGS)
 	return pc_call_finish(&call, fcinfo);
 }
 
+/* SQL function: provider_record_sync(connection_id) */
+PG_FUNCTION_INFO_V1(provider_record_sync);
+
+/* provider_record_sync by connection id (RecordSync). */
+Datum
+provider_record_sync(PG_FUNCTION_ARGS)
+{
+	return RecordSync(fcinfo, false);
+}
+
+/* SQL function: provider_record_sync(user_id, connection_id) */
+PG_FUNCTION_INFO_V1(provider_record_sync_of_user);
+
+/* provider_record_sync by owner and connection id (RecordSync). */
+Datum
+provider_record_sync_of_user(PG_FUNCTION_ARGS)
+{
+	return RecordSync(fcinfo, true);
+}
+
 /* How a batch job (MarkBatches) selects its rows and what it makes of them. */
 typedef struct BatchJob
 {
 	const char *argname;		/* its interval argument, for the errors */
 	const char *negative_detail;	/* why a negative one is refused */
 	PcStatement *select;		/* shaped like pc_overdue */
+	PcStatement *select_distributed;	/* the same on Citus */
 	PcCommand	command;
 	PcStatus	to;
 	const char *reason;			/* of each mark, or NULL */
@@ -462,18 +612,22 @@ MarkBatches(FunctionCallInfo fcinfo, const BatchJob *job)
 		bool		isnull;
 
 		pc_plans_use_schema(nsp);
-		if (SPI_execute_plan(pc_statement_plan(job->select), args, NULL, false, 0) != SPI_OK_SELECT)
+		if (SPI_execute_plan(pc_statement_plan(pc_citus_distributed() ? job->select_distributed : job->select),
+							 args, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not read provider connections");
 		batch = SPI_tuptable;
 		n = SPI_processed;
 		for (i = 0; i < n; i++)
 		{
 			pg_uuid_t	id;
+			pg_uuid_t	user_id;
 
 			memcpy(&id, DatumGetUUIDP(SPI_getbinval(batch->vals[i], batch->tupdesc, 1, &isnull)),
 				   sizeof(pg_uuid_t));
+			memcpy(&user_id, DatumGetUUIDP(SPI_getbinval(batch->vals[i], batch->tupdesc, 3, &isnull)),
+				   sizeof(pg_uuid_t));
 			oldcxt = MemoryContextSwitchTo(rowcxt);
-			if (MarkCall(NULL, nsp, job->command, &id, NULL, job->to, false, job->reason, NULL))
+			if (MarkCall(NULL, nsp, job->command, true, &user_id, &id, NULL, job->to, false, job->reason, NULL))
 				marked++;
 			MemoryContextSwitchTo(oldcxt);
 			MemoryContextReset(rowcxt);
@@ -504,7 +658,7 @@ provider_expire_overdue(PG_FUNCTION_ARGS)
 	static const BatchJob job = {
 		"grace",
 		"A negative grace would expire connections whose credentials are still valid.",
-		&pc_overdue, PC_CMD_MARK_EXPIRED, PC_STATUS_EXPIRED, NULL
+		&pc_overdue, &pc_overdue_distributed, PC_CMD_MARK_EXPIRED, PC_STATUS_EXPIRED, NULL
 	};
 
 	PG_RETURN_INT64(MarkBatches(fcinfo, &job));
@@ -524,7 +678,7 @@ provider_fail_abandoned(PG_FUNCTION_ARGS)
 	static const BatchJob job = {
 		"older_than",
 		"A negative older_than would fail OAuth flows that have only just begun.",
-		&pc_abandoned, PC_CMD_MARK_FAILED, PC_STATUS_FAILED, "abandoned"
+		&pc_abandoned, &pc_abandoned_distributed, PC_CMD_MARK_FAILED, PC_STATUS_FAILED, "abandoned"
 	};
 
 	PG_RETURN_INT64(MarkBatches(fcinfo, &job));

@@ -23,6 +23,8 @@
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_extension.h"
+#include "catalog/pg_namespace.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
 #include "storage/proc.h"
 #include "parser/parse_node.h"
@@ -52,6 +54,62 @@ static LocalTransactionId pc_facts_lxid = InvalidLocalTransactionId;
 static Oid	pc_facts_schema = InvalidOid;
 static Oid	pc_audit_seq = InvalidOid;
 static PcSchemaLevel pc_level = PC_SCHEMA_1_1;
+static bool pc_citus = false;	/* the citus extension is in this database */
+static bool pc_distributed = false; /* provider_connections is distributed */
+static int32 pc_group = 0;		/* this node's Citus group (0: coordinator, or no Citus) */
+
+/*
+ * The first int column of the first row of pg_catalog.relname, and whether
+ * there is one; or, with match, whether some row's first column equals it.
+ * Citus's catalogs are tiny and have no C interface we may link to.
+ */
+static bool
+CitusCatalogLookup(const char *relname, Oid match, int32 *first)
+{
+	Oid			relid = get_relname_relid(relname, PG_CATALOG_NAMESPACE);
+	Relation	rel;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		found = false;
+
+	if (!OidIsValid(relid))
+		return false;
+	rel = table_open(relid, AccessShareLock);
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
+	while (!found && HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, 1, RelationGetDescr(rel), &isnull);
+
+		if (isnull)
+			continue;
+		if (OidIsValid(match))
+			found = (DatumGetObjectId(d) == match);
+		else
+		{
+			*first = DatumGetInt32(d);
+			found = true;
+		}
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/* What Citus says of this database: whether it is there, our tables distributed, our group. */
+static void
+LoadCitusFacts(void)
+{
+	pc_citus = OidIsValid(get_extension_oid("citus", true));
+	pc_distributed = false;
+	pc_group = 0;
+	if (!pc_citus)
+		return;
+	pc_distributed = CitusCatalogLookup("pg_dist_partition",
+										get_relname_relid("provider_connections", pc_schema), NULL);
+	if (!CitusCatalogLookup("pg_dist_local_group", InvalidOid, &pc_group))
+		pc_group = 0;
+}
 
 /* Look the schema's facts up again if this transaction has not yet. */
 static void
@@ -70,6 +128,7 @@ LoadSchemaFacts(void)
 		pc_level = PC_SCHEMA_1_2;
 	else
 		pc_level = PC_SCHEMA_1_1;
+	LoadCitusFacts();
 	pc_facts_lxid = PC_MY_LXID;
 	pc_facts_schema = pc_schema;
 }
@@ -89,9 +148,12 @@ SPIPlanPtr
 pc_statement_plan(PcStatement *stmt)
 {
 	SPIPlanPtr	plan;
+	bool		custom;
 
 	Assert(OidIsValid(pc_schema));
-	if (stmt->plan != NULL && stmt->schema == pc_schema)
+	/* Citus plans a statement on several shards only with its values known. */
+	custom = stmt->multi_shard && pc_citus_distributed();
+	if (stmt->plan != NULL && stmt->schema == pc_schema && stmt->custom == custom)
 		return stmt->plan;
 	if (stmt->plan != NULL)
 	{
@@ -100,7 +162,8 @@ pc_statement_plan(PcStatement *stmt)
 	}
 
 	plan = SPI_prepare_cursor(psprintf(stmt->sql, quote_identifier(get_namespace_name(pc_schema))),
-							  stmt->nargs, stmt->argtypes, CURSOR_OPT_GENERIC_PLAN);
+							  stmt->nargs, stmt->argtypes,
+							  custom ? CURSOR_OPT_CUSTOM_PLAN : CURSOR_OPT_GENERIC_PLAN);
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed for provider_connections statement \"%s\": %s",
 			 stmt->sql, SPI_result_code_string(SPI_result));
@@ -108,7 +171,28 @@ pc_statement_plan(PcStatement *stmt)
 		elog(ERROR, "SPI_keepplan failed for provider_connections statement \"%s\"", stmt->sql);
 	stmt->plan = plan;
 	stmt->schema = pc_schema;
+	stmt->custom = custom;
 	return plan;
+}
+
+/*
+ * Whether the extension's tables are distributed by Citus (provider_distribute):
+ * then a statement may reach only the shard its user_id names, or must be
+ * planned with its values (multi_shard), and batches go row by row.
+ */
+bool
+pc_citus_distributed(void)
+{
+	LoadSchemaFacts();
+	return pc_distributed;
+}
+
+/* This node's Citus group id: 0 on the coordinator and without Citus. */
+int32
+pc_citus_group(void)
+{
+	LoadSchemaFacts();
+	return pc_group;
 }
 
 /* The sequence that numbers audit rows. */

@@ -24,11 +24,15 @@ typedef struct PcStatement
 	Oid			argtypes[PC_STATEMENT_MAX_ARGS];
 	SPIPlanPtr	plan;			/* kept plan, or NULL */
 	Oid			schema;			/* the schema plan was prepared for */
+	bool		multi_shard;	/* may read several Citus shards: custom plans there */
+	bool		custom;			/* plan was prepared for custom plans */
 } PcStatement;
 
 extern void pc_plans_use_schema(Oid nsp);
 extern SPIPlanPtr pc_statement_plan(PcStatement *stmt);
 extern Oid	pc_audit_sequence(void);
+extern bool pc_citus_distributed(void);
+extern int32 pc_citus_group(void);
 /* The version of the schema's objects, where this library's statements differ. */
 typedef enum PcSchemaLevel
 {

@@ -36,6 +36,7 @@
 typedef struct RefreshArgs
 {
 	const pg_uuid_t *connection_id;
+	const pg_uuid_t *user_id;	/* its owner */
 	bytea	   *credentials;
 	Datum		expires_at;
 	bool		expires_at_null;
@@ -51,7 +52,8 @@ enum
 	Anum_pc_refresh_expires_at,
 	Anum_pc_refresh_credential_type,
 	Anum_pc_refresh_now,
-	Natts_pc_refresh = Anum_pc_refresh_now
+	Anum_pc_refresh_user_id,
+	Natts_pc_refresh = Anum_pc_refresh_user_id
 };
 
 /*
@@ -63,22 +65,22 @@ enum
 	"UPDATE %1$s.provider_connections SET encrypted_credentials = $2," \
 	" credentials_expires_at = $3," \
 	" credential_type = COALESCE($4, credential_type), updated_at = $5" lease \
-	" WHERE id OPERATOR(pg_catalog.=) $1" \
+	" WHERE id OPERATOR(pg_catalog.=) $1 AND user_id OPERATOR(pg_catalog.=) $6" \
 	" AND status OPERATOR(pg_catalog.=) 'active'::%1$s.provider_connection_status"
 
 static PcStatement pc_refresh_1_2 = {
 	PC_REFRESH_SQL(""),
-	Natts_pc_refresh, {UUIDOID, BYTEAOID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID}
+	Natts_pc_refresh, {UUIDOID, BYTEAOID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID, UUIDOID}
 };
 
 static PcStatement pc_refresh_1_3 = {
 	PC_REFRESH_SQL(", lease_until = NULL"),
-	Natts_pc_refresh, {UUIDOID, BYTEAOID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID}
+	Natts_pc_refresh, {UUIDOID, BYTEAOID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID, UUIDOID}
 };
 
 static PcStatement pc_refresh = {
 	PC_REFRESH_SQL(", lease_until = NULL, refresh_failures = 0, next_refresh_at = NULL"),
-	Natts_pc_refresh, {UUIDOID, BYTEAOID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID}
+	Natts_pc_refresh, {UUIDOID, BYTEAOID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID, UUIDOID}
 };
 
 /* The refresh UPDATE for the schema's version. */
@@ -113,10 +115,11 @@ StoreCredentials(PcCall *call, void *arg)
 	char		nulls[Natts_pc_refresh];
 	PcConnectionRow row;
 
-	if (!pc_check_lease(call, a->connection_id, a->lease_token))
+	if (!pc_check_lease(call, a->connection_id, a->user_id, a->lease_token))
 		return;
 	memset(nulls, ' ', sizeof(nulls));
 	values[Anum_pc_refresh_id - 1] = UUIDPGetDatum(a->connection_id);
+	values[Anum_pc_refresh_user_id - 1] = UUIDPGetDatum(a->user_id);
 	values[Anum_pc_refresh_credentials - 1] = PointerGetDatum(pc_seal(a->credentials));
 	values[Anum_pc_refresh_expires_at - 1] = a->expires_at;
 	nulls[Anum_pc_refresh_expires_at - 1] = a->expires_at_null ? 'n' : ' ';
@@ -129,61 +132,72 @@ StoreCredentials(PcCall *call, void *arg)
 		elog(ERROR, "could not update provider connection");
 	if (SPI_processed > 0)
 		return;
-	if (pc_find_connection(a->connection_id, &row))
+	if (pc_find_connection(a->connection_id, a->user_id, &row))
 		FailNotActive(call);
 	else
 		pc_call_fail(call, PC_RESULT_CONNECTION_NOT_FOUND, NULL);
 }
 
-/* SQL function: provider_refresh_tokens(connection_id, credentials, expires_at, credential_type, lease_token) */
-PG_FUNCTION_INFO_V1(provider_refresh_tokens);
+/*
+ * The arguments of both forms: by connection id (1.3), and with the owner
+ * first (1.4), which finds the connection among that user's only (on Citus:
+ * in that user's shard). Argument n of the first is argument n + 1 of the
+ * second.
+ */
+#define PC_ARG(n) ((n) + (by_user ? 1 : 0))
 
 /*
- * Store new credentials for an active connection, with their expiry
- * (NULL: they do not expire) and, when given, a new credential type.
- * A connection that is not active fails with needs_user_action = true:
- * the user must connect again. With a lease token (1.4's fifth argument),
- * only while that lease is in force.
+ * provider_refresh_tokens, both forms: store new credentials for an active
+ * connection, with their expiry (NULL: they do not expire) and, when given,
+ * a new credential type. A connection that is not active fails with
+ * needs_user_action = true: the user must connect again. With a lease
+ * token (1.4), only while that lease is in force.
  */
-Datum
-provider_refresh_tokens(PG_FUNCTION_ARGS)
+static Datum
+RefreshTokens(FunctionCallInfo fcinfo, bool by_user)
 {
 	PcCall		call;
 	RefreshArgs a;
 	PcConnectionRow row;
 	bool		found = false;
+	const pg_uuid_t *user_id = by_user ? pc_arg_uuid(fcinfo, 0) : NULL;
 
 	memset(&a, 0, sizeof(a));
-	a.connection_id = pc_arg_uuid(fcinfo, 0);
-	a.expires_at = PG_GETARG_DATUM(2);
-	a.expires_at_null = PG_ARGISNULL(2);
-	a.credential_type = pc_arg_text(fcinfo, 3);
-	a.lease_token = PG_NARGS() > 4 ? pc_arg_uuid(fcinfo, 4) : NULL;
+	a.connection_id = pc_arg_uuid(fcinfo, PC_ARG(0));
+	a.expires_at = PG_GETARG_DATUM(PC_ARG(2));
+	a.expires_at_null = PG_ARGISNULL(PC_ARG(2));
+	a.credential_type = pc_arg_text(fcinfo, PC_ARG(3));
+	a.lease_token = PG_NARGS() > PC_ARG(4) ? pc_arg_uuid(fcinfo, PC_ARG(4)) : NULL;
 
 	pc_call_begin(&call, fcinfo, PC_CMD_REFRESH);
-	if (a.connection_id != NULL)
-		found = pc_find_connection(a.connection_id, &row);
+	if (a.connection_id != NULL && (!by_user || user_id != NULL))
+		found = pc_find_connection(a.connection_id, user_id, &row);
 
 	pc_call_describe(&call, found ? &row : NULL);
+	if (!found && by_user)
+		call.event.user_id = user_id;
 	call.event.connection_id = a.connection_id;
 	call.result_connection_id = a.connection_id;
 	pc_call_attempted(&call);
 
-	if (a.connection_id == NULL)
+	if (by_user && !pc_check_user(&call, user_id))
+		;						/* its failure is recorded */
+	else if (a.connection_id == NULL)
 		pc_call_fail_null(&call, "connection_id");
 	else if (!found)
 		pc_call_fail(&call, PC_RESULT_CONNECTION_NOT_FOUND, NULL);
-	else if (pc_check_credentials(&call, fcinfo, 1) &&
+	else if (pc_check_credentials(&call, fcinfo, PC_ARG(1)) &&
 			 (a.credential_type == NULL ||
 			  pc_check_credential_type(&call, a.credential_type)) &&
-			 pc_check_expires_at(&call, fcinfo, 2, false))
+			 pc_check_expires_at(&call, fcinfo, PC_ARG(2), false))
 	{
 		/* Refreshing keeps the status: not a transition, but only while active. */
 		if (row.status != PC_STATUS_ACTIVE)
 			FailNotActive(&call);
 		else if (pc_check_key(&call))
 		{
-			a.credentials = PG_GETARG_BYTEA_PP(1);
+			a.credentials = PG_GETARG_BYTEA_PP(PC_ARG(1));
+			a.user_id = &row.user_id;
 			pc_guarded_write(&call, StoreCredentials, &a);
 		}
 	}
@@ -191,24 +205,46 @@ provider_refresh_tokens(PG_FUNCTION_ARGS)
 	return pc_call_finish(&call, fcinfo);
 }
 
+/* SQL function: provider_refresh_tokens(connection_id, credentials, expires_at, credential_type, lease_token) */
+PG_FUNCTION_INFO_V1(provider_refresh_tokens);
+
+/* provider_refresh_tokens by connection id (RefreshTokens). */
+Datum
+provider_refresh_tokens(PG_FUNCTION_ARGS)
+{
+	return RefreshTokens(fcinfo, false);
+}
+
+/* SQL function: provider_refresh_tokens(user_id, connection_id, credentials, expires_at, credential_type, lease_token) */
+PG_FUNCTION_INFO_V1(provider_refresh_tokens_of_user);
+
+/* provider_refresh_tokens by owner and connection id (RefreshTokens). */
+Datum
+provider_refresh_tokens_of_user(PG_FUNCTION_ARGS)
+{
+	return RefreshTokens(fcinfo, true);
+}
+
 /* The failure's row: locked, with its status and count so far. */
 static PcStatement pc_failure_row = {
 	"SELECT status OPERATOR(pg_catalog.=) 'active'::%1$s.provider_connection_status, refresh_failures"
-	" FROM %1$s.provider_connections WHERE id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-	1, {UUIDOID}
+	" FROM %1$s.provider_connections WHERE id OPERATOR(pg_catalog.=) $1"
+	" AND user_id OPERATOR(pg_catalog.=) $2 FOR UPDATE",
+	2, {UUIDOID, UUIDOID}
 };
 
-/* Count one more failure, end the lease, wait until $3 ($4: updated_at). */
+/* Count one more failure, end the lease, wait until $3 ($4: updated_at); $5 the owner. */
 static PcStatement pc_record_failure = {
 	"UPDATE %1$s.provider_connections SET refresh_failures = $2, next_refresh_at = $3,"
 	" lease_until = NULL, updated_at = $4"
-	" WHERE id OPERATOR(pg_catalog.=) $1",
-	4, {UUIDOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID}
+	" WHERE id OPERATOR(pg_catalog.=) $1 AND user_id OPERATOR(pg_catalog.=) $5",
+	5, {UUIDOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID, UUIDOID}
 };
 
 typedef struct FailureArgs
 {
 	const pg_uuid_t *connection_id;
+	const pg_uuid_t *user_id;	/* its owner */
 	const pg_uuid_t *lease_token;
 	Interval   *retry_after;	/* NULL: the backoff */
 } FailureArgs;
@@ -225,7 +261,7 @@ CountFailure(PcCall *call, void *arg)
 	/* The claim compares the backoff with the clock, which test_clock does not pin. */
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz next;
-	Datum		values[4];
+	Datum		values[5];
 	bool		isnull;
 	int			attempt;
 	bool		exhausted;
@@ -233,9 +269,10 @@ CountFailure(PcCall *call, void *arg)
 	MemoryContext old;
 	int			utc = 0;
 
-	if (!pc_check_lease(call, a->connection_id, a->lease_token))
+	if (!pc_check_lease(call, a->connection_id, a->user_id, a->lease_token))
 		return;
 	values[0] = UUIDPGetDatum(a->connection_id);
+	values[1] = UUIDPGetDatum(a->user_id);
 	if (SPI_execute_plan(pc_statement_plan(&pc_failure_row), values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not lock provider connection");
 	if (SPI_processed == 0)
@@ -263,6 +300,7 @@ CountFailure(PcCall *call, void *arg)
 	values[1] = Int32GetDatum(attempt);
 	values[2] = TimestampTzGetDatum(next);
 	values[3] = TimestampTzGetDatum(pc_now());
+	values[4] = UUIDPGetDatum(a->user_id);
 	if (SPI_execute_plan(pc_statement_plan(&pc_record_failure), values, NULL, false, 0) != SPI_OK_UPDATE ||
 		SPI_processed != 1)
 		elog(ERROR, "could not update provider connection");
@@ -278,43 +316,46 @@ CountFailure(PcCall *call, void *arg)
 	MemoryContextSwitchTo(old);
 }
 
-/* SQL function: provider_record_refresh_failure(connection_id, lease_token, reason, retry_after) */
-PG_FUNCTION_INFO_V1(provider_record_refresh_failure);
-
 /*
- * Record that refreshing an active connection failed at the provider
- * (reason says how): its Attempted event and a ProviderTokenRefreshFailed
- * with the reason and, in the details, the attempt number, the next
- * attempt's time and whether refresh is exhausted (then needs_user_action
- * is true: the connection stays active until it expires or new credentials
- * arrive, but is no longer claimed). The result is ok when the failure was
- * recorded. With a lease token, only while that lease is in force; it ends
- * the lease either way it is recorded.
+ * provider_record_refresh_failure, both forms (by connection id, and with
+ * the owner first): record that refreshing an active connection failed at
+ * the provider (reason says how): its Attempted event and a
+ * ProviderTokenRefreshFailed with the reason and, in the details, the
+ * attempt number, the next attempt's time and whether refresh is exhausted
+ * (then needs_user_action is true: the connection stays active until it
+ * expires or new credentials arrive, but is no longer claimed). The result
+ * is ok when the failure was recorded. With a lease token, only while that
+ * lease is in force; it ends the lease either way it is recorded.
  */
-Datum
-provider_record_refresh_failure(PG_FUNCTION_ARGS)
+static Datum
+RecordRefreshFailure(FunctionCallInfo fcinfo, bool by_user)
 {
 	PcCall		call;
 	FailureArgs a;
 	PcConnectionRow row;
 	bool		found = false;
-	const char *reason = pc_arg_text(fcinfo, 2);
+	const pg_uuid_t *user_id = by_user ? pc_arg_uuid(fcinfo, 0) : NULL;
+	const char *reason = pc_arg_text(fcinfo, PC_ARG(2));
 	Interval	zero = {0};
 
 	memset(&a, 0, sizeof(a));
-	a.connection_id = pc_arg_uuid(fcinfo, 0);
-	a.lease_token = pc_arg_uuid(fcinfo, 1);
-	a.retry_after = PG_ARGISNULL(3) ? NULL : PG_GETARG_INTERVAL_P(3);
+	a.connection_id = pc_arg_uuid(fcinfo, PC_ARG(0));
+	a.lease_token = pc_arg_uuid(fcinfo, PC_ARG(1));
+	a.retry_after = PG_ARGISNULL(PC_ARG(3)) ? NULL : PG_GETARG_INTERVAL_P(PC_ARG(3));
 
 	pc_call_begin(&call, fcinfo, PC_CMD_REFRESH);
-	if (a.connection_id != NULL)
-		found = pc_find_connection(a.connection_id, &row);
+	if (a.connection_id != NULL && (!by_user || user_id != NULL))
+		found = pc_find_connection(a.connection_id, user_id, &row);
 	pc_call_describe(&call, found ? &row : NULL);
+	if (!found && by_user)
+		call.event.user_id = user_id;
 	call.event.connection_id = a.connection_id;
 	call.result_connection_id = a.connection_id;
 	pc_call_attempted(&call);
 
-	if (a.connection_id == NULL)
+	if (by_user && !pc_check_user(&call, user_id))
+		;						/* its failure is recorded */
+	else if (a.connection_id == NULL)
 		pc_call_fail_null(&call, "connection_id");
 	else if (reason == NULL)
 		pc_call_fail_null(&call, "reason");
@@ -326,8 +367,32 @@ provider_record_refresh_failure(PG_FUNCTION_ARGS)
 		pc_call_fail(&call, PC_RESULT_CONNECTION_NOT_FOUND, NULL);
 	else if (row.status != PC_STATUS_ACTIVE)
 		FailNotActive(&call);
-	else if (pc_guarded_write(&call, CountFailure, &a) && call.ok)
-		call.recorded_failure = pc_clip(reason, PC_MAX_REASON_BYTES);
+	else
+	{
+		a.user_id = &row.user_id;
+		if (pc_guarded_write(&call, CountFailure, &a) && call.ok)
+			call.recorded_failure = pc_clip(reason, PC_MAX_REASON_BYTES);
+	}
 
 	return pc_call_finish(&call, fcinfo);
+}
+
+/* SQL function: provider_record_refresh_failure(connection_id, lease_token, reason, retry_after) */
+PG_FUNCTION_INFO_V1(provider_record_refresh_failure);
+
+/* provider_record_refresh_failure by connection id (RecordRefreshFailure). */
+Datum
+provider_record_refresh_failure(PG_FUNCTION_ARGS)
+{
+	return RecordRefreshFailure(fcinfo, false);
+}
+
+/* SQL function: provider_record_refresh_failure(user_id, connection_id, lease_token, reason, retry_after) */
+PG_FUNCTION_INFO_V1(provider_record_refresh_failure_of_user);
+
+/* provider_record_refresh_failure by owner and connection id (RecordRefreshFailure). */
+Datum
+provider_record_refresh_failure_of_user(PG_FUNCTION_ARGS)
+{
+	return RecordRefreshFailure(fcinfo, true);
 }

@@ -42,20 +42,34 @@
 /* pg_catalog.substring counts from 1: the key id's first byte. */
 #define PC_KEY_ID_SQL_START CppAsString2(PC_SEAL_KEY_ID_OFFSET) " + 1"
 
-/* Rows sealed under another key than $1: up to $2, skipping locked ones. */
+/* Rows sealed under another key than $1: up to $2. */
+#define PC_ROTATE_BATCH_SQL \
+	"SELECT id, encrypted_credentials, user_id FROM %1$s.provider_connections" \
+	" WHERE encrypted_credentials IS NOT NULL" \
+	" AND pg_catalog.substring(encrypted_credentials, " PC_KEY_ID_SQL_START ", 4)" \
+	" OPERATOR(pg_catalog.<>) $1" \
+	" LIMIT $2"
+
+/* Locked, skipping rows others hold. */
 static PcStatement pc_rotate_batch = {
-	"SELECT id, encrypted_credentials FROM %1$s.provider_connections"
-	" WHERE encrypted_credentials IS NOT NULL"
-	" AND pg_catalog.substring(encrypted_credentials, " PC_KEY_ID_SQL_START ", 4)"
-	" OPERATOR(pg_catalog.<>) $1"
-	" LIMIT $2 FOR UPDATE SKIP LOCKED",
-	2, {BYTEAOID, INT4OID}
+	PC_ROTATE_BATCH_SQL " FOR UPDATE SKIP LOCKED", 2, {BYTEAOID, INT4OID}
 };
 
+/*
+ * On Citus, which locks rows of one user's shard only: unlocked, from every
+ * shard; the store below then changes a row only if it still holds what
+ * was read.
+ */
+static PcStatement pc_rotate_batch_distributed = {
+	PC_ROTATE_BATCH_SQL, 2, {BYTEAOID, INT4OID}, .multi_shard = true
+};
+
+/* Store $2 in connection $1 of user $3 if it still holds $4. */
 static PcStatement pc_rotate_store = {
 	"UPDATE %1$s.provider_connections SET encrypted_credentials = $2"
-	" WHERE id OPERATOR(pg_catalog.=) $1",
-	2, {UUIDOID, BYTEAOID}
+	" WHERE id OPERATOR(pg_catalog.=) $1 AND user_id OPERATOR(pg_catalog.=) $3"
+	" AND encrypted_credentials OPERATOR(pg_catalog.=) $4",
+	4, {UUIDOID, BYTEAOID, UUIDOID, BYTEAOID}
 };
 
 static PcStatement pc_rotate_remaining = {
@@ -63,7 +77,7 @@ static PcStatement pc_rotate_remaining = {
 	" WHERE encrypted_credentials IS NOT NULL"
 	" AND pg_catalog.substring(encrypted_credentials, " PC_KEY_ID_SQL_START ", 4)"
 	" OPERATOR(pg_catalog.<>) $1",
-	1, {BYTEAOID}
+	1, {BYTEAOID}, .multi_shard = true
 };
 
 /* The current key's id as a bytea, as sealed values store it. */
@@ -90,13 +104,15 @@ RotateErrorContext(void *arg)
  * the plain bytes are wiped before returning. Returns rows updated.
  */
 static uint64
-RotateRow(Datum id, Datum sealed)
+RotateRow(Datum id, Datum sealed, Datum user_id)
 {
-	Datum		store[2];
+	Datum		store[4];
 	bytea	   *plain = pc_open(DatumGetByteaPP(sealed));
 
 	store[0] = id;
 	store[1] = PointerGetDatum(pc_seal(plain));
+	store[2] = user_id;
+	store[3] = sealed;
 	explicit_bzero(VARDATA_ANY(plain), VARSIZE_ANY_EXHDR(plain));
 	if (SPI_execute_plan(pc_statement_plan(&pc_rotate_store), store, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not store rotated credentials");
@@ -154,7 +170,8 @@ provider_rotate_credentials(PG_FUNCTION_ARGS)
 
 	args[0] = PointerGetDatum(CurrentKeyId());
 	args[1] = Int32GetDatum(batch_size);
-	if (SPI_execute_plan(pc_statement_plan(&pc_rotate_batch), args, NULL, false, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(pc_statement_plan(pc_citus_distributed() ? &pc_rotate_batch_distributed : &pc_rotate_batch),
+						 args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not select credentials to rotate");
 	batch = SPI_tuptable;
 	n = SPI_processed;
@@ -171,7 +188,8 @@ provider_rotate_credentials(PG_FUNCTION_ARGS)
 
 		current_id = SPI_getbinval(batch->vals[i], batch->tupdesc, 1, &isnull);
 		rotated += RotateRow(current_id,
-							 SPI_getbinval(batch->vals[i], batch->tupdesc, 2, &isnull));
+							 SPI_getbinval(batch->vals[i], batch->tupdesc, 2, &isnull),
+							 SPI_getbinval(batch->vals[i], batch->tupdesc, 3, &isnull));
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(rowcxt);
 	}
@@ -204,7 +222,7 @@ static PcStatement pc_key_status_counts = {
 	" pg_catalog.count(*)"
 	" FROM %1$s.provider_connections WHERE encrypted_credentials IS NOT NULL"
 	" GROUP BY 1, 2",
-	0, {InvalidOid}
+	0, {InvalidOid}, .multi_shard = true
 };
 
 /* One row of provider_key_status. */
