@@ -478,19 +478,21 @@ BEGIN
               LIMIT $4'
             USING t, within, s.max_refresh_attempts, max_rows
         LOOP
+            -- Citus refuses volatile functions in a distributed UPDATE:
+            -- the time and the token are values.
+            t := clock_timestamp();
             RETURN QUERY EXECUTE
                 'UPDATE @extschema@.provider_connections c
-                    SET lease_until = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) $3,
-                        lease_token = pg_catalog.gen_random_uuid()
+                    SET lease_until = $5 OPERATOR(pg_catalog.+) $3, lease_token = $6
                   WHERE c.user_id OPERATOR(pg_catalog.=) $1 AND c.id OPERATOR(pg_catalog.=) $2
                     AND c.status OPERATOR(pg_catalog.=) ''active''
                     AND c.credentials_expires_at IS NOT NULL
-                    AND (c.lease_until IS NULL OR c.lease_until OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp())
-                    AND (c.next_refresh_at IS NULL OR c.next_refresh_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp())
+                    AND (c.lease_until IS NULL OR c.lease_until OPERATOR(pg_catalog.<=) $5)
+                    AND (c.next_refresh_at IS NULL OR c.next_refresh_at OPERATOR(pg_catalog.<=) $5)
                     AND c.refresh_failures OPERATOR(pg_catalog.<) $4
                 RETURNING c.id, c.user_id, c.provider_id, c.provider_slug::pg_catalog.text, c.credential_type,
                           c.credentials_expires_at, c.lease_token, c.lease_until, c.refresh_failures'
-                USING cand.user_id, cand.id, lease, s.max_refresh_attempts;
+                USING cand.user_id, cand.id, lease, s.max_refresh_attempts, t, gen_random_uuid();
         END LOOP;
         RETURN;
     END IF;
@@ -579,20 +581,21 @@ BEGIN
     RETURN renewed;
 END
 $$;
+-- PL/pgSQL, not SQL: Citus cannot plan a SQL function's parameters.
 CREATE FUNCTION @extschema@.provider_release_lease(user_id uuid, connection_id uuid, lease_token uuid)
     RETURNS boolean
-    LANGUAGE sql VOLATILE STRICT SECURITY DEFINER
+    LANGUAGE plpgsql VOLATILE STRICT SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
-    WITH released AS (
-        UPDATE @extschema@.provider_connections c
-           SET lease_until = NULL
-         WHERE c.user_id OPERATOR(pg_catalog.=) provider_release_lease.user_id
-           AND c.id OPERATOR(pg_catalog.=) provider_release_lease.connection_id
-           AND c.lease_token OPERATOR(pg_catalog.=) provider_release_lease.lease_token
-           AND c.lease_until IS NOT NULL
-        RETURNING 1)
-    SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>) 0 FROM released
+BEGIN
+    UPDATE @extschema@.provider_connections c
+       SET lease_until = NULL
+     WHERE c.user_id OPERATOR(pg_catalog.=) provider_release_lease.user_id
+       AND c.id OPERATOR(pg_catalog.=) provider_release_lease.connection_id
+       AND c.lease_token OPERATOR(pg_catalog.=) provider_release_lease.lease_token
+       AND c.lease_until IS NOT NULL;
+    RETURN FOUND;
+END
 $$;
 /*
  * The owner of a connection found by id alone (NULL: none), for the forms

@@ -421,6 +421,23 @@ AssignRound(Oid nsp, bool wait, int64 *notified_upto)
 	pc_plans_use_schema(nsp);
 	with_user = pc_schema_level() >= PC_SCHEMA_1_4 ? 1 : 0;
 
+	/*
+	 * On Citus the events live in shards on the workers, where this round's
+	 * statements cannot run (no distributed plan for them): the feed of a
+	 * distributed install is not numbered yet (docs/citus.md). The worker
+	 * waits quietly; a reader is told.
+	 */
+	if (pc_citus_distributed())
+	{
+		SPI_finish();
+		if (notified_upto == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("the provider_connections feed is not available when its tables are distributed by Citus"),
+					 errhint("Read the audit log, or see docs/citus.md for the feed on Citus.")));
+		return 0;
+	}
+
 	/* A subscriber's positions are the publisher's: number none, notify them. */
 	source = pc_feed_source(nsp, false);
 	if (source != PC_FEED_LOCAL)

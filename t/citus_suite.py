@@ -62,14 +62,6 @@ U1 = uuid.UUID("11111111-1111-1111-1111-111111111111")
 U2 = uuid.UUID("22222222-2222-2222-2222-222222222222")
 PROV = uuid.UUID("aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa")
 
-# The refusals of today, as Citus 13.2 words them. When one of these no
-# longer fails (the tables became distributable), the check fails: update
-# it and docs/citus.md.
-KNOWN_REFUSALS = {
-    "provider_connections": 'cannot distribute relation "provider_connections" because it has triggers',
-    "provider_audit_log": 'cannot distribute relation "provider_audit_log" because it has triggers',
-    "provider_event_positions": 'cannot distribute relation "provider_event_positions" because it has triggers',
-}
 OUR_TABLES = ["provider_connections", "provider_audit_log", "provider_event_positions",
               "provider_feed_state", "provider_feed_horizon"]
 
@@ -539,24 +531,224 @@ def _():
 
 
 ###########################################################################
-# Today's refusals and the create_distributed_function probe
+# Distributed: provider_distribute(), then every function routed by user
 ###########################################################################
 
-for table, message in KNOWN_REFUSALS.items():
-    # provider_event_positions has no user_id today.
-    col = "user_id" if table != "provider_event_positions" else "audit_id"
+DUSERS = [uuid.UUID(f"{i:08x}-0000-4000-8000-{i:012x}") for i in range(1, 9)]
 
-    @check(f"create_distributed_table('{table}', '{col}') is refused (the current limit)")
-    def _(table=table, message=message, col=col):
-        try:
-            C.execute("SELECT create_distributed_table(%s, %s)", (table, col))
-        except psycopg.Error as e:
-            expect(e.diag.message_primary == message,
-                   f"refused with {e.sqlstate} {e.diag.message_primary!r}, recorded {message!r}")
-        else:
-            raise CheckFailed(f"{table} was distributed: the recorded limit no longer holds; update the suite")
-        n = val(C, "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = %s::regclass", (table,))
-        expect(n == 0, f"{table} in pg_dist_partition after the refusal")
+
+@check("provider_distribute() distributes the three tables by user_id, co-located, with their rows")
+def _():
+    before = val(C, "SELECT count(*) FROM provider_connections")
+    C.execute("SELECT provider_distribute(4)")
+    rows = C.execute("""SELECT logicalrelid::text, colocationid,
+                               column_to_column_name(logicalrelid, partkey)
+                          FROM pg_dist_partition
+                         WHERE logicalrelid::text LIKE 'provider_%' ORDER BY 1""").fetchall()
+    names = [r[0] for r in rows]
+    expect(names == ["provider_audit_log", "provider_connections", "provider_event_positions"],
+           f"distributed: {rows}")
+    expect(len({r[1] for r in rows}) == 1, f"not co-located: {rows}")
+    expect({r[2] for r in rows} == {"user_id"}, f"distribution columns: {rows}")
+    after = val(C, "SELECT count(*) FROM provider_connections")
+    expect(after == before, f"{before} connections before, {after} after")
+    expect(val(C, "SELECT provider_distributed()") is True, "provider_distributed() is false")
+    places = val(C, """SELECT count(DISTINCT p.groupid) FROM pg_dist_shard s JOIN pg_dist_placement p USING (shardid)
+                        WHERE s.logicalrelid = 'provider_connections'::regclass""")
+    expect(places == 2, f"shards on {places} nodes")
+
+
+def shard_port(user):
+    return val(C, """SELECT n.nodeport FROM pg_dist_placement p JOIN pg_dist_node n USING (groupid)
+                     WHERE p.shardid = get_shard_id_for_distribution_column('provider_connections', %s)""",
+               (user,))
+
+
+def connect_user(u, cred=b"d-secret", minutes=60):
+    r = result(C, """SELECT * FROM provider_connect(%s, %s, 'schwab', %s,
+                       expires_at => now() + make_interval(mins => %s))""", (u, PROV, cred, minutes))
+    expect(r[0] is True, f"connect for {u}: {r}")
+    return r[1]
+
+
+@check("distributed: the users' shards are on both workers")
+def _():
+    ports = {shard_port(u) for u in DUSERS}
+    expect(ports == {PORTS[w] for w in WORKERS}, f"ports {ports}")
+
+
+@check("distributed: connect (new, begin + complete, re-authenticate) writes its rows in the user's shard")
+def _():
+    for u in DUSERS:
+        cid = connect_user(u)
+        ids.setdefault("d", {})[u] = cid
+        t = audit_types(cid)
+        expect(t == ["ProviderConnectionAttempted", "ProviderConnectionSucceeded"], f"{u}: {t}")
+    u = DUSERS[0]
+    r = result(C, "SELECT * FROM provider_begin_connect(%s, %s, 'plaid')", (u, PROV))
+    expect(r[0] is True, f"begin {r}")
+    r2 = result(C, "SELECT * FROM provider_connect(%s, %s, 'plaid', %s, connection_id => %s)",
+                (u, PROV, b"tok", r[1]))
+    expect(r2[0] is True and r2[1] == r[1], f"complete {r2}")
+    r3 = result(C, "SELECT * FROM provider_mark_revoked(%s, %s, 'gone', NULL)", (u, r[1]))
+    expect(r3[0] is True, f"revoke {r3}")
+    r4 = result(C, "SELECT * FROM provider_connect(%s, %s, 'plaid', %s, connection_id => %s)",
+                (u, PROV, b"tok2", r[1]))
+    expect(r4[0] is True, f"re-authenticate {r4}")
+    t = audit_types(r[1])
+    expect(t.count("ProviderConnectionRecovered") == 1, f"events {t}")
+    expect("ProviderConnectionStatusChanged" not in t, f"the guard doubled a function's change: {t}")
+
+
+@check("distributed: connect with a NULL user leaves its Attempted/Failed pair (nil UUID)")
+def _():
+    r = result(C, "SELECT * FROM provider_connect(NULL, %s, 'schwab', %s)", (PROV, b"x"))
+    expect(r[0] is False and r[3] == "user_id cannot be null", f"{r}")
+    n = val(C, """SELECT count(*) FROM provider_audit_log
+                   WHERE user_id = '00000000-0000-0000-0000-000000000000'
+                     AND reason = 'user_id cannot be null'""")
+    expect(n >= 1, f"{n} failed rows for the nil user")
+
+
+@check("distributed: user-first forms (refresh, credentials, record_sync, marks, refresh failure)")
+def _():
+    u = DUSERS[1]
+    cid = ids["d"][u]
+    r = result(C, "SELECT * FROM provider_refresh_tokens(%s, %s, %s, now() + interval '2 hours', NULL, NULL)",
+               (u, cid, b"d-new"))
+    expect(r[0] is True, f"refresh {r}")
+    expect(bytes(val(C, "SELECT provider_credentials(%s, %s)", (u, cid))) == b"d-new", "credentials")
+    expect(val(C, "SELECT provider_credentials(%s, %s)", (DUSERS[2], cid)) is None, "another user's")
+    r = result(C, "SELECT * FROM provider_record_sync(%s, %s)", (u, cid))
+    expect(r[0] is True, f"record_sync {r}")
+    r = result(C, "SELECT * FROM provider_record_refresh_failure(%s, %s, NULL, 'down', NULL)", (u, cid))
+    expect(r[0] is True, f"refresh failure {r}")
+    r = result(C, "SELECT * FROM provider_mark_expired(%s, %s, NULL)", (u, cid))
+    expect(r[0] is True and statuses(C, cid) == "expired", f"mark_expired {r}")
+    b = result(C, "SELECT * FROM provider_begin_connect(%s, %s, 'plaid')", (u, PROV))[1]
+    r = result(C, "SELECT * FROM provider_mark_failed(%s, %s, 'denied')", (u, b))
+    expect(r[0] is True and statuses(C, b) == "failed", f"mark_failed {r}")
+
+
+@check("distributed: id-only forms find the owner (refresh, credentials, record_sync, mark_revoked)")
+def _():
+    u = DUSERS[3]
+    cid = ids["d"][u]
+    r = result(C, "SELECT * FROM provider_refresh_tokens(%s, %s, now() + interval '2 hours')", (cid, b"d-id"))
+    expect(r[0] is True, f"refresh {r}")
+    expect(bytes(val(C, "SELECT provider_credentials(%s)", (cid,))) == b"d-id", "credentials")
+    r = result(C, "SELECT * FROM provider_record_sync(%s)", (cid,))
+    expect(r[0] is True, f"record_sync {r}")
+    r = result(C, "SELECT * FROM provider_mark_revoked(%s, 'bye')", (cid,))
+    expect(r[0] is True and statuses(C, cid) == "revoked", f"mark_revoked {r}")
+
+
+@check("distributed: disconnect, and another user's refused as not_owned_by_user")
+def _():
+    u, other = DUSERS[4], DUSERS[5]
+    cid = ids["d"][u]
+    r = result(C, "SELECT * FROM provider_disconnect(%s, %s)", (other, cid))
+    expect(r[0] is False and r[2] == "not_owned_by_user", f"{r}")
+    r = result(C, "SELECT * FROM provider_disconnect(%s, %s)", (u, cid))
+    expect(r[0] is True and statuses(C, cid) == "disconnected", f"{r}")
+
+
+@check("distributed: claim, renew, release and refresh with the lease token")
+def _():
+    u = DUSERS[6]
+    cid = ids["d"][u]
+    rows = C.execute("""SELECT connection_id, user_id, lease_token
+                          FROM provider_claim_expiring(interval '10 years', 100, interval '1 minute')""").fetchall()
+    mine = [r for r in rows if r[0] == cid]
+    expect(len(mine) == 1, f"claimed {len(rows)} rows, ours {mine}")
+    tok = mine[0][2]
+    again = C.execute("""SELECT connection_id FROM provider_claim_expiring(interval '10 years', 100,
+                          interval '1 minute')""").fetchall()
+    expect(all(r[0] != cid for r in again), "claimed twice")
+    expect(val(C, "SELECT provider_renew_lease(%s, %s, %s, interval '2 minutes')", (u, cid, tok)) is not None,
+           "renew by user")
+    expect(val(C, "SELECT provider_renew_lease(%s, %s, interval '2 minutes')", (cid, tok)) is not None,
+           "renew by id")
+    stale = result(C, "SELECT * FROM provider_refresh_tokens(%s, %s, %s, NULL, NULL, %s)",
+                   (u, cid, b"late", uuid.uuid4()))
+    expect(stale[0] is False and stale[2] == "lease_lost", f"stale token {stale}")
+    r = result(C, "SELECT * FROM provider_refresh_tokens(%s, %s, %s, now() + interval '3 hours', NULL, %s)",
+               (u, cid, b"fresh", tok))
+    expect(r[0] is True, f"refresh with the token {r}")
+    expect(val(C, "SELECT provider_release_lease(%s, %s, %s)", (u, cid, tok)) is False, "released after refresh")
+
+
+@check("distributed: expire_overdue and fail_abandoned across the shards")
+def _():
+    u = DUSERS[7]
+    cid = connect_user(u, minutes=1)
+    C.execute("""UPDATE provider_connections SET credentials_expires_at = now() - interval '1 hour'
+                  WHERE user_id = %s AND id = %s""", (u, cid))
+    n = val(C, "SELECT provider_expire_overdue()")
+    expect(n >= 1 and statuses(C, cid) == "expired", f"expired {n}, status {statuses(C, cid)}")
+    b = result(C, "SELECT * FROM provider_begin_connect(%s, %s, 'plaid')", (u, PROV))[1]
+    n = val(C, "SELECT provider_fail_abandoned(interval '0')")
+    expect(n >= 1 and statuses(C, b) == "failed", f"failed {n}, status {statuses(C, b)}")
+
+
+@check("distributed: the overview for one user")
+def _():
+    u = DUSERS[0]
+    n = val(C, "SELECT count(*) FROM provider_connections_overview WHERE user_id = %s", (u,))
+    expect(n == 2, f"{n} rows")
+
+
+@check("distributed: a transaction over two users on two nodes commits both (2PC)")
+def _():
+    a = next(u for u in DUSERS if shard_port(u) == PORTS[1])
+    b = next(u for u in DUSERS if shard_port(u) == PORTS[2])
+    with connect() as c:
+        c.autocommit = False
+        ra = c.execute("SELECT * FROM provider_connect(%s, %s, 'two', %s)", (a, PROV, b"x")).fetchone()
+        rb = c.execute("SELECT * FROM provider_connect(%s, %s, 'two', %s)", (b, PROV, b"y")).fetchone()
+        c.commit()
+    expect(ra[0] and rb[0], f"{ra} {rb}")
+    n = val(C, "SELECT count(*) FROM provider_connections WHERE provider_slug = 'two'")
+    expect(n == 2, f"{n} rows")
+
+
+@check("distributed: the feed is refused with 0A000 (not numbered on Citus yet), and no worker logs a failed round")
+def _():
+    try:
+        C.execute("SELECT * FROM provider_events_since(0, 10)")
+    except psycopg.Error as e:
+        expect(e.sqlstate == "0A000", f"{e.sqlstate} {e.diag.message_primary}")
+    else:
+        raise CheckFailed("provider_events_since answered on a distributed install")
+    time.sleep(1.5)
+    for n in range(len(PORTS)):
+        bad = [l for l in read_log(n).splitlines()
+               if "could not assign feed positions" in l or "could not send notifications" in l]
+        expect(not bad, f"{NAMES[n]}: {bad[-1] if bad else ''}")
+
+
+@check("distributed: audit ids are unique across nodes; rows on a worker carry that worker's xids")
+def _():
+    dup = val(C, "SELECT count(*) FROM (SELECT id FROM provider_audit_log GROUP BY id HAVING count(*) > 1) d")
+    expect(dup == 0, f"{dup} duplicate audit ids")
+    # The guard on a worker writes its events there: their ids carry that group.
+    u = DUSERS[2]
+    cid = connect_user(u)
+    C.execute("UPDATE provider_connections SET status = 'expired' WHERE user_id = %s AND id = %s", (u, cid))
+    row = one(C, """SELECT id >> 48 FROM provider_audit_log
+                     WHERE connection_id = %s AND event_type = 'ProviderConnectionStatusChanged'""", (cid,))
+    group = val(C, """SELECT groupid FROM pg_dist_node WHERE nodeport = %s""", (shard_port(u),))
+    expect(row is not None and row[0] == group, f"status change id group {row}, node group {group}")
+    for w in WORKERS:
+        with connect(w) as c:
+            mx = val(c, "SELECT pg_current_xact_id()::text::bigint")
+            shard = val(C, """SELECT 'provider_audit_log_' || s.shardid
+                                 FROM pg_dist_shard s JOIN pg_dist_placement p USING (shardid)
+                                 JOIN pg_dist_node n USING (groupid)
+                               WHERE s.logicalrelid = 'provider_audit_log'::regclass AND n.nodeport = %s
+                               ORDER BY s.shardid LIMIT 1""", (PORTS[w],))
+            bad = val(c, f"SELECT count(*) FROM {shard} WHERE xid::text::bigint > %s", (mx,))
+            expect(bad == 0, f"{NAMES[w]}: {bad} rows with an xid from another node")
 
 
 def probe_setup():
