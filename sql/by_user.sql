@@ -75,8 +75,7 @@ SELECT ok, error FROM provider_begin_connect(:nil, :p, 'schwab');
 SELECT ok, error FROM provider_disconnect(:nil, :'d');
 SELECT * FROM events_after(:mark);
 SELECT event_type, user_id IS NULL AS user_is_null
-  FROM provider_events_since((SELECT max(global_position) FROM provider_event_positions p
-                               JOIN provider_audit_log a ON a.id = p.audit_id WHERE a.id <= :mark), 100)
+  FROM provider_events_since(0, 1000)
  WHERE audit_id > :mark ORDER BY global_position;
 SELECT count(*) FILTER (WHERE p.user_id = a.user_id) AS positions_with_their_user, count(*) AS positions
   FROM provider_event_positions p JOIN provider_audit_log a ON a.id = p.audit_id;
