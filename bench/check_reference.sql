@@ -98,7 +98,10 @@ BEGIN
                 '{dead}', quote_nullable((SELECT id FROM check_ids i WHERE i.impl = v_impl AND i.name = 'dead')));
             EXECUTE 'SELECT row(r.ok, r.connection_id IS NOT NULL, r.error_code, r.error)::text FROM '
                     || v_sql || ' r' INTO v_res;
-            EXECUTE format($f$SELECT string_agg(concat_ws('|', event_type, action, user_id,
+            -- From 1.4 the extension stores "no user" as the nil UUID (its
+            -- key holds user_id): compared as the NULL it stands for.
+            EXECUTE format($f$SELECT string_agg(concat_ws('|', event_type, action,
+                                  NULLIF(user_id, '00000000-0000-0000-0000-000000000000'),
                                   connection_id IS NOT NULL, provider_id, provider_slug, reason,
                                   needs_user_action, context ? 'current_user',
                                   context->>'session_user', context ? 'transaction_id'),

@@ -47,10 +47,11 @@ SELECT count(*) AS leaks
    AND (strpos(a::text, 'top-secret-token') > 0
         OR strpos(a::text, encode(c.encrypted_credentials, 'hex')) > 0);
 
--- Tampering is detected.
+-- Tampering is detected: byte 30 flipped (a byte overwritten with a fixed
+-- value would leave it unchanged one time in 256).
 BEGIN;
 UPDATE provider_connections
-   SET encrypted_credentials = overlay(encrypted_credentials placing '\x00' from 30 for 1)
+   SET encrypted_credentials = set_byte(encrypted_credentials, 29, get_byte(encrypted_credentials, 29) # 255)
  WHERE id = :'c1';
 SELECT provider_credentials(:'c1');
 ROLLBACK;
