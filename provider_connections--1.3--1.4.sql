@@ -1019,3 +1019,125 @@ $$;
 REVOKE ALL ON FUNCTION @extschema@.provider_distribute(integer) FROM PUBLIC;
 COMMENT ON FUNCTION @extschema@.provider_distribute(integer) IS
     'Citus: distribute the extension''s tables by user_id, co-located, from the coordinator (cannot be undone but by DROP EXTENSION)';
+
+/*
+ * The feed of a distributed install (src/feed_shards.c): one feed per shard
+ * of provider_audit_log, numbered by the worker of the node holding it.
+ * provider_feed_shard_state keeps each local placement's round facts on
+ * its node (never distributed, not dumped: xids are the node's own).
+ * provider_feed_shards() lists the feeds and where each is;
+ * provider_shard_events_since reads one, on the node that holds it.
+ */
+CREATE TABLE @extschema@.provider_feed_shard_state (
+    placement_id  bigint PRIMARY KEY,
+    shard_id      bigint NOT NULL,
+    last_xmax     xid8,
+    last_xip      xid8[],
+    notified_upto bigint
+);
+REVOKE ALL ON TABLE @extschema@.provider_feed_shard_state FROM PUBLIC;
+COMMENT ON TABLE @extschema@.provider_feed_shard_state IS
+    'Citus: where the feed rounds of each audit shard placed on this node stand (one row per placement)';
+
+CREATE FUNCTION @extschema@.provider_feed_shards(
+    OUT shard_id bigint,
+    OUT node_name text,
+    OUT node_port integer)
+    RETURNS SETOF record
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF NOT @extschema@.provider_distributed() THEN
+        RAISE EXCEPTION 'provider_feed_shards: the tables are not distributed'
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'On one node, read the feed with provider_events_since.';
+    END IF;
+    RETURN QUERY EXECUTE
+        'SELECT s.shardid, n.nodename::pg_catalog.text, n.nodeport
+           FROM pg_catalog.pg_dist_shard s
+           JOIN pg_catalog.pg_dist_placement pl ON pl.shardid OPERATOR(pg_catalog.=) s.shardid
+           JOIN pg_catalog.pg_dist_node n ON n.groupid OPERATOR(pg_catalog.=) pl.groupid
+          WHERE s.logicalrelid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass
+          ORDER BY s.shardid'
+        USING '@extschema@.provider_audit_log';
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@.provider_feed_shards() FROM PUBLIC;
+COMMENT ON FUNCTION @extschema@.provider_feed_shards() IS
+    'Citus: every feed (one per audit shard) and the node that holds it';
+
+CREATE FUNCTION @extschema@.provider_shard_events_since(
+    shard_id       bigint,
+    after_position bigint,
+    max_events     integer DEFAULT 1000)
+    RETURNS TABLE (
+        global_position   bigint,
+        audit_id          bigint,
+        event_id          uuid,
+        event_type        text,
+        action            text,
+        user_id           uuid,
+        connection_id     uuid,
+        provider_id       uuid,
+        provider_slug     text,
+        reason            text,
+        needs_user_action boolean,
+        occurred_at       timestamptz,
+        context           jsonb)
+    LANGUAGE plpgsql VOLATILE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET jit = off
+    AS $$
+DECLARE
+    positions_shard bigint;
+BEGIN
+    IF NOT @extschema@.provider_distributed() THEN
+        RAISE EXCEPTION 'provider_shard_events_since: the tables are not distributed'
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'On one node, read the feed with provider_events_since.';
+    END IF;
+    IF max_events < 0 THEN
+        RAISE EXCEPTION 'provider_shard_events_since: max_events must not be negative'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    EXECUTE 'SELECT ps.shardid FROM pg_catalog.pg_dist_shard s
+               JOIN pg_catalog.pg_dist_shard ps
+                 ON ps.logicalrelid OPERATOR(pg_catalog.=) $3::pg_catalog.regclass
+                AND ps.shardminvalue OPERATOR(pg_catalog.=) s.shardminvalue
+              WHERE s.shardid OPERATOR(pg_catalog.=) $1
+                AND s.logicalrelid OPERATOR(pg_catalog.=) $2::pg_catalog.regclass'
+       INTO positions_shard
+      USING shard_id, '@extschema@.provider_audit_log', '@extschema@.provider_event_positions';
+    IF positions_shard IS NULL THEN
+        RAISE EXCEPTION 'provider_shard_events_since: % is not a shard of provider_audit_log', shard_id
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'provider_feed_shards() lists the feeds; a split shard''s feed ends with it.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_placement pl
+                    WHERE pl.shardid OPERATOR(pg_catalog.=) provider_shard_events_since.shard_id
+                      AND pl.groupid OPERATOR(pg_catalog.=) (SELECT groupid FROM pg_catalog.pg_dist_local_group)) THEN
+        RAISE EXCEPTION 'provider_shard_events_since: shard % is not on this node', shard_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'provider_feed_shards() names the node that holds it now; keep the position and read there.';
+    END IF;
+    RETURN QUERY EXECUTE pg_catalog.format(
+        'SELECT p.global_position, a.id, a.event_id, a.event_type, a.action,
+                NULLIF(a.user_id, ''00000000-0000-0000-0000-000000000000''),
+                a.connection_id, a.provider_id, a.provider_slug, a.reason,
+                a.needs_user_action, a.occurred_at, a.context
+           FROM (SELECT pp.global_position, pp.audit_id, pp.user_id FROM %1$s.%2$I pp
+                  WHERE pp.global_position OPERATOR(pg_catalog.>) $1
+                  ORDER BY pp.global_position LIMIT $2) p
+           CROSS JOIN LATERAL (SELECT * FROM %1$s.%3$I aa
+                                WHERE aa.user_id OPERATOR(pg_catalog.=) p.user_id
+                                  AND aa.id OPERATOR(pg_catalog.=) p.audit_id OFFSET 0) a
+          ORDER BY p.global_position',
+        '@extschema@', 'provider_event_positions_' || positions_shard,
+        'provider_audit_log_' || shard_id)
+      USING after_position, max_events;
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@.provider_shard_events_since(bigint, bigint, integer) FROM PUBLIC;
+COMMENT ON FUNCTION @extschema@.provider_shard_events_since(bigint, bigint, integer) IS
+    'Citus: the events of one shard''s feed after after_position, in its order, on the node that holds the shard';

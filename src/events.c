@@ -469,6 +469,11 @@ pc_event_payload(const PcWrittenEvent *w, Jsonb *context)
 		JsonKey(&buf, "global_position");
 		appendStringInfo(&buf, INT64_FORMAT, w->global_position);
 	}
+	if (w->shard_id > 0)
+	{
+		JsonKey(&buf, "shard_id");
+		appendStringInfo(&buf, INT64_FORMAT, w->shard_id);
+	}
 	if (pc_payload_mode == PC_PAYLOAD_FULL)
 	{
 		pc_json_text_member(&buf, "occurred_at",

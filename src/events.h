@@ -65,6 +65,7 @@ typedef struct PcWrittenEvent
 	pg_uuid_t	event_id;
 	TimestampTz occurred_at;
 	int64		global_position;	/* 0: not known yet */
+	int64		shard_id;		/* Citus: the shard whose feed numbered it; 0 on one node */
 } PcWrittenEvent;
 
 /* Most events one call writes: Attempted, its outcome, and a notice. */

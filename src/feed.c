@@ -290,19 +290,31 @@ static int64
 NotifyNumbered(int64 *notified_upto, bool all)
 {
 	Datum		args[2];
-	uint64		i;
-	uint64		n;
 	PcStatement *stmt = pc_schema_level() >= PC_SCHEMA_1_3 ? &pc_to_notify : &pc_to_notify_1_2;
 
 	args[0] = Int64GetDatum(*notified_upto);
 	args[1] = Int64GetDatum(PC_FEED_NOTIFY_BATCH);
 	if (ExecuteIndexed(stmt, args, NULL) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the events to notify");
-	n = SPI_processed;
+	return pc_feed_notify_rows(SPI_tuptable, SPI_processed, notified_upto, all, 0);
+}
+
+/*
+ * Queue the notifications of n numbered events read by a statement shaped
+ * like PC_TO_NOTIFY_SQL (in feed order), those the worker sends: every one
+ * when all, else those their writer left to the worker. Advance
+ * *notified_upto past them all; shard_id, when not 0, goes into each
+ * payload (a Citus shard's feed, feed_shards.c). Returns n.
+ */
+int64
+pc_feed_notify_rows(SPITupleTable *tab, uint64 n, int64 *notified_upto, bool all, int64 shard_id)
+{
+	uint64		i;
+
 	for (i = 0; i < n; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
+		HeapTuple	tup = tab->vals[i];
+		TupleDesc	desc = tab->tupdesc;
 		PcWrittenEvent w;
 		bool		isnull;
 		char	   *type;
@@ -318,6 +330,7 @@ NotifyNumbered(int64 *notified_upto, bool all)
 
 		memset(&w, 0, sizeof(w));
 		w.global_position = *notified_upto;
+		w.shard_id = shard_id;
 		type = SPI_getvalue(tup, desc, Anum_pc_notify_event_type);
 		if (type == NULL || !pc_event_from_type(type, &w.event.command, &w.event.outcome))
 			elog(ERROR, "unknown event_type \"%s\" in the audit log", type ? type : "");

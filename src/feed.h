@@ -9,6 +9,7 @@
 #define PC_FEED_H
 
 #include "postgres.h"
+#include "executor/spi.h"
 
 /* Most notifications one round sends; the worker comes back for the rest. */
 #define PC_FEED_NOTIFY_BATCH 10000
@@ -23,5 +24,7 @@
 
 extern Oid	pc_feed_schema(void);
 extern int64 pc_feed_assign(Oid nsp, int64 *notified_upto);
+extern int64 pc_feed_notify_rows(SPITupleTable *tab, uint64 n, int64 *notified_upto, bool all,
+								 int64 shard_id);
 
 #endif							/* PC_FEED_H */

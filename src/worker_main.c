@@ -29,6 +29,7 @@
 
 #include "events.h"
 #include "feed.h"
+#include "feed_shards.h"
 #include "worker_internal.h"
 
 /* Failures of one kind of round, for logging them without flooding the log. */
@@ -261,7 +262,9 @@ WorkerRound(bool notify, bool retry_follows, PcFailures *failures, int64 *count)
 							   "assigning feed positions and notifying" :
 							   "assigning feed positions");
 		nsp = pc_feed_schema();
-		if (OidIsValid(nsp))
+		if (OidIsValid(nsp) && pc_feed_distributed(nsp))
+			n = pc_feed_shards_assign(nsp, notify);
+		else if (OidIsValid(nsp))
 			n = pc_feed_assign(nsp, notify ? &upto : NULL);
 		else
 			outcome = PC_ROUND_ABSENT;

@@ -712,7 +712,7 @@ def _():
     expect(n == 2, f"{n} rows")
 
 
-@check("distributed: the feed is refused with 0A000 (not numbered on Citus yet), and no worker logs a failed round")
+@check("distributed: provider_events_since is refused with 0A000 (the feed is per shard), no worker logs a failed round")
 def _():
     try:
         C.execute("SELECT * FROM provider_events_since(0, 10)")
@@ -723,8 +723,194 @@ def _():
     time.sleep(1.5)
     for n in range(len(PORTS)):
         bad = [l for l in read_log(n).splitlines()
-               if "could not assign feed positions" in l or "could not send notifications" in l]
+               if "could not assign" in l or "could not send notifications" in l
+               or "could not list" in l or "could not lock" in l]
         expect(not bad, f"{NAMES[n]}: {bad[-1] if bad else ''}")
+
+
+class ShardFeedReader:
+    """A consumer of a Citus install's feed, as examples/citus_consumer.py:
+    a cursor per shard, each feed read on the node that holds it
+    (provider_feed_shards() on the coordinator says which), looked up again
+    when a shard moved (SQLSTATE 55000), keeping the cursor."""
+
+    def __init__(self):
+        self.cursors = {}
+        self.seen = []          # (shard, position, event_id)
+        self.relists = 0
+        self.conns = {}
+
+    def node(self, port):
+        if port not in self.conns:
+            self.conns[port] = psycopg.connect(host=DIR, port=port, user="postgres",
+                                               dbname="postgres", autocommit=True)
+        return self.conns[port]
+
+    def read_once(self):
+        """One pass over every shard's feed to its end; returns events read."""
+        got = 0
+        with connect() as c:
+            shards = c.execute("SELECT shard_id, node_port FROM provider_feed_shards()").fetchall()
+        for shard, port in shards:
+            while True:
+                try:
+                    rows = self.node(port).execute(
+                        "SELECT global_position, event_id FROM provider_shard_events_since(%s, %s, 500)",
+                        (shard, self.cursors.get(shard, 0))).fetchall()
+                except psycopg.Error as e:
+                    if e.sqlstate == "55000":     # moved: look it up again next pass
+                        self.relists += 1
+                        break
+                    raise
+                if not rows:
+                    break
+                for pos, ev in rows:
+                    self.seen.append((shard, pos, ev))
+                self.cursors[shard] = rows[-1][0]
+                got += len(rows)
+        return got
+
+    def close(self):
+        for c in self.conns.values():
+            c.close()
+
+
+def all_event_ids():
+    return {r[0] for r in C.execute("SELECT event_id FROM provider_audit_log").fetchall()}
+
+
+def check_feed_complete(reader, what):
+    """Every audit row read exactly once, within a bounded wait for the rounds."""
+    want = all_event_ids()
+
+    def caught_up():
+        reader.read_once()
+        return want <= {e for _, _, e in reader.seen}
+    try:
+        poll(caught_up, what, timeout=30)
+    except CheckFailed:
+        pass
+    got = [e for _, _, e in reader.seen]
+    missed = want - set(got)
+    dups = len(got) - len(set(got))
+    expect(not missed and dups == 0,
+           f"{what}: {len(want)} events, read {len(got)}, missed {len(missed)}, duplicated {dups}")
+    return len(want), len(missed), dups
+
+
+@check("distributed: every event is in exactly one shard's feed, numbered by the node holding it")
+def _():
+    r = ShardFeedReader()
+    try:
+        n, missed, dups = check_feed_complete(r, "feed after distribution")
+        per_shard = {}
+        for shard, pos, _ in r.seen:
+            expect(pos > per_shard.get(shard, 0), f"shard {shard}: position {pos} after {per_shard.get(shard)}")
+            per_shard[shard] = pos
+        nshards = val(C, "SELECT count(*) FROM provider_feed_shards()")
+        expect(nshards == 4, f"{nshards} feeds")
+        print(f"# feed after distribution: {n} events in {len(per_shard)} shard feeds, missed {missed}, duplicated {dups}")
+    finally:
+        r.close()
+
+
+@check("distributed: a consumer reads every shard's feed while calls run, through a shard move: 0 missed, 0 duplicated")
+def _():
+    import threading
+    stop = threading.Event()
+    errors = []
+    calls = [0]
+
+    def load(users):
+        try:
+            with connect() as c:
+                i = 0
+                while not stop.is_set():
+                    u = users[i % len(users)]
+                    r = c.execute("SELECT * FROM provider_connect(%s, %s, 'move', %s)", (u, PROV, b"m")).fetchone()
+                    if r[0]:
+                        c.execute("SELECT * FROM provider_refresh_tokens(%s, %s, %s, NULL, NULL, NULL)",
+                                  (u, r[1], b"m2"))
+                    calls[0] += 1
+                    i += 1
+        except Exception as e:  # reported below
+            errors.append(repr(e))
+
+    reader = ShardFeedReader()
+    threads = [threading.Thread(target=load, args=(DUSERS[k::2],)) for k in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            reader.read_once()
+        # Move the shard of DUSERS[0] to the other worker while the load runs.
+        shard = val(C, "SELECT get_shard_id_for_distribution_column('provider_audit_log', %s)", (DUSERS[0],))
+        src = shard_port(DUSERS[0])
+        dst = next(PORTS[w] for w in WORKERS if PORTS[w] != src)
+        C.execute("SELECT citus_move_shard_placement(%s, %s, %s, %s, %s)", (shard, DIR, src, DIR, dst))
+        expect(shard_port(DUSERS[0]) == dst, "the shard did not move")
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            reader.read_once()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    expect(not errors, f"load errors: {errors[:2]}")
+    try:
+        n, missed, dups = check_feed_complete(reader, "feed through a move")
+        print(f"# through a shard move: {calls[0]} call pairs, {n} events, missed {missed}, "
+              f"duplicated {dups}, feed looked up again {reader.relists} times")
+    finally:
+        reader.close()
+
+
+@check("distributed: notify = worker: each node's worker notifies its shards' events, with shard_id and position")
+def _():
+    set_everywhere({"provider_connections.notify": "worker"})
+    listeners = {}
+    try:
+        heard_raw = []
+        for w in WORKERS:
+            lc = psycopg.connect(host=DIR, port=PORTS[w], user="postgres", dbname="postgres", autocommit=True)
+            lc.execute("LISTEN provider_events")
+            # psycopg 3.1 hands notifications to a handler as the next statement reads them.
+            lc.add_notify_handler(lambda n, w=w: heard_raw.append((w, json.loads(n.payload))))
+            listeners[w] = lc
+        a = next(u for u in DUSERS if shard_port(u) == PORTS[1])
+        b = next(u for u in DUSERS if shard_port(u) == PORTS[2])
+        want = {}
+        for u in (a, b):
+            r = result(C, "SELECT * FROM provider_connect(%s, %s, 'notify', %s)", (u, PROV, b"n"))
+            expect(r[0], f"connect {r}")
+            for ev in C.execute("SELECT event_id FROM provider_audit_log WHERE call_id = "
+                                "(SELECT call_id FROM provider_audit_log WHERE connection_id = %s LIMIT 1)",
+                                (r[1],)).fetchall():
+                want[str(ev[0])] = shard_port(u)
+        heard = {}
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and len(heard) < len(want):
+            for lc in listeners.values():
+                lc.execute("SELECT 1")
+            for w, p in heard_raw:
+                if p["event_id"] in want:
+                    expect(p["event_id"] not in heard or heard[p["event_id"]][0] == PORTS[w],
+                           f"{p['event_id']} heard on two nodes")
+                    heard[p["event_id"]] = (PORTS[w], p.get("shard_id"), p.get("global_position"))
+            time.sleep(0.05)
+        expect(len(heard) == len(want), f"heard {len(heard)} of {len(want)}")
+        for ev, (port, shard, pos) in heard.items():
+            expect(port == want[ev], f"{ev} heard on {port}, its shard is on {want[ev]}")
+            expect(shard is not None and pos is not None, f"payload without shard_id/position: {ev}")
+            with connect(WORKERS[0] if port == PORTS[1] else WORKERS[1]) as c:
+                fp = val(c, "SELECT global_position FROM provider_shard_events_since(%s, %s, 1)",
+                         (shard, pos - 1))
+            expect(fp == pos, f"{ev}: payload position {pos}, feed {fp}")
+    finally:
+        for lc in listeners.values():
+            lc.close()
+        set_everywhere({"provider_connections.notify": "commit"})
 
 
 @check("distributed: audit ids are unique across nodes; rows on a worker carry that worker's xids")

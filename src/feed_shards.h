@@ -1,0 +1,16 @@
+/*
+ * feed_shards.h
+ *		The event feed of a Citus install: a round per local shard
+ *		(feed_shards.c), run by the node's worker.
+ *
+ * Copyright (c) 2026, provider_connections developers.
+ */
+#ifndef PC_FEED_SHARDS_H
+#define PC_FEED_SHARDS_H
+
+#include "postgres.h"
+
+extern bool pc_feed_distributed(Oid nsp);
+extern int64 pc_feed_shards_assign(Oid nsp, bool notify);
+
+#endif							/* PC_FEED_SHARDS_H */
