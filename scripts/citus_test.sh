@@ -120,7 +120,8 @@ T3=$(date +%s)
 # The suite runs as the server's user: it reads the nodes' logs (0600), and
 # the checkout may be closed to that user, so it runs from a copy.
 cp "$TOP/t/citus_suite.py" "$DIR/citus_suite.py"
-chmod 644 "$DIR/citus_suite.py"
+cp "$TOP/examples/citus_consumer.py" "$DIR/citus_consumer.py"
+chmod 644 "$DIR/citus_suite.py" "$DIR/citus_consumer.py"
 suite_out=$(mktemp)
 # Debian's python3: python3-psycopg is installed for it (install_deps).
 # Its own count line is held back: this script ends with the count, after

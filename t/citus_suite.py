@@ -866,6 +866,23 @@ def _():
         reader.close()
 
 
+@check("distributed: examples/citus_consumer.py reads every shard's feed once, with its positions stored")
+def _():
+    import subprocess
+    conninfo = f"host={DIR} port={PORTS[COORD]} dbname=postgres user=postgres"
+    run = subprocess.run(["/usr/bin/python3", os.path.join(DIR, "citus_consumer.py"), "--drain", conninfo],
+                         capture_output=True, text=True, timeout=120)
+    expect(run.returncode == 0, f"exit {run.returncode}: {run.stderr[-500:]}")
+    got = {r[0] for r in C.execute("SELECT event_id FROM consumer.citus_events").fetchall()}
+    want = all_event_ids()
+    expect(got == want, f"consumer recorded {len(got)} events, the log has {len(want)}; "
+                        f"missing {len(want - got)}, extra {len(got - want)}")
+    # A second run finds nothing new: its positions were stored with its batches.
+    again = subprocess.run(["/usr/bin/python3", os.path.join(DIR, "citus_consumer.py"), "--drain", conninfo],
+                           capture_output=True, text=True, timeout=120)
+    expect(again.returncode == 0 and "batch" not in again.stdout, f"second run: {again.stdout[-300:]}")
+
+
 @check("distributed: notify = worker: each node's worker notifies its shards' events, with shard_id and position")
 def _():
     set_everywhere({"provider_connections.notify": "worker"})
