@@ -150,6 +150,12 @@ provider_purge_events(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	pc_plans_use_schema(get_func_namespace(fcinfo->flinfo->fn_oid));
+	/* On Citus the feed is per shard (feed_shards.c); a purge per shard is not written yet. */
+	if (pc_citus_distributed())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("provider_purge_events is not available when the tables are distributed by Citus"),
+				 errhint("See docs/citus.md: the feed of a distributed install is per shard.")));
 	args[0] = TimestampTzGetDatum(before);
 	args[1] = Int64GetDatum(up_to);
 	args[2] = Int32GetDatum(PC_PURGE_BATCH);

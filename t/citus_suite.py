@@ -930,6 +930,26 @@ def _():
         set_everywhere({"provider_connections.notify": "commit"})
 
 
+@check("distributed: provider_stats() counts every shard")
+def _():
+    st = C.execute("SELECT active, pending, revoked, disconnected FROM provider_stats()").fetchone()
+    want = C.execute("""SELECT count(*) FILTER (WHERE status = 'active'), count(*) FILTER (WHERE status = 'pending'),
+                               count(*) FILTER (WHERE status = 'revoked'),
+                               count(*) FILTER (WHERE status = 'disconnected')
+                          FROM provider_connections""").fetchone()
+    expect(tuple(st) == tuple(want), f"stats {st}, counted {want}")
+
+
+@check("distributed: provider_purge_events is refused with 0A000 (not per shard yet)")
+def _():
+    try:
+        C.execute("SELECT provider_purge_events(now() - interval '1 day', 10)")
+    except psycopg.Error as e:
+        expect(e.sqlstate == "0A000", f"{e.sqlstate} {e.diag.message_primary}")
+    else:
+        raise CheckFailed("provider_purge_events ran on a distributed install")
+
+
 @check("distributed: audit ids are unique across nodes; rows on a worker carry that worker's xids")
 def _():
     dup = val(C, "SELECT count(*) FROM (SELECT id FROM provider_audit_log GROUP BY id HAVING count(*) > 1) d")
