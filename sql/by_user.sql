@@ -103,3 +103,7 @@ SELECT count(*) FILTER (WHERE id >= (1::bigint << 48)) AS offset_ids FROM provid
 SELECT provider_distributed();
 SELECT provider_distribute();
 SELECT tgenabled FROM pg_trigger WHERE tgname = 'provider_audit_log_stamp';
+-- The feed of a distributed install is per shard; on one node these refuse.
+SELECT * FROM provider_feed_shards();
+SELECT * FROM provider_shard_events_since(1, 0);
+SELECT count(*) AS shard_state_rows FROM provider_feed_shard_state;
