@@ -1042,7 +1042,9 @@ COMMENT ON TABLE @extschema@.provider_feed_shard_state IS
 CREATE FUNCTION @extschema@.provider_feed_shards(
     OUT shard_id bigint,
     OUT node_name text,
-    OUT node_port integer)
+    OUT node_port integer,
+    OUT min_hash integer,
+    OUT max_hash integer)
     RETURNS SETOF record
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -1054,7 +1056,8 @@ BEGIN
                   HINT = 'On one node, read the feed with provider_events_since.';
     END IF;
     RETURN QUERY EXECUTE
-        'SELECT s.shardid, n.nodename::pg_catalog.text, n.nodeport
+        'SELECT s.shardid, n.nodename::pg_catalog.text, n.nodeport,
+                s.shardminvalue::pg_catalog.int4, s.shardmaxvalue::pg_catalog.int4
            FROM pg_catalog.pg_dist_shard s
            JOIN pg_catalog.pg_dist_placement pl ON pl.shardid OPERATOR(pg_catalog.=) s.shardid
            JOIN pg_catalog.pg_dist_node n ON n.groupid OPERATOR(pg_catalog.=) pl.groupid
@@ -1065,7 +1068,7 @@ END
 $$;
 REVOKE ALL ON FUNCTION @extschema@.provider_feed_shards() FROM PUBLIC;
 COMMENT ON FUNCTION @extschema@.provider_feed_shards() IS
-    'Citus: every feed (one per audit shard) and the node that holds it';
+    'Citus: every feed (one per audit shard), the node that holds it and its users'' hash range (a shard split from another starts at the position a consumer had reached in the shard whose range held it)';
 
 CREATE FUNCTION @extschema@.provider_shard_events_since(
     shard_id       bigint,

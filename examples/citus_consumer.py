@@ -13,6 +13,12 @@ This consumer reads all of them:
     (SQLSTATE 55000) and retried on the next pass.
   - provider_shard_events_since(shard, position, batch), on that node,
     returns the shard's events after the position.
+  - A split replaces a shard by shards over parts of its users' hash range,
+    holding its events with their positions, and numbering new ones above
+    them. A shard this consumer has no position for starts at the position
+    it had reached in a shard whose range held the new one's (its parent),
+    or at 0 for a shard it never knew the parent of (a first run). The
+    ranges are kept with the positions (consumer.citus_positions).
   - What it does with a batch (here: a row per event in
     consumer.citus_events, the outbox a real consumer would drain) and the
     shard's new position (consumer.citus_positions) commit in ONE
@@ -52,6 +58,7 @@ SETUP = """
 CREATE SCHEMA IF NOT EXISTS consumer;
 CREATE TABLE IF NOT EXISTS consumer.citus_positions (
     consumer text NOT NULL, shard_id bigint NOT NULL, position bigint NOT NULL,
+    min_hash integer NOT NULL, max_hash integer NOT NULL,
     PRIMARY KEY (consumer, shard_id));
 CREATE TABLE IF NOT EXISTS consumer.citus_events (
     event_id uuid PRIMARY KEY, consumer text NOT NULL, shard_id bigint NOT NULL,
@@ -84,13 +91,19 @@ def main():
 
     while True:
         handled = 0
-        shards = coord.execute("SELECT shard_id, node_name, node_port FROM provider_feed_shards()").fetchall()
+        shards = coord.execute("""SELECT shard_id, node_name, node_port, min_hash, max_hash
+                                    FROM provider_feed_shards()""").fetchall()
         coord.commit()
-        for shard, host, port in shards:
+        for shard, host, port, lo, hi in shards:
             while True:
+                # A new shard starts where its parent's feed was (a split), else at 0.
+                coord.execute("""INSERT INTO consumer.citus_positions
+                                 SELECT %(c)s, %(s)s, COALESCE(
+                                   (SELECT max(p.position) FROM consumer.citus_positions p
+                                     WHERE p.consumer = %(c)s AND p.min_hash <= %(lo)s AND p.max_hash >= %(hi)s
+                                       AND p.shard_id <> %(s)s), 0), %(lo)s, %(hi)s
+                                 ON CONFLICT DO NOTHING""", {"c": args.name, "s": shard, "lo": lo, "hi": hi})
                 # Lock this shard's position for the batch: instances take turns.
-                coord.execute("""INSERT INTO consumer.citus_positions VALUES (%s, %s, 0)
-                                 ON CONFLICT DO NOTHING""", (args.name, shard))
                 pos = coord.execute("""SELECT position FROM consumer.citus_positions
                                         WHERE consumer = %s AND shard_id = %s FOR UPDATE""",
                                     (args.name, shard)).fetchone()[0]

@@ -736,6 +736,7 @@ class ShardFeedReader:
 
     def __init__(self):
         self.cursors = {}
+        self.ranges = {}        # shard -> (min_hash, max_hash)
         self.seen = []          # (shard, position, event_id)
         self.relists = 0
         self.conns = {}
@@ -750,8 +751,14 @@ class ShardFeedReader:
         """One pass over every shard's feed to its end; returns events read."""
         got = 0
         with connect() as c:
-            shards = c.execute("SELECT shard_id, node_port FROM provider_feed_shards()").fetchall()
-        for shard, port in shards:
+            shards = c.execute("SELECT shard_id, node_port, min_hash, max_hash FROM provider_feed_shards()").fetchall()
+        for shard, port, lo, hi in shards:
+            if shard not in self.cursors:
+                # A split's child starts where its parent's feed was (examples/citus_consumer.py).
+                parents = [self.cursors[p] for p, (plo, phi) in self.ranges.items()
+                           if p != shard and plo <= lo and phi >= hi and p in self.cursors]
+                self.cursors[shard] = max(parents, default=0)
+                self.ranges[shard] = (lo, hi)
             while True:
                 try:
                     rows = self.node(port).execute(
@@ -814,7 +821,7 @@ def _():
         r.close()
 
 
-@check("distributed: a consumer reads every shard's feed while calls run, through a shard move: 0 missed, 0 duplicated")
+@check("distributed: a consumer reads every shard's feed while calls run, through a shard move and a split: 0 missed, 0 duplicated")
 def _():
     import threading
     stop = threading.Event()
@@ -826,6 +833,8 @@ def _():
             with connect() as c:
                 i = 0
                 while not stop.is_set():
+                    if not go.wait(0.1):
+                        continue
                     u = users[i % len(users)]
                     r = c.execute("SELECT * FROM provider_connect(%s, %s, 'move', %s)", (u, PROV, b"m")).fetchone()
                     if r[0]:
@@ -837,6 +846,9 @@ def _():
             errors.append(repr(e))
 
     reader = ShardFeedReader()
+    splits = [0]
+    go = threading.Event()
+    go.set()
     threads = [threading.Thread(target=load, args=(DUSERS[k::2],)) for k in range(2)]
     for t in threads:
         t.start()
@@ -853,6 +865,39 @@ def _():
         deadline = time.monotonic() + 2
         while time.monotonic() < deadline:
             reader.read_once()
+        # Split the shard of DUSERS[1] in two, one half on each worker, between
+        # two of its users. The parent's last events are the lower user's
+        # (the load paused): without the clock floor the upper child, whose
+        # highest position is lower, would number its next events below
+        # positions a consumer already read in the parent.
+        shard = val(C, "SELECT get_shard_id_for_distribution_column('provider_audit_log', %s)", (DUSERS[1],))
+        lo, hi = C.execute("SELECT shardminvalue::int, shardmaxvalue::int FROM pg_dist_shard WHERE shardid = %s",
+                           (shard,)).fetchone()
+        h1 = val(C, "SELECT worker_hash(%s::uuid)", (DUSERS[1],))
+        while True:
+            partner = uuid.uuid4()
+            if val(C, "SELECT get_shard_id_for_distribution_column('provider_audit_log', %s)", (partner,)) == shard:
+                h2 = val(C, "SELECT worker_hash(%s::uuid)", (partner,))
+                if h2 != h1:
+                    break
+        (low_h, low_u), (_, high_u) = sorted([(h1, DUSERS[1]), (h2, partner)])
+        go.clear()
+        time.sleep(0.5)
+        for _ in range(3):
+            connect_user(low_u)
+        reader.read_once()
+        nodes = [r[0] for r in C.execute("SELECT nodeid FROM pg_dist_node WHERE groupid > 0 ORDER BY nodeid").fetchall()]
+        split_began = val(C, "SELECT clock_timestamp()")
+        C.execute("SELECT citus_split_shard_by_split_points(%s, ARRAY[%s], ARRAY[%s, %s], 'block_writes')",
+                  (shard, str(low_h), nodes[0], nodes[1]))
+        split_ended = val(C, "SELECT clock_timestamp()")
+        for _ in range(3):
+            connect_user(high_u)
+        go.set()
+        splits[0] = (shard, split_began, split_ended)
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            reader.read_once()
     finally:
         stop.set()
         for t in threads:
@@ -860,8 +905,26 @@ def _():
     expect(not errors, f"load errors: {errors[:2]}")
     try:
         n, missed, dups = check_feed_complete(reader, "feed through a move")
-        print(f"# through a shard move: {calls[0]} call pairs, {n} events, missed {missed}, "
-              f"duplicated {dups}, feed looked up again {reader.relists} times")
+        nshards = val(C, "SELECT count(*) FROM provider_feed_shards()")
+        expect(nshards == 5, f"{nshards} feeds after the split")
+        # Every position a child gave is above every position its parent gave,
+        # whichever child the parent's last events went to: else a consumer
+        # that starts a child at its parent's position misses events.
+        parent, began, ended = splits[0]
+        when = dict(C.execute("SELECT event_id, occurred_at FROM provider_audit_log").fetchall())
+        children = {sh for sh, (lo_c, hi_c) in reader.ranges.items()
+                    if sh != parent and lo <= lo_c and hi_c <= hi}
+        expect(len(children) == 2, f"children of {parent}: {children}")
+        parent_top = max(p for sh, p, e in reader.seen
+                         if sh == parent or (sh in children and when[e] < began))
+        for sh in children:
+            new = [p for s2, p, e in reader.seen if s2 == sh and when[e] > ended]
+            print(f"# split: parent {parent} reached {parent_top}; child {sh}: {len(new)} events after, "
+                  f"from {min(new, default=None)}")
+            expect(not new or min(new) > parent_top,
+                   f"child {sh} numbered {min(new, default=None)} after the split, its parent reached {parent_top}")
+        print(f"# through a shard move and a split: {calls[0]} call pairs, {n} events, missed {missed}, "
+              f"duplicated {dups}, feed looked up again {reader.relists} times, {nshards} shard feeds")
     finally:
         reader.close()
 
