@@ -1073,7 +1073,8 @@ COMMENT ON FUNCTION @extschema@.provider_feed_shards() IS
 CREATE FUNCTION @extschema@.provider_shard_events_since(
     shard_id       bigint,
     after_position bigint,
-    max_events     integer DEFAULT 1000)
+    max_events     integer DEFAULT 1000,
+    skip_purged    boolean DEFAULT false)
     RETURNS TABLE (
         global_position   bigint,
         audit_id          bigint,
@@ -1094,6 +1095,8 @@ CREATE FUNCTION @extschema@.provider_shard_events_since(
     AS $$
 DECLARE
     positions_shard bigint;
+    horizon bigint;
+    after bigint := after_position;
 BEGIN
     IF NOT @extschema@.provider_distributed() THEN
         RAISE EXCEPTION 'provider_shard_events_since: the tables are not distributed'
@@ -1124,6 +1127,23 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'provider_feed_shards() names the node that holds it now; keep the position and read there.';
     END IF;
+    -- The shard's purge horizon: its positions row of the nil user's audit
+    -- id 0 (src/feed_shards.c), which joins no event.
+    EXECUTE pg_catalog.format(
+        'SELECT global_position FROM %1$s.%2$I
+          WHERE user_id OPERATOR(pg_catalog.=) ''00000000-0000-0000-0000-000000000000''
+            AND audit_id OPERATOR(pg_catalog.=) 0',
+        '@extschema@', 'provider_event_positions_' || positions_shard) INTO horizon;
+    IF horizon IS NOT NULL AND after < horizon THEN
+        IF NOT skip_purged THEN
+            RAISE EXCEPTION 'provider_shard_events_since: events of shard % after position % were purged, up to position %',
+                            shard_id, after, horizon
+                USING ERRCODE = '72000',
+                      DETAIL = pg_catalog.format('The purge horizon of shard %s is %s.', shard_id, horizon),
+                      HINT = 'To continue after the purged events, call provider_shard_events_since with skip_purged => true.';
+        END IF;
+        after := horizon;
+    END IF;
     RETURN QUERY EXECUTE pg_catalog.format(
         'SELECT p.global_position, a.id, a.event_id, a.event_type, a.action,
                 NULLIF(a.user_id, ''00000000-0000-0000-0000-000000000000''),
@@ -1138,9 +1158,9 @@ BEGIN
           ORDER BY p.global_position',
         '@extschema@', 'provider_event_positions_' || positions_shard,
         'provider_audit_log_' || shard_id)
-      USING after_position, max_events;
+      USING after, max_events;
 END
 $$;
-REVOKE ALL ON FUNCTION @extschema@.provider_shard_events_since(bigint, bigint, integer) FROM PUBLIC;
-COMMENT ON FUNCTION @extschema@.provider_shard_events_since(bigint, bigint, integer) IS
-    'Citus: the events of one shard''s feed after after_position, in its order, on the node that holds the shard';
+REVOKE ALL ON FUNCTION @extschema@.provider_shard_events_since(bigint, bigint, integer, boolean) FROM PUBLIC;
+COMMENT ON FUNCTION @extschema@.provider_shard_events_since(bigint, bigint, integer, boolean) IS
+    'Citus: the events of one shard''s feed after after_position, in its order, on the node that holds the shard; 72000 behind the shard''s purge horizon unless skip_purged';

@@ -26,6 +26,14 @@
  * (which numbered fewer than one event per microsecond since its own
  * floor); positions are gap-free within a placement, not across a move.
  *
+ * Purge. provider_purge_events on a distributed install purges the shards
+ * placed on the node it runs on (run it on every node): per shard, the
+ * prefix of its feed older than before and at most up_to_position, in
+ * batches, under the same lock. The shard's purge horizon is a positions
+ * row of its own (the nil user, audit id 0, which joins no event), so it
+ * travels with the shard as its positions do; provider_shard_events_since
+ * reads it.
+ *
  * Copyright (c) 2026, provider_connections developers.
  */
 #include "postgres.h"
@@ -121,6 +129,36 @@ static const char *const pc_still_here_sql =
 	"            AND a.id OPERATOR(pg_catalog.=) p.audit_id OFFSET 0) a" \
 	" ORDER BY p.global_position"
 
+/*
+ * One purge batch on one shard, as retention.c's pc_purge_batch on the
+ * shard tables: $1 before, $2 up_to_position, $3 the batch size.
+ */
+#define PC_SHARD_PURGE_SQL \
+	"WITH firsts AS (" \
+	"  SELECT p.global_position, p.audit_id, p.user_id, a.occurred_at OPERATOR(pg_catalog.<) $1 AS old" \
+	"   FROM %1$s.%3$s p" \
+	"   JOIN %1$s.%2$s a ON a.user_id OPERATOR(pg_catalog.=) p.user_id AND a.id OPERATOR(pg_catalog.=) p.audit_id" \
+	"  WHERE p.global_position OPERATOR(pg_catalog.<=) $2" \
+	"  ORDER BY p.global_position LIMIT $3)," \
+	" cut AS (SELECT pg_catalog.min(y.global_position) AS at FROM firsts y WHERE NOT y.old)," \
+	" victims AS (" \
+	"  SELECT f.global_position, f.audit_id, f.user_id FROM firsts f, cut" \
+	"   WHERE cut.at IS NULL OR f.global_position OPERATOR(pg_catalog.<) cut.at)," \
+	" gone AS (" \
+	"  DELETE FROM %1$s.%3$s p USING victims v" \
+	"   WHERE p.user_id OPERATOR(pg_catalog.=) v.user_id AND p.audit_id OPERATOR(pg_catalog.=) v.audit_id" \
+	"  RETURNING p.user_id, p.audit_id, p.global_position)," \
+	" removed AS (" \
+	"  DELETE FROM %1$s.%2$s a USING gone g" \
+	"   WHERE a.user_id OPERATOR(pg_catalog.=) g.user_id AND a.id OPERATOR(pg_catalog.=) g.audit_id" \
+	"  RETURNING g.global_position)" \
+	" SELECT pg_catalog.count(*), pg_catalog.max(global_position) FROM removed"
+
+/* The shard's purge horizon row: the nil user's audit id 0, which no event has. */
+#define PC_SHARD_HORIZON_WHERE \
+	" WHERE user_id OPERATOR(pg_catalog.=) '00000000-0000-0000-0000-000000000000'" \
+	" AND audit_id OPERATOR(pg_catalog.=) 0"
+
 /* One local placement of an audit shard. */
 typedef struct PcShardPlacement
 {
@@ -128,6 +166,9 @@ typedef struct PcShardPlacement
 	int64		shard_id;
 	int64		positions_shard_id;
 } PcShardPlacement;
+
+static PcShardPlacement *LocalShards(Oid nsp, uint64 *n);
+static bool LockShardHere(const PcShardPlacement *pl);
 
 /* Run sql with its arguments; raise what on failure. The caller is connected to SPI. */
 static void
@@ -184,10 +225,6 @@ ShardRound(const char *schema, const PcShardPlacement *pl, bool notify)
 	Oid			types[6] = {XID8OID, XID8ARRAYOID, XID8OID, XID8OID, INT8OID, INT8OID};
 	Datum		values[6];
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
-	Oid			locktypes[2] = {INT4OID, INT8ARRAYOID};
-	Datum		lockvalues[2];
-	Datum		shard = Int64GetDatum(pl->shard_id);
-	Oid			idtype = INT8OID;
 	Datum		placement = Int64GetDatum(pl->placement_id);
 	HeapTuple	state;
 	TupleDesc	desc;
@@ -199,12 +236,7 @@ ShardRound(const char *schema, const PcShardPlacement *pl, bool notify)
 	Datum		d;
 
 	/* A move's cutover holds this lock exclusively on every node: wait for it, then look again. */
-	lockvalues[0] = Int32GetDatum(PC_SHARD_METADATA_SHARE);
-	lockvalues[1] = PointerGetDatum(construct_array(&shard, 1, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	Run("SELECT pg_catalog.lock_shard_metadata($1, $2)", 2, locktypes, lockvalues, NULL,
-		SPI_OK_SELECT, "lock the shard's metadata");
-	Run(pc_still_here_sql, 1, &idtype, &placement, NULL, SPI_OK_SELECT, "read the shard's placement");
-	if (SPI_processed == 0)
+	if (!LockShardHere(pl))
 		return 0;
 
 	state = LockShardState(schema, pl);
@@ -259,6 +291,120 @@ ShardRound(const char *schema, const PcShardPlacement *pl, bool notify)
 	return Max(numbered, notified);
 }
 
+/* The placements of audit shards on this node, in shard order, in the caller's context; *n gets how many. */
+static PcShardPlacement *
+LocalShards(Oid nsp, uint64 *n)
+{
+	Oid			types[2] = {REGCLASSOID, REGCLASSOID};
+	Datum		values[2];
+	PcShardPlacement *shards;
+	uint64		i;
+	bool		isnull;
+
+	values[0] = ObjectIdGetDatum(get_relname_relid("provider_audit_log", nsp));
+	values[1] = ObjectIdGetDatum(get_relname_relid("provider_event_positions", nsp));
+	Run(pc_local_shards_sql, 2, types, values, NULL, SPI_OK_SELECT, "list the node's shards");
+	*n = SPI_processed;
+	shards = SPI_palloc(sizeof(PcShardPlacement) * Max(*n, 1));
+	for (i = 0; i < *n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+
+		shards[i].placement_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		shards[i].shard_id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		shards[i].positions_shard_id = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+	}
+	return shards;
+}
+
+/*
+ * Lock a shard's metadata as Citus's writes do (a move's cutover waits for
+ * us, we wait for it) and say whether its placement is still on this node.
+ */
+static bool
+LockShardHere(const PcShardPlacement *pl)
+{
+	Oid			locktypes[2] = {INT4OID, INT8ARRAYOID};
+	Datum		lockvalues[2];
+	Datum		shard = Int64GetDatum(pl->shard_id);
+	Oid			idtype = INT8OID;
+	Datum		placement = Int64GetDatum(pl->placement_id);
+
+	lockvalues[0] = Int32GetDatum(PC_SHARD_METADATA_SHARE);
+	lockvalues[1] = PointerGetDatum(construct_array(&shard, 1, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	Run("SELECT pg_catalog.lock_shard_metadata($1, $2)", 2, locktypes, lockvalues, NULL,
+		SPI_OK_SELECT, "lock the shard's metadata");
+	Run(pc_still_here_sql, 1, &idtype, &placement, NULL, SPI_OK_SELECT, "read the shard's placement");
+	return SPI_processed > 0;
+}
+
+/*
+ * provider_purge_events on a distributed install (retention.c, which lets
+ * the deletes pass the append-only triggers while it runs): purge each
+ * audit shard placed on this node, a prefix of its feed older than before
+ * and at most up_to, in batches of batch, and raise its horizon row.
+ * Returns how many events went. The caller is connected to SPI.
+ */
+int64
+pc_feed_shards_purge(Oid nsp, TimestampTz before, int64 up_to, int32 batch)
+{
+	const char *schema = quote_identifier(get_namespace_name(nsp));
+	PcShardPlacement *shards;
+	uint64		n;
+	uint64		i;
+	int64		removed = 0;
+
+	(void) set_config_option("citus.enable_manual_changes_to_shards", "on", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+	shards = LocalShards(nsp, &n);
+	for (i = 0; i < n; i++)
+	{
+		char	   *audit = psprintf("provider_audit_log_" INT64_FORMAT, shards[i].shard_id);
+		char	   *positions = psprintf("provider_event_positions_" INT64_FORMAT, shards[i].positions_shard_id);
+		char	   *sql = psprintf(PC_SHARD_PURGE_SQL, schema, audit, positions);
+		Oid			types[3] = {TIMESTAMPTZOID, INT8OID, INT4OID};
+		Datum		values[3];
+		int64		horizon = 0;
+
+		if (!LockShardHere(&shards[i]))
+			continue;
+		values[0] = TimestampTzGetDatum(before);
+		values[1] = Int64GetDatum(up_to);
+		values[2] = Int32GetDatum(batch);
+		for (;;)
+		{
+			bool		isnull;
+			int64		went;
+			Datum		top;
+
+			Run(sql, 3, types, values, NULL, SPI_OK_SELECT, "purge the shard's events");
+			went = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+			top = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+			if (!isnull)
+				horizon = Max(horizon, DatumGetInt64(top));
+			removed += went;
+			if (went < batch)
+				break;
+			CHECK_FOR_INTERRUPTS();
+		}
+		if (horizon > 0)
+		{
+			Oid			htype = INT8OID;
+			Datum		hvalue = Int64GetDatum(horizon);
+
+			/* Raised, never lowered: the old row goes (a purge may delete), a new one comes. */
+			Run(psprintf("WITH old AS (DELETE FROM %s.%s" PC_SHARD_HORIZON_WHERE " RETURNING global_position)"
+						 " INSERT INTO %s.%s (global_position, audit_id, user_id)"
+						 " SELECT pg_catalog.int8larger($1, COALESCE((SELECT pg_catalog.max(global_position) FROM old), 0)),"
+						 " 0, '00000000-0000-0000-0000-000000000000'",
+						 schema, positions, schema, positions),
+				1, &htype, &hvalue, NULL, SPI_OK_INSERT, "record the shard's purge horizon");
+		}
+	}
+	return removed;
+}
+
 /* Whether the extension in schema nsp has its tables distributed by Citus: then its feed is per shard. */
 bool
 pc_feed_distributed(Oid nsp)
@@ -278,34 +424,17 @@ int64
 pc_feed_shards_assign(Oid nsp, bool notify)
 {
 	const char *schema = quote_identifier(get_namespace_name(nsp));
-	Oid			types[2] = {REGCLASSOID, REGCLASSOID};
-	Datum		values[2];
 	PcShardPlacement *shards;
 	uint64		n;
 	uint64		i;
 	int64		total = 0;
-	bool		isnull;
-	MemoryContext cxt = CurrentMemoryContext;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	/* The round writes into the shard tables directly, as Citus's own executor does. */
 	(void) set_config_option("citus.enable_manual_changes_to_shards", "on", PGC_USERSET,
 							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
-	values[0] = ObjectIdGetDatum(get_relname_relid("provider_audit_log", nsp));
-	values[1] = ObjectIdGetDatum(get_relname_relid("provider_event_positions", nsp));
-	Run(pc_local_shards_sql, 2, types, values, NULL, SPI_OK_SELECT, "list the node's shards");
-	n = SPI_processed;
-	shards = MemoryContextAlloc(cxt, sizeof(PcShardPlacement) * Max(n, 1));
-	for (i = 0; i < n; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-
-		shards[i].placement_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		shards[i].shard_id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-		shards[i].positions_shard_id = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
-	}
+	shards = LocalShards(nsp, &n);
 	for (i = 0; i < n; i++)
 		total += ShardRound(schema, &shards[i], notify);
 	/* The state of placements that left this node (a placement that comes back is a new one). */

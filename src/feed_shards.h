@@ -9,8 +9,10 @@
 #define PC_FEED_SHARDS_H
 
 #include "postgres.h"
+#include "datatype/timestamp.h"
 
 extern bool pc_feed_distributed(Oid nsp);
 extern int64 pc_feed_shards_assign(Oid nsp, bool notify);
+extern int64 pc_feed_shards_purge(Oid nsp, TimestampTz before, int64 up_to, int32 batch);
 
 #endif							/* PC_FEED_SHARDS_H */

@@ -37,6 +37,7 @@
 #include "plans.h"
 #include "replication.h"
 #include "retention.h"
+#include "feed_shards.h"
 
 /* Audit rows removed per statement: a batch's locks and WAL stay bounded. */
 #define PC_PURGE_BATCH 10000
@@ -150,12 +151,6 @@ provider_purge_events(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	pc_plans_use_schema(get_func_namespace(fcinfo->flinfo->fn_oid));
-	/* On Citus the feed is per shard (feed_shards.c); a purge per shard is not written yet. */
-	if (pc_citus_distributed())
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("provider_purge_events is not available when the tables are distributed by Citus"),
-				 errhint("See docs/citus.md: the feed of a distributed install is per shard.")));
 	args[0] = TimestampTzGetDatum(before);
 	args[1] = Int64GetDatum(up_to);
 	args[2] = Int32GetDatum(PC_PURGE_BATCH);
@@ -163,23 +158,30 @@ provider_purge_events(PG_FUNCTION_ARGS)
 	pc_purging = true;
 	PG_TRY();
 	{
-		for (;;)
+		/* On Citus: the shards placed on this node, each its own feed (feed_shards.c). */
+		if (pc_citus_distributed())
+			removed = pc_feed_shards_purge(get_func_namespace(fcinfo->flinfo->fn_oid), before, up_to,
+										   PC_PURGE_BATCH);
+		else
 		{
-			bool		isnull;
-			int64		batch;
-			int64		highest;
+			for (;;)
+			{
+				bool		isnull;
+				int64		batch;
+				int64		highest;
 
-			if (SPI_execute_plan(pc_statement_plan(&pc_purge_batch), args, NULL, false, 0) != SPI_OK_SELECT ||
-				SPI_processed != 1)
-				elog(ERROR, "could not purge provider_connections events");
-			batch = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-			highest = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-			if (!isnull)
-				horizon = Max(horizon, highest);
-			removed += batch;
-			if (batch < PC_PURGE_BATCH)
-				break;
-			CHECK_FOR_INTERRUPTS();
+				if (SPI_execute_plan(pc_statement_plan(&pc_purge_batch), args, NULL, false, 0) != SPI_OK_SELECT ||
+					SPI_processed != 1)
+					elog(ERROR, "could not purge provider_connections events");
+				batch = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+				highest = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+				if (!isnull)
+					horizon = Max(horizon, highest);
+				removed += batch;
+				if (batch < PC_PURGE_BATCH)
+					break;
+				CHECK_FOR_INTERRUPTS();
+			}
 		}
 	}
 	PG_FINALLY();
@@ -193,7 +195,7 @@ provider_purge_events(PG_FUNCTION_ARGS)
 	 * database still at 1.3 (the library updated, not the extension) has no
 	 * horizon to keep.
 	 */
-	if (horizon > 0 &&
+	if (horizon > 0 && !pc_citus_distributed() &&
 		OidIsValid(get_relname_relid("provider_feed_horizon", get_func_namespace(fcinfo->flinfo->fn_oid))))
 	{
 		Datum		harg[1];

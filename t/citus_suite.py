@@ -1003,14 +1003,45 @@ def _():
     expect(tuple(st) == tuple(want), f"stats {st}, counted {want}")
 
 
-@check("distributed: provider_purge_events is refused with 0A000 (not per shard yet)")
+@check("distributed: provider_purge_events on every node purges its shards' feeds; a consumer behind gets 72000")
 def _():
+    reader = ShardFeedReader()
     try:
-        C.execute("SELECT provider_purge_events(now() - interval '1 day', 10)")
-    except psycopg.Error as e:
-        expect(e.sqlstate == "0A000", f"{e.sqlstate} {e.diag.message_primary}")
-    else:
-        raise CheckFailed("provider_purge_events ran on a distributed install")
+        reader.read_once()          # a consumer at every shard's end
+        behind = {}
+        with connect() as c:
+            shards = c.execute("SELECT shard_id, node_port FROM provider_feed_shards()").fetchall()
+        for shard, port in shards:
+            if reader.cursors.get(shard, 0) > 0:
+                behind[shard] = port
+        expect(behind, "no shard has events")
+        before = val(C, "SELECT count(*) FROM provider_audit_log")
+        got = C.execute("""SELECT result FROM run_command_on_all_nodes(
+                               $$SELECT provider_purge_events(now() + interval '1 day', 9223372036854775807)$$)""").fetchall()
+        purged = sum(int(r[0]) for r in got)
+        after = val(C, "SELECT count(*) FROM provider_audit_log WHERE event_type <> 'ProviderEventsPurged'")
+        expect(purged >= before and after == 0, f"{before} events, purged {purged}, {after} left")
+        for shard, port in behind.items():
+            c = reader.node(port)
+            try:
+                c.execute("SELECT * FROM provider_shard_events_since(%s, 0, 10)", (shard,))
+            except psycopg.Error as e:
+                expect(e.sqlstate == "72000", f"shard {shard}: {e.sqlstate} {e.diag.message_primary}")
+            else:
+                raise CheckFailed(f"shard {shard}: a read from 0 after the purge was not refused")
+            rest = [r[0] for r in c.execute("""SELECT event_type FROM provider_shard_events_since(%s, 0, 10,
+                                                  skip_purged => true)""", (shard,)).fetchall()]
+            # Each node's purge records itself (ProviderEventsPurged, no user: the nil user's shard).
+            expect(all(t == "ProviderEventsPurged" for t in rest), f"shard {shard}: after skipping {rest}")
+            ok = c.execute("SELECT count(*) FROM provider_shard_events_since(%s, %s, 10)",
+                           (shard, reader.cursors[shard])).fetchone()[0]
+            expect(ok >= 0, "a consumer at the horizon reads on")
+        # New events after the purge are numbered above the horizon and read by the consumer.
+        u = DUSERS[3]
+        connect_user(u)
+        poll(lambda: reader.read_once() > 0, "the events after the purge in the feed", timeout=30)
+    finally:
+        reader.close()
 
 
 @check("distributed: audit ids are unique across nodes; rows on a worker carry that worker's xids")
