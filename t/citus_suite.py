@@ -1044,6 +1044,52 @@ def _():
         reader.close()
 
 
+@check("distributed: no plaintext credential in any node's log or pg_stat_activity (calls routed to the workers)")
+def _():
+    import threading
+    canary = "SECRET-" + secrets.token_hex(16)
+    canary2 = "SECRET-" + secrets.token_hex(16)
+    seen_activity = []
+    stop = threading.Event()
+
+    def watch():
+        # What any node shows of running statements while the calls run.
+        conns = [connect(n) for n in range(len(PORTS))]
+        try:
+            while not stop.is_set():
+                for c in conns:
+                    for (q,) in c.execute("SELECT query FROM pg_stat_activity WHERE query <> ''").fetchall():
+                        if leaked(q, canary) or leaked(q, canary2):
+                            seen_activity.append(q[:200])
+        finally:
+            for c in conns:
+                c.close()
+    t = threading.Thread(target=watch)
+    t.start()
+    try:
+        with connect() as c:
+            for u in DUSERS[:4]:
+                r = result(c, "SELECT * FROM provider_connect(%s, %s, 'secret', %s)",
+                           (u, PROV, ('{"access_token":"%s"}' % canary).encode()))
+                expect(r[0] is True, f"connect {r}")
+                r = result(c, "SELECT * FROM provider_refresh_tokens(%s, %s, %s, NULL, NULL, NULL)",
+                           (u, r[1], ('{"access_token":"%s"}' % canary2).encode()))
+                expect(r[0] is True, f"refresh {r}")
+                got = bytes(val(c, "SELECT provider_credentials(%s, %s)", (u, r[1])))
+                expect(canary2.encode() in got, "credentials read back")
+    finally:
+        stop.set()
+        t.join()
+    expect(not seen_activity, f"pg_stat_activity showed a credential: {seen_activity[:1]}")
+    for node in range(len(PORTS)):
+        log = read_log(node)
+        expect(not leaked(log, canary) and not leaked(log, canary2),
+               f"{NAMES[node]}'s log holds a credential")
+    # The workers did see the calls' statements (so the check looks where the data went).
+    for w in WORKERS:
+        expect("provider_connections_" in read_log(w), f"{NAMES[w]} logged no routed statement")
+
+
 @check("distributed: audit ids are unique across nodes; rows on a worker carry that worker's xids")
 def _():
     dup = val(C, "SELECT count(*) FROM (SELECT id FROM provider_audit_log GROUP BY id HAVING count(*) > 1) d")
