@@ -1007,20 +1007,27 @@ def _():
 def _():
     reader = ShardFeedReader()
     try:
+        # Purge what is older than t0, all of which a consumer has read: what
+        # comes after (each node's ProviderEventsPurged) stays.
+        t0 = val(C, "SELECT clock_timestamp()")
+        time.sleep(0.01)
         reader.read_once()          # a consumer at every shard's end
         behind = {}
+        nil_shard = val(C, """SELECT get_shard_id_for_distribution_column('provider_audit_log',
+                                 '00000000-0000-0000-0000-000000000000'::uuid)""")
         with connect() as c:
             shards = c.execute("SELECT shard_id, node_port FROM provider_feed_shards()").fetchall()
         for shard, port in shards:
             if reader.cursors.get(shard, 0) > 0:
                 behind[shard] = port
         expect(behind, "no shard has events")
-        before = val(C, "SELECT count(*) FROM provider_audit_log")
+        before = val(C, "SELECT count(*) FROM provider_audit_log WHERE occurred_at < %s", (t0,))
         got = C.execute("""SELECT result FROM run_command_on_all_nodes(
-                               $$SELECT provider_purge_events(now() + interval '1 day', 9223372036854775807)$$)""").fetchall()
+                               format('SELECT provider_purge_events(%%L, 9223372036854775807)', %s::timestamptz))""",
+                        (t0,)).fetchall()
         purged = sum(int(r[0]) for r in got)
-        after = val(C, "SELECT count(*) FROM provider_audit_log WHERE event_type <> 'ProviderEventsPurged'")
-        expect(purged >= before and after == 0, f"{before} events, purged {purged}, {after} left")
+        after = val(C, "SELECT count(*) FROM provider_audit_log WHERE occurred_at < %s", (t0,))
+        expect(purged == before and after == 0, f"{before} events before t0, purged {purged}, {after} left")
         for shard, port in behind.items():
             c = reader.node(port)
             try:
@@ -1033,6 +1040,7 @@ def _():
                                                   skip_purged => true)""", (shard,)).fetchall()]
             # Each node's purge records itself (ProviderEventsPurged, no user: the nil user's shard).
             expect(all(t == "ProviderEventsPurged" for t in rest), f"shard {shard}: after skipping {rest}")
+            expect(len(rest) == (3 if shard == nil_shard else 0), f"shard {shard}: {rest}")
             ok = c.execute("SELECT count(*) FROM provider_shard_events_since(%s, %s, 10)",
                            (shard, reader.cursors[shard])).fetchone()[0]
             expect(ok >= 0, "a consumer at the horizon reads on")
@@ -1088,6 +1096,32 @@ def _():
     # The workers did see the calls' statements (so the check looks where the data went).
     for w in WORKERS:
         expect("provider_connections_" in read_log(w), f"{NAMES[w]} logged no routed statement")
+
+
+@check("distributed: key rotation across the shards from the coordinator (provider_key_status, provider_rotate_credentials)")
+def _():
+    sealed = val(C, "SELECT count(*) FROM provider_connections WHERE encrypted_credentials IS NOT NULL")
+    expect(sealed > 10, f"{sealed} sealed credentials")
+    # Back to the first key (the earlier check rotated to new.key): it becomes current again.
+    set_everywhere({"provider_connections.encryption_key_previous_file": "new.key",
+                    "provider_connections.encryption_key_file": "provider_connections.key"})
+    with connect() as c:
+        mid = c.execute("SELECT role, credentials FROM provider_key_status() ORDER BY role").fetchall()
+        expect(mid == [("current", 0), ("previous", sealed)], f"after the reload: {mid}, {sealed} sealed")
+        total = 0
+        while True:
+            rotated, remaining = one(c, "SELECT rotated, remaining FROM provider_rotate_credentials(7)")
+            total += rotated
+            if remaining == 0:
+                break
+            expect(rotated > 0, "a batch rotated nothing")
+        expect(total == sealed, f"rotated {total} of {sealed}")
+        after = c.execute("SELECT role, credentials FROM provider_key_status() ORDER BY role").fetchall()
+        expect(after == [("current", sealed), ("previous", 0)], f"after: {after}")
+        u = DUSERS[1]
+        cid = ids["d"][u]
+        b = val(c, "SELECT provider_credentials(%s, %s)", (u, cid))
+        expect(b is not None, "credentials after rotation")
 
 
 @check("distributed: audit ids are unique across nodes; rows on a worker carry that worker's xids")
