@@ -2,7 +2,7 @@
 # bench/citus.sh: throughput of routed calls on Citus against a single node
 # (issue 16, Performance), in one run on this machine.
 #
-#   bash bench/citus.sh                  # 3 rounds of 10 s runs; rewrites the results in bench/README.md
+#   bash bench/citus.sh                  # 3 rounds of 10 s runs, sync off and on (about 7 minutes); rewrites the results in bench/README.md
 #   BENCH_SMOKE=1 bash bench/citus.sh    # a few seconds, for scripts/citus_test.sh; README.md left alone
 #
 # Two targets, started side by side from the same binaries (the private
@@ -13,14 +13,19 @@
 #           provider_distribute() run; pgbench connects to the coordinator,
 #           where the C code runs and every statement goes to the user's
 #           shard (docs/citus.md, "Where calls run")
+#   citus-workers  the same cluster, half the clients on each worker (two
+#           pgbench runs at once, each with its own half of the seeded
+#           users): Citus 11+ routes from any node, so the C code runs on
+#           the worker the client chose and the statements go to the
+#           user's shard, local or on the other worker
 # Workloads, pgbench -n -M prepared, BENCH_CLIENTS clients (default 8):
 #   connect  bench/ext_connect.sql (a new user each time)
 #   mix      80% bench/citus_refresh.sql (refresh_tokens, user-first form),
 #            15% bench/ext_connect.sql, 5% bench/ext_reconnect.sql
 #            (disconnect + connect), as bench/run.sh's mix but with the
 #            user-first refresh on both targets
-# For each round and workload the two targets run one after the other, the
-# order swapped every round, so drift on this shared machine hits both. Each
+# For each round and workload the targets run one after the other, the
+# order reversed every round, so drift on this shared machine hits all alike. Each
 # run also reads the CPU time every node's processes used, from before
 # pgbench starts to after its sessions end, giving the CPU cost per call on
 # the coordinator, on the workers and on the single node: the figures the
@@ -176,6 +181,16 @@ seed() {
 }
 seed single >"$OUT/seed_single.log" 2>&1 || { cat "$OUT/seed_single.log"; exit 1; }
 seed coordinator >"$OUT/seed_citus.log" 2>&1 || { cat "$OUT/seed_citus.log"; exit 1; }
+# For citus-workers, each worker gets half of the coordinator's ext_ids,
+# numbered from 1, so the two pgbench runs never share a user.
+HALF=$((SEED / 2))
+for w in worker1 worker2; do
+	if [ $w = worker1 ]; then cond="n <= $HALF" shift=0; else cond="n > $HALF" shift=$HALF; fi
+	q $w -c "CREATE TABLE ext_ids (n int PRIMARY KEY, user_id uuid NOT NULL, id uuid)"
+	q coordinator -c "COPY (SELECT n - $shift, user_id, id FROM ext_ids WHERE $cond) TO STDOUT" |
+		q $w -c "COPY ext_ids FROM STDIN"
+	q $w -c "VACUUM ANALYZE ext_ids"
+done
 # Both targets' connections seeded: each worker has its share.
 for w in worker1 worker2; do
 	n=$(q $w -c "SELECT count(*) FROM provider_connections")
@@ -209,11 +224,30 @@ run_one() { # run_one ROUND WORKLOAD TARGET
 	esac
 	local log=$OUT/$workload-$target-$round.pgbench rc=0
 	local coord_nodes=$node worker_nodes="" c0 w0=0 c1 w1=0
-	[ "$target" = citus ] && worker_nodes="worker1 worker2"
+	[ "$target" = single ] || { coord_nodes=coordinator worker_nodes="worker1 worker2"; }
 	c0=$(cpu_of $coord_nodes)
 	[ -z "$worker_nodes" ] || w0=$(cpu_of $worker_nodes)
-	"$PG_BIN/pgbench" -n -M prepared -T "$SECS" -c "$CLIENTS" -j "$(nproc)" -P 1 \
-		-h "$DIR" -p "${PORT[$node]}" -U postgres -D nseed="$SEED" "${files[@]}" postgres >"$log" 2>&1 || rc=$?
+	if [ "$target" = citus-workers ]; then
+		# Half the clients on each worker, each routing its own calls.
+		local p1 p2 r1=0 r2=0 half=$((CLIENTS / 2 > 0 ? CLIENTS / 2 : 1))
+		"$PG_BIN/pgbench" -n -M prepared -T "$SECS" -c "$half" -j 1 -P 1 -h "$DIR" -p "${PORT[worker1]}" \
+			-U postgres -D nseed="$HALF" "${files[@]}" postgres >"$log.worker1" 2>&1 &
+		p1=$!
+		"$PG_BIN/pgbench" -n -M prepared -T "$SECS" -c "$half" -j 1 -P 1 -h "$DIR" -p "${PORT[worker2]}" \
+			-U postgres -D nseed="$HALF" "${files[@]}" postgres >"$log.worker2" 2>&1 &
+		p2=$!
+		wait $p1 || r1=$?
+		wait $p2 || r2=$?
+		rc=$((r1 > r2 ? r1 : r2))
+		# One report as pgbench's: tps and calls summed.
+		awk '/^tps = .*without initial/ { t += $3 } /^number of transactions actually processed:/ { c += $NF }
+			/^number of failed transactions:/ { f += $5 }
+			END { printf "number of transactions actually processed: %d\nnumber of failed transactions: %d\ntps = %f (without initial connection time)\n", c, f, t }' \
+			"$log.worker1" "$log.worker2" >"$log"
+	else
+		"$PG_BIN/pgbench" -n -M prepared -T "$SECS" -c "$CLIENTS" -j "$(nproc)" -P 1 \
+			-h "$DIR" -p "${PORT[$node]}" -U postgres -D nseed="$SEED" "${files[@]}" postgres >"$log" 2>&1 || rc=$?
+	fi
 	# pgbench's sessions end with it; their backends, once reaped, count in
 	# their postmaster's cutime and cstime.
 	sleep 0.5
@@ -248,7 +282,7 @@ for SYNC in $SYNC_MODES; do
 	done
 	for round in $(seq "$ROUNDS"); do
 		for workload in connect mix; do
-			if [ $((round % 2)) = 1 ]; then order="single citus"; else order="citus single"; fi
+			if [ $((round % 2)) = 1 ]; then order="single citus citus-workers"; else order="citus-workers citus single"; fi
 			for target in $order; do run_one "$round" "$workload" "$target"; done
 		done
 	done
@@ -262,7 +296,7 @@ REPORT=$OUT/report.md
 	echo "(PostgreSQL $("$PG_BIN/postgres" -V | awk '{print $3}'), Citus $CITUS_VERSION, $(nproc) cores shared by"
 	echo "every server and pgbench; provider_connections $EXT_VERSION, built from commit"
 	echo "$(git -C "$BENCH/.." rev-parse --short HEAD 2>/dev/null || echo '?'); $CLIENTS clients, $SECS s per run, $ROUNDS round(s), targets"
-	echo "alternating, order swapped each round; $SEED seeded connections per target, $SHARDS shards;"
+	echo "alternating, order reversed each round; $SEED seeded connections per target, $SHARDS shards;"
 	echo "load average $LOAD_AT_START at the start, $LOAD_AT_END at the end.)"
 	echo
 	awk -F '\t' '
@@ -281,22 +315,24 @@ REPORT=$OUT/report.md
 		}
 		function ms(x, k) { return calls[k] > 0 ? sprintf("%.3f", 1000 * x / calls[k]) : "-" }
 		END {
-			print "| synchronous_commit, workload | single node, tps (median; runs) | Citus routed, tps (median; runs) | Citus / single |"
-			print "|---|---|---|---|"
+			print "| synchronous_commit, workload | single node, tps (median; runs) | Citus, calls on the coordinator, tps (median; runs) | coordinator / single | Citus, calls on the workers, tps (median; runs) | workers / single |"
+			print "|---|---|---|---|---|---|"
 			for (i = 1; i <= nw; i++) {
-				w = order[i]; s = w SUBSEP "single"; c = w SUBSEP "citus"
-				printf "| %s | %.0f (%s) | %.0f (%s) | %.2fx |\n", w, median(s), runs[s], median(c), runs[c], (median(s) > 0 ? median(c) / median(s) : 0)
+				w = order[i]; s = w SUBSEP "single"; c = w SUBSEP "citus"; x = w SUBSEP "citus-workers"
+				printf "| %s | %.0f (%s) | %.0f (%s) | %.2fx | %.0f (%s) | %.2fx |\n", w, median(s), runs[s], median(c), runs[c],
+					(median(s) > 0 ? median(c) / median(s) : 0), median(x), runs[x], (median(s) > 0 ? median(x) / median(s) : 0)
 			}
 			print ""
 			print "CPU time per call (ms): what every server process of the node used (backends, the Citus and"
 			print "provider_connections background workers, checkpointer, ...) from before pgbench started to"
 			print "after its sessions ended, over the calls pgbench made; all rounds summed."
 			print ""
-			print "| synchronous_commit, workload | single node | Citus coordinator | Citus workers (both) | Citus, all nodes |"
-			print "|---|---|---|---|---|"
+			print "| synchronous_commit, workload | single node | calls on the coordinator: coordinator / workers / all | calls on the workers: coordinator / workers / all |"
+			print "|---|---|---|---|"
 			for (i = 1; i <= nw; i++) {
-				w = order[i]; s = w SUBSEP "single"; c = w SUBSEP "citus"
-				printf "| %s | %s | %s | %s | %s |\n", w, ms(cc[s], s), ms(cc[c], c), ms(cw[c], c), ms(cc[c] + cw[c], c)
+				w = order[i]; s = w SUBSEP "single"; c = w SUBSEP "citus"; x = w SUBSEP "citus-workers"
+				printf "| %s | %s | %s / %s / %s | %s / %s / %s |\n", w, ms(cc[s], s), ms(cc[c], c), ms(cw[c], c), ms(cc[c] + cw[c], c),
+					ms(cc[x], x), ms(cw[x], x), ms(cc[x] + cw[x], x)
 			}
 		}' "$RESULTS"
 } >"$REPORT"
