@@ -5,7 +5,7 @@
 #   bash bench/citus.sh                  # 3 rounds of 10 s runs, sync off and on (about 7 minutes); rewrites the results in bench/README.md
 #   BENCH_SMOKE=1 bash bench/citus.sh    # a few seconds, for scripts/citus_test.sh; README.md left alone
 #
-# Two targets, started side by side from the same binaries (the private
+# Three targets, started side by side from the same binaries (the private
 # PostgreSQL 15 copy scripts/citus_build.sh builds Citus into, with this
 # tree's provider_connections installed there):
 #   single  one server, shared_preload_libraries = 'provider_connections'
