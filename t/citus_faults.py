@@ -31,7 +31,12 @@
 #   a worker (the column is already there: the coordinator's ALTER TABLE was
 #   propagated before the worker ran the script) and rolled back on every
 #   node; the same with ADD COLUMN IF NOT EXISTS goes through, the column on
-#   every worker table and shard; calls work after the upgrades.
+#   every worker table and shard; CREATE INDEX in a script of several
+#   statements is refused on a worker (Citus sends the whole script as the
+#   index command), as is a backfill UPDATE (a distributed query inside a
+#   command from the coordinator), each rolled back everywhere; CREATE INDEX
+#   IF NOT EXISTS alone in its script goes through; calls work after the
+#   upgrades.
 # Ends with "N passed, M failed"; exits 1 if a check failed.
 #
 # Copyright (c) 2026, provider_connections developers.
@@ -581,6 +586,62 @@ def _():
         C.execute("UPDATE provider_connections SET probe_note = 'x' WHERE user_id = %s AND id = %s", (u, r[1]))
         expect(val(C, "SELECT probe_note FROM provider_connections WHERE user_id = %s AND id = %s",
                    (u, r[1])) == "x", "the new column on a shard")
+
+
+def refused_update(version, sqlstate, message):
+    """ALTER EXTENSION ... UPDATE TO version fails from a worker with that
+    error; then every node is still at 1.6."""
+    try:
+        C.execute(f"ALTER EXTENSION provider_connections UPDATE TO '{version}'")
+    except psycopg.Error as e:
+        msg = e.diag.message_primary or ""
+        ctx = (e.diag.context or "").strip()
+        print(f"#   refused: {e.sqlstate} {msg} ({ctx})", flush=True)
+        expect(e.sqlstate == sqlstate and message in msg, f"{e.sqlstate} {msg}")
+        expect("while executing command on" in ctx, f"not from a worker: {ctx}")
+    else:
+        raise CheckFailed(f"ALTER EXTENSION ... UPDATE TO '{version}' went through: the recorded limit is gone "
+                          "(update docs/citus.md and this check)")
+    v = versions()
+    expect(set(v.values()) == {"1.6"}, f"versions after the refusal {v}")
+
+
+def indexes_named(node, name):
+    with connect(node) as c:
+        c.execute("SET citus.show_shards_for_app_name_prefixes = '*'")
+        return val(c, "SELECT count(*) FROM pg_class WHERE relkind = 'i' AND relname ~ %s", (f"^{name}(_[0-9]+)?$",))
+
+
+@check("upgrade: CREATE INDEX in a script of several statements is refused on a worker (the whole script sent as one command)")
+def _():
+    expect(UPGRADE_READY, "CITUS_UPGRADE_DIR not set")
+    refused_update("1.7-index", "42601", "cannot insert multiple commands into a prepared statement")
+    for node in range(len(PORTS)):
+        n = indexes_named(node, "provider_connections_probe_idx")
+        expect(n == 0, f"{NAMES[node]}: {n} probe indexes after the rollback")
+
+
+@check("upgrade: a backfill UPDATE of a distributed table in a script is refused on a worker (nested distributed query)")
+def _():
+    expect(UPGRADE_READY, "CITUS_UPGRADE_DIR not set")
+    refused_update("1.7-dml", "XX000", "cannot execute a distributed query from a query on a shard")
+    n = val(C, "SELECT count(*) FROM provider_connections WHERE probe_note = 'backfilled'")
+    expect(n == 0, f"{n} rows backfilled after the rollback")
+
+
+@check("upgrade: the same CREATE INDEX IF NOT EXISTS alone in its script goes through: 1.7 everywhere, on every shard")
+def _():
+    expect(UPGRADE_READY, "CITUS_UPGRADE_DIR not set")
+    C.execute("ALTER EXTENSION provider_connections UPDATE TO '1.7'")
+    v = versions()
+    expect(set(v.values()) == {"1.7"}, f"versions {v}")
+    expect(indexes_named(COORD, "provider_connections_probe_idx") == 1, "not on the coordinator's table")
+    for w in (W1, W2):
+        n, shards = indexes_named(w, "provider_connections_probe_idx"), local_shards(w, "provider_connections")
+        expect(n == shards + 1, f"{NAMES[w]}: {n} indexes, {shards} shards + the worker's table expected")
+    for u in (USERS[W1][0], USERS[W2][0]):
+        r = C.execute("SELECT * FROM provider_connect(%s, %s, 'after17', %s)", (u, PROV, b"z")).fetchone()
+        expect(r[0] is True, f"connect after the upgrade: {r}")
 
 
 if C is not None:
