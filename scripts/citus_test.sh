@@ -19,8 +19,12 @@
 # with citus_set_coordinator_host and citus_add_node (the socket directory as
 # the host), in database postgres, where the suite then works.
 #
+# Then t/citus_faults.py on the same nodes (its own database: a worker
+# SIGKILLed mid-load, upgrades to test-only versions from t/citus_upgrade/)
+# and a smoke of bench/citus.sh (its own servers, a few seconds).
+#
 # Prints one line per check ("citus <check> ... ok" or "... FAILED", with
-# what was seen) and ends with "N passed, M failed"; exits non-zero when a
+# what was seen) and ends with "N passed, M failed" over all three; exits non-zero when a
 # check failed or the run ended early, after printing each node's last errors.
 # Exits 77 with a note (and no count) when the Citus archive is absent:
 # callers count that as skipped. The nodes are stopped on every exit (trap);
@@ -134,11 +138,55 @@ rc=${PIPESTATUS[0]}
 set -e
 passed=$(grep -cE '^citus .* \.\.\. ok$' "$suite_out" || true)
 failed=$(grep -cE '^citus .* \.\.\. FAILED' "$suite_out" || true)
-rm -f "$suite_out"
 if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
 	# Ended before its last check (a crash, the timeout): one failure more.
 	echo "citus suite ended early (exit $rc)"
 	failed=1
+fi
+T4=$(date +%s)
+
+# t/citus_faults.py, on the same nodes in a database of its own: a worker
+# SIGKILLed mid-load, and ALTER EXTENSION ... UPDATE on the distributed
+# install to test-only versions (t/citus_upgrade/, copied into the
+# extension directory for this run and removed after; the control file
+# stays at 1.4). Counted as the suite is.
+EXTDIR=$("$PG_BIN/pg_config" --sharedir)/extension
+UPGRADE_FILES=$(cd "$TOP/t/citus_upgrade" && ls provider_connections--*.sql)
+remove_upgrade_files() {
+	local f
+	for f in $UPGRADE_FILES; do as_root rm -f "$EXTDIR/$f"; done
+}
+trap 'remove_upgrade_files; stop_nodes' EXIT
+for f in $UPGRADE_FILES; do as_root install -m 644 "$TOP/t/citus_upgrade/$f" "$EXTDIR/$f"; done
+cp "$TOP/t/citus_faults.py" "$DIR/citus_faults.py"
+chmod 644 "$DIR/citus_faults.py"
+set +e
+as_pg env CITUS_DIR="$DIR" CITUS_PORTS="$BASEPORT $((BASEPORT + 1)) $((BASEPORT + 2))" \
+	CITUS_NODES="$NODES" PG_BIN="$PG_BIN" CITUS_UPGRADE_DIR="$EXTDIR" \
+	timeout "${CITUS_TIMEOUT:-600}" /usr/bin/python3 "$DIR/citus_faults.py" |
+	tee "$suite_out" | grep -vE '^[0-9]+ passed, [0-9]+ failed$'
+rc=${PIPESTATUS[0]}
+set -e
+remove_upgrade_files
+passed=$((passed + $(grep -cE '^citus .* \.\.\. ok$' "$suite_out" || true)))
+f=$(grep -cE '^citus .* \.\.\. FAILED' "$suite_out" || true)
+failed=$((failed + f))
+if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+	echo "citus faults ended early (exit $rc)"
+	failed=$((failed + 1))
+fi
+rm -f "$suite_out"
+T5=$(date +%s)
+
+# bench/citus.sh as a smoke (a few seconds, its own four servers, no
+# figures asserted): one check, that it runs.
+if smoke=$(BENCH_SMOKE=1 BENCH_CITUS_INSTALLED=1 bash "$TOP/bench/citus.sh" 2>&1); then
+	echo "citus bench/citus.sh smoke ... ok"
+	passed=$((passed + 1))
+else
+	echo "citus bench/citus.sh smoke ... FAILED"
+	tail -n 20 <<<"$smoke"
+	failed=$((failed + 1))
 fi
 [ "$failed" -eq 0 ] && failed_run=0
 if [ "$failed" -ne 0 ]; then
@@ -149,6 +197,7 @@ if [ "$failed" -ne 0 ]; then
 	done
 fi
 log "Citus: build ready in $((T1 - T0)) s, provider_connections installed in $((T2 - T1)) s," \
-	"nodes up in $((T3 - T2)) s, suite $(($(date +%s) - T3)) s, whole run $(($(date +%s) - T0)) s"
+	"nodes up in $((T3 - T2)) s, suite $((T4 - T3)) s, faults $((T5 - T4)) s, bench smoke $(($(date +%s) - T5)) s," \
+	"whole run $(($(date +%s) - T0)) s"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
