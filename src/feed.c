@@ -244,6 +244,16 @@ pc_feed_schema(void)
 static int
 ExecuteIndexed(PcStatement *stmt, Datum *args, const char *nulls)
 {
+	return pc_feed_execute_indexed(pc_statement_plan(stmt), args, nulls);
+}
+
+/*
+ * Execute a kept generic plan of the feed (a round, the events to notify)
+ * as ExecuteIndexed does: also for feed_shards.c's rounds on Citus shards.
+ */
+int
+pc_feed_execute_indexed(SPIPlanPtr plan, Datum *args, const char *nulls)
+{
 	int			save_nestlevel = NewGUCNestLevel();
 	int			rc;
 
@@ -258,7 +268,7 @@ ExecuteIndexed(PcStatement *stmt, Datum *args, const char *nulls)
 	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	/* Not read-only: a round writes, and notify must see the round's positions. */
-	rc = SPI_execute_plan(pc_statement_plan(stmt), args, nulls, false, 0);
+	rc = SPI_execute_plan(plan, args, nulls, false, 0);
 	AtEOXact_GUC(true, save_nestlevel);
 	return rc;
 }

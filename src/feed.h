@@ -24,6 +24,7 @@
 
 extern Oid	pc_feed_schema(void);
 extern int64 pc_feed_assign(Oid nsp, int64 *notified_upto);
+extern int	pc_feed_execute_indexed(SPIPlanPtr plan, Datum *args, const char *nulls);
 extern int64 pc_feed_notify_rows(SPITupleTable *tab, uint64 n, int64 *notified_upto, bool all,
 								 int64 shard_id);
 

@@ -47,6 +47,7 @@
 #include "storage/latch.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 #include "utils/xid8.h"
@@ -83,20 +84,16 @@ static const char *const pc_still_here_sql =
 
 /*
  * One round on one shard, as PC_ROUND_SQL in feed.c, on the shard tables
- * (%2$s audit, %3$s positions): $1 last_xmax, $2 last in-progress xids (both
- * NULL: the placement's first round, every visible row without a position),
- * $3 the round's own xid, $4 the next xid, $5 the floor positions start
- * above, $6 the placement.
+ * (%2$s audit, %3$s positions): $1 last_xmax, $2 last in-progress xids, $3
+ * the round's own xid, $4 the next xid, $5 the floor positions start above,
+ * $6 the placement. Kept as a generic plan per shard and run with
+ * pc_feed_execute_indexed, like feed.c's: its only cheap paths are its
+ * index probes.
  */
-#define PC_SHARD_ROUND_SQL \
+#define PC_SHARD_ROUND_SQL(candidates) \
 	"WITH cur AS (SELECT pg_catalog.pg_current_snapshot() AS s)," \
 	" cand AS MATERIALIZED (" \
-	"  SELECT a.id, a.user_id FROM %1$s.%2$s a, cur WHERE" \
-	"   CASE WHEN $1 IS NULL THEN a.xid IS NULL OR a.xid OPERATOR(pg_catalog.<>) $3" \
-	"   ELSE ((a.xid OPERATOR(pg_catalog.>=) $1 AND a.xid OPERATOR(pg_catalog.<) $4)" \
-	"         OR a.xid OPERATOR(pg_catalog.=) ANY ($2))" \
-	"        AND pg_catalog.pg_visible_in_snapshot(a.xid, cur.s)" \
-	"        AND a.xid OPERATOR(pg_catalog.<>) $3 END)," \
+	"  SELECT a.id, a.user_id FROM %1$s.%2$s a, cur WHERE " candidates ")," \
 	" base AS (SELECT GREATEST(COALESCE((SELECT pg_catalog.max(global_position) FROM %1$s.%3$s), 0), $5) AS b)," \
 	" numbered AS (" \
 	"  INSERT INTO %1$s.%3$s (global_position, audit_id, user_id)" \
@@ -115,6 +112,22 @@ static const char *const pc_still_here_sql =
 	"  FROM cur WHERE placement_id OPERATOR(pg_catalog.=) $6)" \
 	" SELECT (SELECT pg_catalog.count(*) FROM numbered)," \
 	"        (SELECT pg_catalog.pg_snapshot_xmax(cur.s) OPERATOR(pg_catalog.>) $4 FROM cur)"
+
+/* Later rounds: what committed since the last (feed.c's PC_ROUND_LATER). */
+#define PC_SHARD_ROUND_LATER \
+	"((a.xid OPERATOR(pg_catalog.>=) $1 AND a.xid OPERATOR(pg_catalog.<) $4)" \
+	" OR a.xid OPERATOR(pg_catalog.=) ANY ($2))" \
+	" AND pg_catalog.pg_visible_in_snapshot(a.xid, cur.s)" \
+	" AND a.xid OPERATOR(pg_catalog.<>) $3"
+
+/*
+ * A placement's first round: every visible row without a position but the
+ * round's own, whatever xid it carries (rows that came with a move carry
+ * the old node's).
+ */
+#define PC_SHARD_ROUND_FIRST \
+	"$1 IS NULL AND $2 IS NULL AND $4 IS NOT NULL" \
+	" AND (a.xid IS NULL OR a.xid OPERATOR(pg_catalog.<>) $3)"
 
 /* A shard's numbered events after $1, at most $2, shaped as feed.c's PC_TO_NOTIFY_SQL. */
 #define PC_SHARD_TO_NOTIFY_SQL \
@@ -168,9 +181,176 @@ typedef struct PcShardPlacement
 } PcShardPlacement;
 
 static PcShardPlacement *LocalShards(Oid nsp, uint64 *n);
-static bool LockShardHere(const PcShardPlacement *pl);
+static bool LockShardHere(Oid nsp, const PcShardPlacement *pl);
 
-/* Run sql with its arguments; raise what on failure. The caller is connected to SPI. */
+/*
+ * The statements of a round, each prepared once per shard (or once, for
+ * those that name no shard) and kept: a round runs on every local shard on
+ * every wake of the worker, and planning them afresh cost more than the
+ * round itself. A kept plan follows its table through a drop and create
+ * (PostgreSQL replans it); the plans of shards that left are freed.
+ */
+typedef enum PcShardStmt
+{
+	PC_SS_LIST,					/* the node's shards */
+	PC_SS_LOCK,					/* the shard's metadata lock */
+	PC_SS_STILL_HERE,			/* the placement, after the lock */
+	PC_SS_STATE_NEW,			/* a new placement's state row */
+	PC_SS_STATE_LOCK,			/* the state row, locked */
+	PC_SS_STATE_STORE,			/* where notifications stand */
+	PC_SS_HEAD,					/* the shard's highest position */
+	PC_SS_ROUND_FIRST,
+	PC_SS_ROUND_LATER,
+	PC_SS_NOTIFY,				/* the numbered events to notify */
+	PC_NUM_SHARD_STMTS
+} PcShardStmt;
+
+typedef struct PcShardPlanKey
+{
+	Oid			nsp;
+	PcShardStmt kind;
+	int64		shard_id;		/* 0: a statement that names no shard */
+} PcShardPlanKey;
+
+typedef struct PcShardPlanEntry
+{
+	PcShardPlanKey key;
+	SPIPlanPtr	plan;
+	uint64		used_in;		/* the last pass (pc_feed_shards_assign) that used it */
+} PcShardPlanEntry;
+
+static HTAB *pc_shard_plans = NULL;
+static uint64 pc_shard_pass = 0;
+
+/* The SQL of a kind of statement for shard pl in schema (quoted). */
+static char *
+ShardStmtSql(PcShardStmt kind, const char *schema, const PcShardPlacement *pl)
+{
+	char	   *audit = pl ? psprintf("provider_audit_log_" INT64_FORMAT, pl->shard_id) : NULL;
+	char	   *positions = pl ? psprintf("provider_event_positions_" INT64_FORMAT, pl->positions_shard_id) : NULL;
+
+	switch (kind)
+	{
+		case PC_SS_LIST:
+			return pstrdup(pc_local_shards_sql);
+		case PC_SS_LOCK:
+			return pstrdup("SELECT pg_catalog.lock_shard_metadata($1, $2)");
+		case PC_SS_STILL_HERE:
+			return pstrdup(pc_still_here_sql);
+		case PC_SS_STATE_NEW:
+			return psprintf("INSERT INTO %s.provider_feed_shard_state (placement_id, shard_id) VALUES ($1, $2)"
+							" ON CONFLICT (placement_id) DO NOTHING", schema);
+		case PC_SS_STATE_LOCK:
+			return psprintf("SELECT last_xmax, last_xip, notified_upto FROM %s.provider_feed_shard_state"
+							" WHERE placement_id OPERATOR(pg_catalog.=) $1 FOR UPDATE", schema);
+		case PC_SS_STATE_STORE:
+			return psprintf("UPDATE %s.provider_feed_shard_state SET notified_upto = $1"
+							" WHERE placement_id OPERATOR(pg_catalog.=) $2", schema);
+		case PC_SS_HEAD:
+			return psprintf("SELECT COALESCE(pg_catalog.max(global_position), 0) FROM %s.%s", schema, positions);
+		case PC_SS_ROUND_FIRST:
+			return psprintf(PC_SHARD_ROUND_SQL(PC_SHARD_ROUND_FIRST), schema, audit, positions);
+		case PC_SS_ROUND_LATER:
+			return psprintf(PC_SHARD_ROUND_SQL(PC_SHARD_ROUND_LATER), schema, audit, positions);
+		case PC_SS_NOTIFY:
+			return psprintf(PC_SHARD_TO_NOTIFY_SQL, schema, audit, positions);
+		case PC_NUM_SHARD_STMTS:
+			break;
+	}
+	elog(ERROR, "unknown feed shard statement %d", (int) kind);
+	return NULL;				/* keep compiler quiet */
+}
+
+/* The parameter types of each kind of statement. */
+static const struct
+{
+	int			nargs;
+	Oid			types[6];
+	bool		per_shard;
+}			pc_shard_stmt_args[PC_NUM_SHARD_STMTS] = {
+	[PC_SS_LIST] = {2, {REGCLASSOID, REGCLASSOID}, false},
+	[PC_SS_LOCK] = {2, {INT4OID, INT8ARRAYOID}, false},
+	[PC_SS_STILL_HERE] = {1, {INT8OID}, false},
+	[PC_SS_STATE_NEW] = {2, {INT8OID, INT8OID}, false},
+	[PC_SS_STATE_LOCK] = {1, {INT8OID}, false},
+	[PC_SS_STATE_STORE] = {2, {INT8OID, INT8OID}, false},
+	[PC_SS_HEAD] = {0, {InvalidOid}, true},
+	[PC_SS_ROUND_FIRST] = {6, {XID8OID, XID8ARRAYOID, XID8OID, XID8OID, INT8OID, INT8OID}, true},
+	[PC_SS_ROUND_LATER] = {6, {XID8OID, XID8ARRAYOID, XID8OID, XID8OID, INT8OID, INT8OID}, true},
+	[PC_SS_NOTIFY] = {2, {INT8OID, INT8OID}, true},
+};
+
+/* The kept plan of a kind of statement in schema nsp, for shard pl when it names one. */
+static SPIPlanPtr
+ShardPlan(PcShardStmt kind, Oid nsp, const PcShardPlacement *pl)
+{
+	PcShardPlanKey key;
+	PcShardPlanEntry *entry;
+	bool		found;
+
+	if (pc_shard_plans == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(PcShardPlanKey);
+		ctl.entrysize = sizeof(PcShardPlanEntry);
+		pc_shard_plans = hash_create("provider_connections shard plans", 64, &ctl,
+									 HASH_ELEM | HASH_BLOBS);
+	}
+	memset(&key, 0, sizeof(key));
+	key.nsp = nsp;
+	key.kind = kind;
+	key.shard_id = pc_shard_stmt_args[kind].per_shard ? pl->shard_id : 0;
+	entry = hash_search(pc_shard_plans, &key, HASH_ENTER, &found);
+	if (!found)
+		entry->plan = NULL;
+	if (entry->plan == NULL)
+	{
+		char	   *sql = ShardStmtSql(kind, quote_identifier(get_namespace_name(nsp)), pl);
+		SPIPlanPtr	plan = SPI_prepare_cursor(sql, pc_shard_stmt_args[kind].nargs,
+											  (Oid *) pc_shard_stmt_args[kind].types,
+											  CURSOR_OPT_GENERIC_PLAN);
+
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+		{
+			hash_search(pc_shard_plans, &key, HASH_REMOVE, NULL);
+			elog(ERROR, "could not prepare feed shard statement \"%s\": %s", sql,
+				 SPI_result_code_string(SPI_result));
+		}
+		entry->plan = plan;
+	}
+	entry->used_in = pc_shard_pass;
+	return entry->plan;
+}
+
+/* Free the plans of shards no pass used since the one before this (they left the node). */
+static void
+ForgetOldPlans(void)
+{
+	HASH_SEQ_STATUS seq;
+	PcShardPlanEntry *entry;
+
+	if (pc_shard_plans == NULL)
+		return;
+	hash_seq_init(&seq, pc_shard_plans);
+	while ((entry = hash_seq_search(&seq)) != NULL)
+		if (entry->key.shard_id != 0 && entry->used_in + 1 < pc_shard_pass)
+		{
+			if (entry->plan)
+				SPI_freeplan(entry->plan);
+			hash_search(pc_shard_plans, &entry->key, HASH_REMOVE, NULL);
+		}
+}
+
+/* Run a kept plan; raise what on failure. The caller is connected to SPI. */
+static void
+RunPlan(SPIPlanPtr plan, Datum *values, const char *nulls, int expect, const char *what)
+{
+	if (SPI_execute_plan(plan, values, nulls, false, 0) != expect)
+		elog(ERROR, "could not %s", what);
+}
+
+/* Run sql (a statement run rarely: a purge) with its arguments; raise what on failure. */
 static void
 Run(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, int expect,
 	const char *what)
@@ -181,19 +361,17 @@ Run(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, in
 
 /* The shard's state row, locked; made empty (a first round) for a new placement. */
 static HeapTuple
-LockShardState(const char *schema, const PcShardPlacement *pl)
+LockShardState(Oid nsp, const PcShardPlacement *pl)
 {
-	Oid			types[2] = {INT8OID, INT8OID};
 	Datum		values[2];
 
 	values[0] = Int64GetDatum(pl->placement_id);
 	values[1] = Int64GetDatum(pl->shard_id);
-	Run(psprintf("INSERT INTO %s.provider_feed_shard_state (placement_id, shard_id) VALUES ($1, $2)"
-				 " ON CONFLICT (placement_id) DO NOTHING", schema),
-		2, types, values, NULL, SPI_OK_INSERT, "create the shard's feed state");
-	Run(psprintf("SELECT last_xmax, last_xip, notified_upto FROM %s.provider_feed_shard_state"
-				 " WHERE placement_id OPERATOR(pg_catalog.=) $1 FOR UPDATE", schema),
-		1, types, values, NULL, SPI_OK_SELECT, "lock the shard's feed state");
+	RunPlan(ShardPlan(PC_SS_STATE_LOCK, nsp, pl), values, NULL, SPI_OK_SELECT, "lock the shard's feed state");
+	if (SPI_processed == 1)
+		return SPI_tuptable->vals[0];
+	RunPlan(ShardPlan(PC_SS_STATE_NEW, nsp, pl), values, NULL, SPI_OK_INSERT, "create the shard's feed state");
+	RunPlan(ShardPlan(PC_SS_STATE_LOCK, nsp, pl), values, NULL, SPI_OK_SELECT, "lock the shard's feed state");
 	if (SPI_processed != 1)
 		elog(ERROR, "the feed state of shard " INT64_FORMAT " is missing", pl->shard_id);
 	return SPI_tuptable->vals[0];
@@ -201,15 +379,12 @@ LockShardState(const char *schema, const PcShardPlacement *pl)
 
 /* The shard's highest position (0: none). */
 static int64
-ShardHead(const char *schema, const char *positions)
+ShardHead(Oid nsp, const PcShardPlacement *pl)
 {
 	bool		isnull;
-	Datum		d;
 
-	Run(psprintf("SELECT COALESCE(pg_catalog.max(global_position), 0) FROM %s.%s", schema, positions),
-		0, NULL, NULL, NULL, SPI_OK_SELECT, "read the shard's feed head");
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	return DatumGetInt64(d);
+	RunPlan(ShardPlan(PC_SS_HEAD, nsp, pl), NULL, NULL, SPI_OK_SELECT, "read the shard's feed head");
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
 /*
@@ -218,14 +393,10 @@ ShardHead(const char *schema, const char *positions)
  * numbered and went through; 0 for a placement that left this node.
  */
 static int64
-ShardRound(const char *schema, const PcShardPlacement *pl, bool notify)
+ShardRound(Oid nsp, const PcShardPlacement *pl, bool notify)
 {
-	char	   *audit = psprintf("provider_audit_log_" INT64_FORMAT, pl->shard_id);
-	char	   *positions = psprintf("provider_event_positions_" INT64_FORMAT, pl->positions_shard_id);
-	Oid			types[6] = {XID8OID, XID8ARRAYOID, XID8OID, XID8OID, INT8OID, INT8OID};
 	Datum		values[6];
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
-	Datum		placement = Int64GetDatum(pl->placement_id);
 	HeapTuple	state;
 	TupleDesc	desc;
 	bool		isnull;
@@ -233,13 +404,14 @@ ShardRound(const char *schema, const PcShardPlacement *pl, bool notify)
 	int64		numbered;
 	int64		notified = 0;
 	int64		upto;
+	int64		stored;
 	Datum		d;
 
 	/* A move's cutover holds this lock exclusively on every node: wait for it, then look again. */
-	if (!LockShardHere(pl))
+	if (!LockShardHere(nsp, pl))
 		return 0;
 
-	state = LockShardState(schema, pl);
+	state = LockShardState(nsp, pl);
 	desc = SPI_tuptable->tupdesc;
 	values[0] = SPI_getbinval(state, desc, 1, &isnull);
 	nulls[0] = isnull ? 'n' : ' ';
@@ -247,18 +419,18 @@ ShardRound(const char *schema, const PcShardPlacement *pl, bool notify)
 	values[1] = SPI_getbinval(state, desc, 2, &isnull);
 	nulls[1] = isnull ? 'n' : ' ';
 	d = SPI_getbinval(state, desc, 3, &isnull);
-	upto = isnull ? -1 : DatumGetInt64(d);
+	stored = isnull ? -1 : DatumGetInt64(d);
 
 	/* Notifications start at the head as the placement's first round finds it. */
-	if (upto < 0)
-		upto = ShardHead(schema, positions);
+	upto = stored >= 0 ? stored : ShardHead(nsp, pl);
 
 	values[2] = FullTransactionIdGetDatum(GetTopFullTransactionId());
 	values[3] = FullTransactionIdGetDatum(ReadNextFullTransactionId());
 	values[4] = Int64GetDatum(first ? GetCurrentTimestamp() + PC_UNIX_EPOCH_USECS : 0);
-	values[5] = placement;
-	Run(psprintf(PC_SHARD_ROUND_SQL, schema, audit, positions), 6, types, values, nulls,
-		SPI_OK_SELECT, "assign the shard's feed positions");
+	values[5] = Int64GetDatum(pl->placement_id);
+	if (pc_feed_execute_indexed(ShardPlan(first ? PC_SS_ROUND_FIRST : PC_SS_ROUND_LATER, nsp, pl),
+								values, nulls) != SPI_OK_SELECT)
+		elog(ERROR, "could not assign the shard's feed positions");
 	numbered = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	/* Xids from $4 on were left to the next round: make it come now (feed.c says why). */
 	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)))
@@ -266,27 +438,25 @@ ShardRound(const char *schema, const PcShardPlacement *pl, bool notify)
 
 	if (notify)
 	{
-		Oid			ntypes[2] = {INT8OID, INT8OID};
 		Datum		nvalues[2];
 
 		nvalues[0] = Int64GetDatum(upto);
 		nvalues[1] = Int64GetDatum(PC_FEED_NOTIFY_BATCH);
-		Run(psprintf(PC_SHARD_TO_NOTIFY_SQL, schema, audit, positions), 2, ntypes, nvalues, NULL,
-			SPI_OK_SELECT, "read the shard's events to notify");
+		if (pc_feed_execute_indexed(ShardPlan(PC_SS_NOTIFY, nsp, pl), nvalues, NULL) != SPI_OK_SELECT)
+			elog(ERROR, "could not read the shard's events to notify");
 		notified = pc_feed_notify_rows(SPI_tuptable, SPI_processed, &upto, false, pl->shard_id);
 	}
-	else
-		upto = ShardHead(schema, positions);
+	else if (numbered > 0)
+		upto = ShardHead(nsp, pl);
 
+	if (upto != stored)
 	{
-		Oid			stypes[2] = {INT8OID, INT8OID};
 		Datum		svalues[2];
 
 		svalues[0] = Int64GetDatum(upto);
-		svalues[1] = placement;
-		Run(psprintf("UPDATE %s.provider_feed_shard_state SET notified_upto = $1"
-					 " WHERE placement_id OPERATOR(pg_catalog.=) $2", schema),
-			2, stypes, svalues, NULL, SPI_OK_UPDATE, "store where the shard's notifications stand");
+		svalues[1] = Int64GetDatum(pl->placement_id);
+		RunPlan(ShardPlan(PC_SS_STATE_STORE, nsp, pl), svalues, NULL, SPI_OK_UPDATE,
+				"store where the shard's notifications stand");
 	}
 	return Max(numbered, notified);
 }
@@ -295,7 +465,6 @@ ShardRound(const char *schema, const PcShardPlacement *pl, bool notify)
 static PcShardPlacement *
 LocalShards(Oid nsp, uint64 *n)
 {
-	Oid			types[2] = {REGCLASSOID, REGCLASSOID};
 	Datum		values[2];
 	PcShardPlacement *shards;
 	uint64		i;
@@ -303,7 +472,7 @@ LocalShards(Oid nsp, uint64 *n)
 
 	values[0] = ObjectIdGetDatum(get_relname_relid("provider_audit_log", nsp));
 	values[1] = ObjectIdGetDatum(get_relname_relid("provider_event_positions", nsp));
-	Run(pc_local_shards_sql, 2, types, values, NULL, SPI_OK_SELECT, "list the node's shards");
+	RunPlan(ShardPlan(PC_SS_LIST, nsp, NULL), values, NULL, SPI_OK_SELECT, "list the node's shards");
 	*n = SPI_processed;
 	shards = SPI_palloc(sizeof(PcShardPlacement) * Max(*n, 1));
 	for (i = 0; i < *n; i++)
@@ -323,19 +492,16 @@ LocalShards(Oid nsp, uint64 *n)
  * us, we wait for it) and say whether its placement is still on this node.
  */
 static bool
-LockShardHere(const PcShardPlacement *pl)
+LockShardHere(Oid nsp, const PcShardPlacement *pl)
 {
-	Oid			locktypes[2] = {INT4OID, INT8ARRAYOID};
 	Datum		lockvalues[2];
 	Datum		shard = Int64GetDatum(pl->shard_id);
-	Oid			idtype = INT8OID;
 	Datum		placement = Int64GetDatum(pl->placement_id);
 
 	lockvalues[0] = Int32GetDatum(PC_SHARD_METADATA_SHARE);
 	lockvalues[1] = PointerGetDatum(construct_array(&shard, 1, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	Run("SELECT pg_catalog.lock_shard_metadata($1, $2)", 2, locktypes, lockvalues, NULL,
-		SPI_OK_SELECT, "lock the shard's metadata");
-	Run(pc_still_here_sql, 1, &idtype, &placement, NULL, SPI_OK_SELECT, "read the shard's placement");
+	RunPlan(ShardPlan(PC_SS_LOCK, nsp, pl), lockvalues, NULL, SPI_OK_SELECT, "lock the shard's metadata");
+	RunPlan(ShardPlan(PC_SS_STILL_HERE, nsp, pl), &placement, NULL, SPI_OK_SELECT, "read the shard's placement");
 	return SPI_processed > 0;
 }
 
@@ -367,7 +533,7 @@ pc_feed_shards_purge(Oid nsp, TimestampTz before, int64 up_to, int32 batch)
 		Datum		values[3];
 		int64		horizon = 0;
 
-		if (!LockShardHere(&shards[i]))
+		if (!LockShardHere(nsp, &shards[i]))
 			continue;
 		values[0] = TimestampTzGetDatum(before);
 		values[1] = Int64GetDatum(up_to);
@@ -435,8 +601,10 @@ pc_feed_shards_assign(Oid nsp, bool notify)
 	(void) set_config_option("citus.enable_manual_changes_to_shards", "on", PGC_USERSET,
 							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 	shards = LocalShards(nsp, &n);
+	pc_shard_pass++;
 	for (i = 0; i < n; i++)
-		total += ShardRound(schema, &shards[i], notify);
+		total += ShardRound(nsp, &shards[i], notify);
+	ForgetOldPlans();
 	/* The state of placements that left this node (a placement that comes back is a new one). */
 	Run(psprintf("DELETE FROM %s.provider_feed_shard_state s WHERE NOT EXISTS"
 				 " (SELECT 1 FROM pg_catalog.pg_dist_placement pl"
