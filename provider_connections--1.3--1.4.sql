@@ -1033,7 +1033,8 @@ CREATE TABLE @extschema@.provider_feed_shard_state (
     shard_id      bigint NOT NULL,
     last_xmax     xid8,
     last_xip      xid8[],
-    notified_upto bigint
+    notified_upto bigint,
+    position_floor bigint
 );
 REVOKE ALL ON TABLE @extschema@.provider_feed_shard_state FROM PUBLIC;
 COMMENT ON TABLE @extschema@.provider_feed_shard_state IS

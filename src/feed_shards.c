@@ -20,11 +20,15 @@
  * in progress and no round numbers a shard that has left. The positions
  * travel with their rows. A placement is new on its node after a move: its
  * first round numbers every visible row without a position, whatever xid
- * it carries (the rows came with the old node's xids), from above both the
- * shard's highest position and the clock in microseconds. That floor keeps
- * positions rising across a move and a split's children above their parent
- * (which numbered fewer than one event per microsecond since its own
- * floor); positions are gap-free within a placement, not across a move.
+ * it carries (the rows came with the old node's xids), and fixes the
+ * placement's floor, the clock in microseconds then, kept in its state
+ * row: every position the placement gives is above both the shard's
+ * highest and that floor. That keeps positions rising across a move, and a
+ * split's children above every position their parent gave (as long as it
+ * numbered fewer than one event per microsecond since its own floor), also
+ * the child that holds none of the parent's last events and gets no new
+ * one before its first round; positions are gap-free within a placement,
+ * not across a move.
  *
  * Purge. provider_purge_events on a distributed install purges the shards
  * placed on the node it runs on (run it on every node): per shard, the
@@ -106,7 +110,7 @@ static const char *const pc_still_here_sql =
 	"  RETURNING global_position)," \
 	" remembered AS (" \
 	"  UPDATE %1$s.provider_feed_shard_state" \
-	"   SET last_xmax = LEAST(pg_catalog.pg_snapshot_xmax(cur.s), $4)," \
+	"   SET position_floor = $5, last_xmax = LEAST(pg_catalog.pg_snapshot_xmax(cur.s), $4)," \
 	"   last_xip = pg_catalog.array_append(ARRAY(SELECT x FROM pg_catalog.pg_snapshot_xip(cur.s) x" \
 	"                                            WHERE x OPERATOR(pg_catalog.<) $4), $3)" \
 	"  FROM cur WHERE placement_id OPERATOR(pg_catalog.=) $6)" \
@@ -241,7 +245,7 @@ ShardStmtSql(PcShardStmt kind, const char *schema, const PcShardPlacement *pl)
 			return psprintf("INSERT INTO %s.provider_feed_shard_state (placement_id, shard_id) VALUES ($1, $2)"
 							" ON CONFLICT (placement_id) DO NOTHING", schema);
 		case PC_SS_STATE_LOCK:
-			return psprintf("SELECT last_xmax, last_xip, notified_upto FROM %s.provider_feed_shard_state"
+			return psprintf("SELECT last_xmax, last_xip, notified_upto, position_floor FROM %s.provider_feed_shard_state"
 							" WHERE placement_id OPERATOR(pg_catalog.=) $1 FOR UPDATE", schema);
 		case PC_SS_STATE_STORE:
 			return psprintf("UPDATE %s.provider_feed_shard_state SET notified_upto = $1"
@@ -405,6 +409,7 @@ ShardRound(Oid nsp, const PcShardPlacement *pl, bool notify)
 	int64		notified = 0;
 	int64		upto;
 	int64		stored;
+	int64		floor_at;
 	Datum		d;
 
 	/* A move's cutover holds this lock exclusively on every node: wait for it, then look again. */
@@ -420,13 +425,15 @@ ShardRound(Oid nsp, const PcShardPlacement *pl, bool notify)
 	nulls[1] = isnull ? 'n' : ' ';
 	d = SPI_getbinval(state, desc, 3, &isnull);
 	stored = isnull ? -1 : DatumGetInt64(d);
+	d = SPI_getbinval(state, desc, 4, &isnull);
+	floor_at = (first || isnull) ? GetCurrentTimestamp() + PC_UNIX_EPOCH_USECS : DatumGetInt64(d);
 
 	/* Notifications start at the head as the placement's first round finds it. */
 	upto = stored >= 0 ? stored : ShardHead(nsp, pl);
 
 	values[2] = FullTransactionIdGetDatum(GetTopFullTransactionId());
 	values[3] = FullTransactionIdGetDatum(ReadNextFullTransactionId());
-	values[4] = Int64GetDatum(first ? GetCurrentTimestamp() + PC_UNIX_EPOCH_USECS : 0);
+	values[4] = Int64GetDatum(floor_at);
 	values[5] = Int64GetDatum(pl->placement_id);
 	if (pc_feed_execute_indexed(ShardPlan(first ? PC_SS_ROUND_FIRST : PC_SS_ROUND_LATER, nsp, pl),
 								values, nulls) != SPI_OK_SELECT)

@@ -891,6 +891,20 @@ def _():
         C.execute("SELECT citus_split_shard_by_split_points(%s, ARRAY[%s], ARRAY[%s, %s], 'block_writes')",
                   (shard, str(low_h), nodes[0], nodes[1]))
         split_ended = val(C, "SELECT clock_timestamp()")
+        # Let every child's first round pass before the upper child gets an
+        # event: its floor must hold for later rounds too, not only the first.
+        for child in C.execute("""SELECT s.shardid, n.nodeport FROM pg_dist_shard s
+                                    JOIN pg_dist_placement p USING (shardid) JOIN pg_dist_node n USING (groupid)
+                                   WHERE s.logicalrelid = 'provider_audit_log'::regclass
+                                     AND s.shardminvalue::int >= %s AND s.shardmaxvalue::int <= %s""",
+                               (lo, hi)).fetchall():
+            def rounded(child=child):
+                with psycopg.connect(host=DIR, port=child[1], user="postgres", dbname="postgres",
+                                     autocommit=True) as c:
+                    r = c.execute("""SELECT last_xmax IS NOT NULL FROM provider_feed_shard_state
+                                      WHERE shard_id = %s""", (child[0],)).fetchone()
+                    return r is not None and r[0]
+            poll(rounded, f"the first round of shard {child[0]}", timeout=30)
         for _ in range(3):
             connect_user(high_u)
         go.set()
