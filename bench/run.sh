@@ -355,7 +355,11 @@ run_one() {
 }
 
 ### The matrix, targets round-robin within each group.
-log "running: ${SECS}s per run; clients $CLIENTS; synchronous_commit $SYNC_MODES; workloads $WORKLOADS"
+if [ -n "${BENCH_PLAN:-}" ]; then
+	log "running: ${SECS}s per run, $ROUNDS round(s); groups $BENCH_PLAN"
+else
+	log "running: ${SECS}s per run; clients $CLIENTS; synchronous_commit $SYNC_MODES; workloads $WORKLOADS"
+fi
 START_LSN=$(q -c "SELECT pg_current_wal_lsn()")
 START_CHECKPOINTS=$(q -c "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
 # The groups to run: BENCH_PLAN, else every sync x clients x workload with
