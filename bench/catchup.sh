@@ -15,10 +15,11 @@
 # ANALYZE, CHECKPOINT.
 #
 # The read (bench/catchup.c read): the whole backlog from position 0 in
-# pages of CATCHUP_PAGE, through provider_events_since and through a raw
-# keyset read of the same rows and columns, one after the other in each
-# pass (who goes first alternates), after one unmeasured pass of each (warm
-# cache); CATCHUP_PASSES passes, median of the per-pass ratios
+# pages of CATCHUP_PAGE, each page through provider_events_since and through
+# a raw keyset read of the same rows and columns, one right after the other
+# (who goes first alternates page by page, so load elsewhere on the machine
+# hits both alike), after one unmeasured pass (warm cache); CATCHUP_PASSES
+# passes, median of the per-pass ratios
 # (raw time / extension time: the extension's speed as a fraction of the
 # raw read's).
 #
