@@ -246,27 +246,33 @@ CREATE FUNCTION @extschema@.provider_events_since(
     SET max_parallel_workers_per_gather = 0
     AS $$
         SELECT @extschema@.provider_feed_assign();
-        -- Where to read on from (checked against the horizon) first, outside
-        -- the page's LIMIT, so that even max_events = 0 checks; then a page
-        -- of positions by their index, then each one's audit row by its key
-        -- (OFFSET 0 keeps that a lookup per row): planned without knowing
-        -- max_events, a join would scan the whole log for a page.
+        -- A page of positions by their index, after where to read on from,
+        -- then each one's audit row by its key (OFFSET 0 keeps that a lookup
+        -- per row): planned without knowing max_events, a join would scan
+        -- the whole log for a page. Where to read on from (checked against
+        -- the horizon) is an InitPlan of the page, so the page comes out of
+        -- its index in position order and the ORDER BY sorts nothing; the
+        -- same check is also the statement's one-time filter, so that even
+        -- max_events = 0 (a LIMIT 0 never starts its scan) checks. Both are
+        -- evaluated in the statement's snapshot: the same value.
         SELECT p.global_position, a.id, a.event_id, a.event_type, a.action,
                NULLIF(a.user_id, '00000000-0000-0000-0000-000000000000'),
                a.connection_id, a.provider_id, a.provider_slug, a.reason,
                a.needs_user_action, a.occurred_at, a.context
-          FROM (SELECT @extschema@.provider_feed_resume(
-                           after_position, skip_purged,
-                           (SELECT h.purged_up_to FROM @extschema@.provider_feed_horizon h)) AS after
-                OFFSET 0) r
-         CROSS JOIN LATERAL (SELECT pp.global_position, pp.audit_id
-                               FROM @extschema@.provider_event_positions pp
-                              WHERE pp.global_position OPERATOR(pg_catalog.>) r.after
-                              ORDER BY pp.global_position
-                              LIMIT max_events) p
+          FROM (SELECT pp.global_position, pp.audit_id
+                  FROM @extschema@.provider_event_positions pp
+                 WHERE pp.global_position OPERATOR(pg_catalog.>)
+                       (SELECT @extschema@.provider_feed_resume(
+                                   after_position, skip_purged,
+                                   (SELECT h.purged_up_to FROM @extschema@.provider_feed_horizon h)))
+                 ORDER BY pp.global_position
+                 LIMIT max_events) p
          CROSS JOIN LATERAL (SELECT * FROM @extschema@.provider_audit_log aa
                               WHERE aa.id OPERATOR(pg_catalog.=) p.audit_id
                              OFFSET 0) a
+         WHERE (SELECT @extschema@.provider_feed_resume(
+                           after_position, skip_purged,
+                           (SELECT h.purged_up_to FROM @extschema@.provider_feed_horizon h))) IS NOT NULL
          ORDER BY p.global_position
     $$;
 REVOKE ALL ON FUNCTION @extschema@.provider_events_since(bigint, integer, boolean) FROM PUBLIC;

@@ -4,8 +4,8 @@
  * The raw-SQL floor's tables: what the least an application can do costs
  * when it writes the same rows as one successful provider_connect. Schema
  * floor holds copies of the connections table and the audit log with the
- * same columns and the same secondary indexes as the PL/pgSQL reference
- * (and the extension from 1.2 on), but no triggers and no functions: the
+ * same columns, keys and secondary indexes as the PL/pgSQL reference (the
+ * extension's from 1.4 on, user_id first), but no triggers and no functions: the
  * benchmark writes them with a single prepared statement
  * (floor_connect.sql, floor_connect_nonotify.sql), using only built-in
  * functions and a ciphertext computed once before the run.
@@ -18,7 +18,7 @@ CREATE TYPE floor.provider_connection_status AS ENUM (
 );
 
 CREATE TABLE floor.provider_connections (
-    id                     uuid PRIMARY KEY,
+    id                     uuid NOT NULL,
     user_id                uuid NOT NULL,
     provider_id            uuid NOT NULL,
     provider_slug          varchar(50) NOT NULL,
@@ -32,6 +32,10 @@ CREATE TABLE floor.provider_connections (
     created_at             timestamptz NOT NULL,
     updated_at             timestamptz NOT NULL
 );
+-- The extension's keys from 1.4 on (user first, for Citus; commit 93bd8d5).
+ALTER TABLE floor.provider_connections
+    ADD CONSTRAINT provider_connections_pkey PRIMARY KEY (user_id, id);
+CREATE INDEX provider_connections_id_idx ON floor.provider_connections (id);
 CREATE INDEX provider_connections_user_provider_idx
     ON floor.provider_connections (user_id, provider_id);
 CREATE INDEX provider_connections_active_user_idx
@@ -39,13 +43,16 @@ CREATE INDEX provider_connections_active_user_idx
 CREATE INDEX provider_connections_expiring_idx
     ON floor.provider_connections (credentials_expires_at)
     WHERE status = 'active' AND credentials_expires_at IS NOT NULL;
+CREATE INDEX provider_connections_pending_idx
+    ON floor.provider_connections (created_at, id)
+    WHERE status = 'pending';
 
 CREATE TABLE floor.provider_audit_log (
-    id                bigserial PRIMARY KEY,
-    event_id          uuid NOT NULL UNIQUE,
+    id                bigserial NOT NULL,
+    event_id          uuid NOT NULL,
     event_type        text NOT NULL,
     action            text NOT NULL,
-    user_id           uuid,
+    user_id           uuid NOT NULL,
     connection_id     uuid,
     provider_id       uuid,
     provider_slug     text,
@@ -56,5 +63,8 @@ CREATE TABLE floor.provider_audit_log (
 );
 CREATE INDEX provider_audit_log_connection_idx
     ON floor.provider_audit_log (connection_id, id);
-CREATE INDEX provider_audit_log_user_idx
-    ON floor.provider_audit_log (user_id, id);
+-- The extension's keys from 1.4 on: user first; "no user" is the nil UUID.
+ALTER TABLE floor.provider_audit_log
+    ADD CONSTRAINT provider_audit_log_pkey PRIMARY KEY (user_id, id),
+    ADD CONSTRAINT provider_audit_log_event_id_key UNIQUE (user_id, event_id);
+CREATE INDEX provider_audit_log_id_idx ON floor.provider_audit_log (id);

@@ -26,11 +26,14 @@
  *     like the extension's), from the usual SQL one-liner for PostgreSQL 15;
  *   - a status state machine trigger (PL/pgSQL), ENABLE ALWAYS, and an
  *     append-only trigger on the audit log;
- *   - the secondary indexes the extension's tables have from 1.2 on: on the
- *     connections, the PK, (user_id, provider_id), active-by-user and the
- *     expiring partial index; on the audit log, the PK, event_id UNIQUE,
- *     (connection_id, id) and (user_id, id). (1.0 and 1.1 have one more,
- *     provider_connections_user_idx (user_id), which 1.2 drops.)
+ *   - the keys and secondary indexes the extension's tables have from 1.4
+ *     on (commit 93bd8d5: user_id first in the keys, for Citus): on the
+ *     connections, PRIMARY KEY (user_id, id), (id), (user_id, provider_id),
+ *     active-by-user, the expiring partial index and the pending partial
+ *     index; on the audit log, PRIMARY KEY (user_id, id), UNIQUE (user_id,
+ *     event_id), (id) and (connection_id, id), with "no user" stored as the
+ *     nil UUID (the payload still says null), as the extension stores it.
+ *     The extension's xid index and feed positions are its own (below).
  *
  * It does not have what the extension adds beyond the three handlers: the
  * commit-ordered event feed (provider_event_positions; from 1.2 also the
@@ -76,7 +79,7 @@ CREATE FUNCTION plref.uuid_v7() RETURNS uuid
     $$;
 
 CREATE TABLE plref.provider_connections (
-    id                     uuid PRIMARY KEY,
+    id                     uuid NOT NULL,
     user_id                uuid NOT NULL,
     provider_id            uuid NOT NULL,
     provider_slug          varchar(50) NOT NULL,
@@ -90,6 +93,10 @@ CREATE TABLE plref.provider_connections (
     created_at             timestamptz NOT NULL,
     updated_at             timestamptz NOT NULL
 );
+-- The extension's keys from 1.4 on (user first, for Citus; commit 93bd8d5).
+ALTER TABLE plref.provider_connections
+    ADD CONSTRAINT provider_connections_pkey PRIMARY KEY (user_id, id);
+CREATE INDEX provider_connections_id_idx ON plref.provider_connections (id);
 CREATE INDEX provider_connections_user_provider_idx
     ON plref.provider_connections (user_id, provider_id);
 CREATE INDEX provider_connections_active_user_idx
@@ -97,13 +104,16 @@ CREATE INDEX provider_connections_active_user_idx
 CREATE INDEX provider_connections_expiring_idx
     ON plref.provider_connections (credentials_expires_at)
     WHERE status = 'active' AND credentials_expires_at IS NOT NULL;
+CREATE INDEX provider_connections_pending_idx
+    ON plref.provider_connections (created_at, id)
+    WHERE status = 'pending';
 
 CREATE TABLE plref.provider_audit_log (
-    id                bigserial PRIMARY KEY,
-    event_id          uuid NOT NULL UNIQUE DEFAULT plref.uuid_v7(),
+    id                bigserial NOT NULL,
+    event_id          uuid NOT NULL DEFAULT plref.uuid_v7(),
     event_type        text NOT NULL,
     action            text NOT NULL,
-    user_id           uuid,
+    user_id           uuid NOT NULL,
     connection_id     uuid,
     provider_id       uuid,
     provider_slug     text,
@@ -114,8 +124,11 @@ CREATE TABLE plref.provider_audit_log (
 );
 CREATE INDEX provider_audit_log_connection_idx
     ON plref.provider_audit_log (connection_id, id);
-CREATE INDEX provider_audit_log_user_idx
-    ON plref.provider_audit_log (user_id, id);
+-- The extension's keys from 1.4 on: user first; "no user" is the nil UUID.
+ALTER TABLE plref.provider_audit_log
+    ADD CONSTRAINT provider_audit_log_pkey PRIMARY KEY (user_id, id),
+    ADD CONSTRAINT provider_audit_log_event_id_key UNIQUE (user_id, event_id);
+CREATE INDEX provider_audit_log_id_idx ON plref.provider_audit_log (id);
 
 /*
  * The state machine on every write path (README, "Status state machine"):
@@ -260,7 +273,8 @@ BEGIN
     INSERT INTO plref.provider_audit_log
            (event_type, action, user_id, connection_id, provider_id, provider_slug,
             reason, needs_user_action, context)
-    VALUES (p_event_type, p_action, p_user_id, p_connection_id, p_provider_id, v_slug,
+    VALUES (p_event_type, p_action, coalesce(p_user_id, '00000000-0000-0000-0000-000000000000'),
+            p_connection_id, p_provider_id, v_slug,
             v_reason, p_needs_user_action, p_context)
     RETURNING id, event_id, occurred_at INTO v_id, v_event_id, v_at;
 

@@ -6,10 +6,12 @@
 #                   (skipped, with a note, while the setting does not exist)
 #   plref           the PL/pgSQL reference, bench/plpgsql_reference.sql
 #   floor           the raw-SQL floor, bench/floor_connect.sql
-#   floor-nonotify  the floor without its NOTIFYs
+#   floor-nonotify  the floor without its NOTIFYs: connect, and the fair mix
+#                   floor (bench/floor_refresh.sql, floor_reconnect.sql)
 # Workloads: connect, refresh, reconnect (disconnect + reconnect), and mix
 # (80% refresh, 15% connect, 5% disconnect + reconnect); the floor has
-# connect only. For each synchronous_commit setting, client count and
+# connect only, the floor without NOTIFY connect and mix (its refresh and
+# reconnect run alone only if BENCH_PLAN names them). For each synchronous_commit setting, client count and
 # workload the targets run one after the other (round-robin, so drift on
 # this shared machine hits them alike), each for BENCH_SECONDS with
 # pgbench -n -M prepared, with bench/listener.c connected and counting the
@@ -23,6 +25,10 @@
 #   BENCH_SYNC      synchronous_commit values (default "off on")
 #   BENCH_WORKLOADS (default "connect refresh reconnect mix")
 #   BENCH_ROUNDS    round-robin rounds per group, median reported (default 1)
+#   BENCH_PLAN      the groups to run instead of that matrix, space-separated
+#                   SYNC:CLIENTS:WORKLOAD:TARGET,TARGET,... (bench/all.sh)
+#   BENCH_CATCHUP_RESULT  bench/catchup.sh's result.txt, for the targets table
+#   BENCH_REPRO     the command shown as the one that reproduces the results
 #   BENCH_NO_BUILD=1  use the installed build instead of building this tree
 #   BENCH_PG_BIN    another PostgreSQL installation's bin directory (default
 #                   common.sh's PG_BIN, /usr/lib/postgresql/15/bin)
@@ -45,10 +51,12 @@ PG_BIN=${BENCH_PG_BIN:-$PG_BIN}
 # The command that reproduces this run, from the settings given to it.
 REPRO=""
 for v in BENCH_SMOKE BENCH_SECONDS BENCH_SEED BENCH_CLIENTS BENCH_SYNC BENCH_WORKLOADS BENCH_ROUNDS \
-	BENCH_NO_BUILD BENCH_PG_BIN; do
+	BENCH_PLAN BENCH_NO_BUILD BENCH_PG_BIN; do
 	[ -n "${!v+x}" ] && REPRO+="$v=${!v@Q} "
 done
 REPRO+="bash bench/run.sh"
+# bench/all.sh runs this script as one part of a larger run: its command.
+REPRO=${BENCH_REPRO:-$REPRO}
 
 SMOKE=${BENCH_SMOKE:-0}
 if [ "$SMOKE" = 1 ]; then
@@ -196,6 +204,7 @@ log "seeding $SEED connections per target"
 q >/dev/null <<-'SQL'
 	CREATE TABLE ext_ids (n int PRIMARY KEY, user_id uuid NOT NULL, id uuid);
 	CREATE TABLE plref_ids (n int PRIMARY KEY, user_id uuid NOT NULL, id uuid);
+	CREATE TABLE floor_ids (n int PRIMARY KEY, user_id uuid NOT NULL, id uuid);
 SQL
 seed_impl() {	# seed_impl IDS_TABLE CONNECT_FUNCTION
 	local first last chunk=5000
@@ -233,6 +242,8 @@ q -v seed="$SEED" -v cipher="$CIPHER" >/dev/null <<-'SQL'
 	       (VALUES (1, 'ProviderConnectionAttempted', 'provider_connection_attempted'),
 	               (2, 'ProviderConnectionSucceeded', 'provider_connected')) e(k, event_type, action)
 	 ORDER BY c.id, e.k;
+	INSERT INTO floor_ids (n, user_id, id)
+	SELECT row_number() OVER (ORDER BY id), user_id, id FROM floor.provider_connections;
 SQL
 wait $seed_ext || { cat "$OUT/seed_ext.log"; exit 1; }
 wait $seed_plref || { cat "$OUT/seed_plref.log"; exit 1; }
@@ -267,6 +278,9 @@ run_one() {
 	case $target:$workload in
 	floor:connect) files=(-f "$BENCH/floor_connect.sql") ;;
 	floor-nonotify:connect) files=(-f "$BENCH/floor_connect_nonotify.sql") ;;
+	floor-nonotify:refresh | floor-nonotify:reconnect) files=(-f "$BENCH/floor_$workload.sql") ;;
+	floor-nonotify:mix) files=(-f "$BENCH/floor_refresh.sql@80" -f "$BENCH/floor_connect_nonotify.sql@15"
+		-f "$BENCH/floor_reconnect.sql@5") ;;
 	*:connect | *:refresh | *:reconnect) files=(-f "$BENCH/${prefix}_$workload.sql") ;;
 	*:mix) files=(-f "$BENCH/${prefix}_refresh.sql@80" -f "$BENCH/${prefix}_connect.sql@15"
 		-f "$BENCH/${prefix}_reconnect.sql@5") ;;
@@ -341,22 +355,39 @@ run_one() {
 }
 
 ### The matrix, targets round-robin within each group.
-log "running: ${SECS}s per run; clients $CLIENTS; synchronous_commit $SYNC_MODES; workloads $WORKLOADS"
+if [ -n "${BENCH_PLAN:-}" ]; then
+	log "running: ${SECS}s per run, $ROUNDS round(s); groups $BENCH_PLAN"
+else
+	log "running: ${SECS}s per run; clients $CLIENTS; synchronous_commit $SYNC_MODES; workloads $WORKLOADS"
+fi
 START_LSN=$(q -c "SELECT pg_current_wal_lsn()")
 START_CHECKPOINTS=$(q -c "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
-for sync in $SYNC_MODES; do
-	set_conf synchronous_commit "$sync"
-	for clients in $CLIENTS; do
-		for workload in $WORKLOADS; do
-			targets="ext plref"
-			[ "$workload" = connect ] && targets+=" floor"
-			[ "$HAVE_WORKER" = 1 ] && targets+=" ext-worker"
-			[ "$workload" = connect ] && targets+=" floor-nonotify"
-			for round in $(seq "$ROUNDS"); do
-				for target in $targets; do
-					run_one "$target" "$workload" "$clients" "$sync" "$round"
-				done
+# The groups to run: BENCH_PLAN, else every sync x clients x workload with
+# every target that has the workload (the floor with NOTIFY has connect only).
+if [ -n "${BENCH_PLAN:-}" ]; then
+	PLAN=$BENCH_PLAN
+else
+	PLAN=""
+	for sync in $SYNC_MODES; do
+		for clients in $CLIENTS; do
+			for workload in $WORKLOADS; do
+				targets="ext,plref"
+				[ "$workload" = connect ] && targets+=",floor"
+				targets+=",ext-worker"
+				case $workload in connect | mix) targets+=",floor-nonotify" ;; esac
+				PLAN+="$sync:$clients:$workload:$targets "
 			done
+		done
+	done
+fi
+CURRENT_SYNC=
+for group in $PLAN; do
+	IFS=: read -r sync clients workload targets <<<"$group"
+	[ "$sync" = "$CURRENT_SYNC" ] || { set_conf synchronous_commit "$sync"; CURRENT_SYNC=$sync; }
+	[ "$HAVE_WORKER" = 1 ] || targets=${targets//ext-worker/}
+	for round in $(seq "$ROUNDS"); do
+		for target in ${targets//,/ }; do
+			run_one "$target" "$workload" "$clients" "$sync" "$round"
 		done
 	done
 done
@@ -367,7 +398,9 @@ CHECKPOINTS_TOTAL=$(($(q -c "SELECT checkpoints_timed + checkpoints_req FROM pg_
 REPORT=$OUT/report.md
 {
 	echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') with \`$REPRO\`"
-	if [ "${BENCH_NO_BUILD:-0}" = 1 ]; then
+	if [ -n "${BENCH_BUILT_NOTE:-}" ]; then
+		built=$BENCH_BUILT_NOTE
+	elif [ "${BENCH_NO_BUILD:-0}" = 1 ]; then
 		built="the extension as installed, not built from this tree"
 	else
 		built="built from commit $(git -C "$BENCH/.." rev-parse --short HEAD 2>/dev/null || echo '?')"
@@ -384,7 +417,7 @@ REPORT=$OUT/report.md
 	echo
 	echo "$INDEXES"
 	echo
-	awk -f "$BENCH/report.awk" "$RESULTS"
+	awk -v catchup="${BENCH_CATCHUP_RESULT:-}" -f "$BENCH/report.awk" "$RESULTS"
 } >"$REPORT"
 echo >&2
 cat "$REPORT" >&2

@@ -401,6 +401,13 @@ CredentialTypeValid(const char *type)
 	return CredentialTypeIndex(type) >= 0;
 }
 
+/* Whether type is a valid credential type, recording nothing (pc_check_credential_type records). */
+bool
+pc_credential_type_valid(const char *type)
+{
+	return CredentialTypeValid(type);
+}
+
 /* A credential type; the failure's message lists the valid ones. */
 bool
 pc_check_credential_type(PcCall *call, const char *type)
@@ -600,6 +607,21 @@ pc_call_describe(PcCall *call, const PcConnectionRow *row)
 	call->event.user_id = row ? &row->user_id : NULL;
 	call->event.provider_id = row ? &row->provider_id : NULL;
 	call->event.provider_slug = row ? row->provider_slug : NULL;
+}
+
+/*
+ * Describe the call by its connection's row once its Attempted event is
+ * stamped already (a refresh's fast path learns the row from its UPDATE):
+ * the Attempted event gets the facts it would have had if the row had been
+ * read first, as pc_event_stamp copies them (the slug clipped).
+ */
+void
+pc_call_describe_attempted(PcCall *call, const PcConnectionRow *row)
+{
+	pc_call_describe(call, row);
+	call->attempted.event.user_id = call->event.user_id;
+	call->attempted.event.provider_id = call->event.provider_id;
+	call->attempted.event.provider_slug = pc_clip(row->provider_slug, PC_MAX_EVENT_SLUG_BYTES);
 }
 
 /* Argument helpers: NULL for a NULL argument. */

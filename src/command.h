@@ -99,6 +99,8 @@ extern bool pc_check_lease(PcCall *call, const pg_uuid_t *id, const pg_uuid_t *u
 extern bool pc_find_owned_connection(PcCall *call, const pg_uuid_t *id, const pg_uuid_t *user_id,
 									 PcConnectionRow *row);
 extern void pc_call_describe(PcCall *call, const PcConnectionRow *row);
+extern void pc_call_describe_attempted(PcCall *call, const PcConnectionRow *row);
+extern bool pc_credential_type_valid(const char *type);
 
 extern pg_uuid_t *pc_arg_uuid(FunctionCallInfo fcinfo, int argno);
 extern char *pc_arg_text(FunctionCallInfo fcinfo, int argno);

@@ -100,7 +100,12 @@ CitusCatalogLookup(const char *relname, Oid match, int32 *first)
 static void
 LoadCitusFacts(void)
 {
-	pc_citus = OidIsValid(get_extension_oid("citus", true));
+	/*
+	 * CREATE EXTENSION citus makes pg_catalog.pg_dist_partition and DROP
+	 * EXTENSION removes it: a relation cache lookup, where looking for the
+	 * extension itself scans pg_extension (no cache) once per transaction.
+	 */
+	pc_citus = OidIsValid(get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE));
 	pc_distributed = false;
 	pc_group = 0;
 	if (!pc_citus)

@@ -18,6 +18,8 @@
  */
 #include "postgres.h"
 
+#include "access/detoast.h"
+
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
@@ -31,6 +33,8 @@
 #include "catalog/pg_type.h"
 #include "plans.h"
 #include "clock.h"
+#include "events.h"
+#include "keys.h"
 #include "refresh_policy.h"
 
 typedef struct RefreshArgs
@@ -42,6 +46,9 @@ typedef struct RefreshArgs
 	bool		expires_at_null;
 	const char *credential_type;
 	const pg_uuid_t *lease_token;
+	/* The fast path (RefreshById): the row, once the UPDATE or a read found it. */
+	PcConnectionRow *row;
+	bool		row_found;
 } RefreshArgs;
 
 /* The refresh UPDATE's parameters, by position. */
@@ -81,6 +88,23 @@ static PcStatement pc_refresh_1_3 = {
 static PcStatement pc_refresh = {
 	PC_REFRESH_SQL(", lease_until = NULL, refresh_failures = 0, next_refresh_at = NULL"),
 	Natts_pc_refresh, {UUIDOID, BYTEAOID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID, UUIDOID}
+};
+
+/*
+ * The fast path's UPDATE (RefreshById): by id alone, on one node, from 1.4
+ * on, returning the facts the call's events need, which the row's guard
+ * keeps from changing (identity columns): what pc_find_connection would
+ * have read first.
+ */
+static PcStatement pc_refresh_returning = {
+	"UPDATE %1$s.provider_connections SET encrypted_credentials = $2,"
+	" credentials_expires_at = $3,"
+	" credential_type = COALESCE($4, credential_type), updated_at = $5,"
+	" lease_until = NULL, refresh_failures = 0, next_refresh_at = NULL"
+	" WHERE id OPERATOR(pg_catalog.=) $1"
+	" AND status OPERATOR(pg_catalog.=) 'active'::%1$s.provider_connection_status"
+	" RETURNING user_id, provider_id, provider_slug::pg_catalog.text",
+	Natts_pc_refresh - 1, {UUIDOID, BYTEAOID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID}
 };
 
 /* The refresh UPDATE for the schema's version. */
@@ -139,6 +163,109 @@ StoreCredentials(PcCall *call, void *arg)
 }
 
 /*
+ * Inside the guarded subtransaction, for RefreshById: seal, then update the
+ * row if it is active, taking its facts from the UPDATE; if it updated
+ * nothing, read the row for them and record why, as StoreCredentials does.
+ */
+static void
+StoreCredentialsById(PcCall *call, void *arg)
+{
+	RefreshArgs *a = (RefreshArgs *) arg;
+	Datum		values[Natts_pc_refresh - 1];
+	char		nulls[Natts_pc_refresh - 1];
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[Anum_pc_refresh_id - 1] = UUIDPGetDatum(a->connection_id);
+	values[Anum_pc_refresh_credentials - 1] = PointerGetDatum(pc_seal(a->credentials));
+	values[Anum_pc_refresh_expires_at - 1] = a->expires_at;
+	nulls[Anum_pc_refresh_expires_at - 1] = a->expires_at_null ? 'n' : ' ';
+	values[Anum_pc_refresh_credential_type - 1] =
+		a->credential_type ? CStringGetTextDatum(a->credential_type) : (Datum) 0;
+	nulls[Anum_pc_refresh_credential_type - 1] = a->credential_type ? ' ' : 'n';
+	values[Anum_pc_refresh_now - 1] = TimestampTzGetDatum(pc_now());
+
+	if (SPI_execute_plan(pc_statement_plan(&pc_refresh_returning), values, nulls, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not update provider connection");
+	if (SPI_processed > 0)
+	{
+		tup = SPI_tuptable->vals[0];
+		desc = SPI_tuptable->tupdesc;
+		memcpy(&a->row->user_id, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)), sizeof(pg_uuid_t));
+		memcpy(&a->row->provider_id, DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull)), sizeof(pg_uuid_t));
+		a->row->provider_slug = SPI_getvalue(tup, desc, 3);
+		a->row->status = PC_STATUS_ACTIVE;
+		a->row_found = true;
+		return;
+	}
+	a->row_found = pc_find_connection(a->connection_id, NULL, a->row);
+	if (a->row_found)
+		FailNotActive(call);
+	else
+		pc_call_fail(call, PC_RESULT_CONNECTION_NOT_FOUND, NULL);
+}
+
+/*
+ * Whether a refresh can take the fast path (RefreshById): by connection id,
+ * no lease token, one node (distributed, the UPDATE must name the owner to
+ * reach the row's shard), the 1.4 schema, every argument valid and the key
+ * usable. It records nothing: when any check fails, the usual path runs,
+ * reads the row first and records the first failure in its order.
+ */
+static bool
+RefreshFastPathApplies(FunctionCallInfo fcinfo, bool by_user, const RefreshArgs *a)
+{
+	Size		size;
+
+	if (by_user || a->lease_token != NULL || a->connection_id == NULL)
+		return false;
+	if (pc_schema_level() < PC_SCHEMA_1_4 || pc_citus_distributed())
+		return false;
+	if (PG_ARGISNULL(1))
+		return false;
+	size = toast_raw_datum_size(PG_GETARG_DATUM(1)) - VARHDRSZ;
+	if (size == 0 || size > PC_MAX_CREDENTIAL_BYTES)
+		return false;
+	if (a->credential_type != NULL && !pc_credential_type_valid(a->credential_type))
+		return false;
+	if (!PG_ARGISNULL(2) && TIMESTAMP_IS_NOBEGIN(PG_GETARG_TIMESTAMPTZ(2)))
+		return false;
+	return pc_key_problem() == NULL;
+}
+
+/*
+ * The fast path of a refresh by connection id (RefreshFastPathApplies):
+ * the same events and result as RefreshTokens, one statement fewer. The
+ * usual path reads the row, for the Attempted event's facts and its
+ * status, then updates it if active; here the guarded UPDATE goes first
+ * and returns those facts, and only a refresh that updated nothing (or
+ * failed) reads the row, to say why and to describe its events. The
+ * Attempted event is stamped (id, time) before the UPDATE, as before; its
+ * facts are filled in once known, before any event is written.
+ */
+static Datum
+RefreshById(FunctionCallInfo fcinfo, PcCall *call, RefreshArgs *a)
+{
+	PcConnectionRow row;
+
+	call->event.connection_id = a->connection_id;
+	call->result_connection_id = a->connection_id;
+	pc_call_attempted(call);
+
+	a->credentials = PG_GETARG_BYTEA_PP(1);
+	a->row = &row;
+	a->row_found = false;
+	/* A database error rolled the UPDATE back: read the row for the facts. */
+	if (!pc_guarded_write(call, StoreCredentialsById, a))
+		a->row_found = pc_find_connection(a->connection_id, NULL, &row);
+	if (a->row_found)
+		pc_call_describe_attempted(call, &row);
+	return pc_call_finish(call, fcinfo);
+}
+
+/*
  * The arguments of both forms: by connection id (1.3), and with the owner
  * first (1.4), which finds the connection among that user's only (on Citus:
  * in that user's shard). Argument n of the first is argument n + 1 of the
@@ -170,6 +297,8 @@ RefreshTokens(FunctionCallInfo fcinfo, bool by_user)
 	a.lease_token = PG_NARGS() > PC_ARG(4) ? pc_arg_uuid(fcinfo, PC_ARG(4)) : NULL;
 
 	pc_call_begin(&call, fcinfo, PC_CMD_REFRESH);
+	if (RefreshFastPathApplies(fcinfo, by_user, &a))
+		return RefreshById(fcinfo, &call, &a);
 	if (a.connection_id != NULL && (!by_user || user_id != NULL))
 		found = pc_find_connection(a.connection_id, user_id, &row);
 

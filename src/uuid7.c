@@ -12,6 +12,7 @@
  */
 #include "postgres.h"
 
+#include "miscadmin.h"
 #include "port.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -25,6 +26,37 @@
 
 /* The last (ms << 12 | sub-ms) this backend used, to stay monotonic. */
 static uint64 pc_last_stamp = 0;
+
+/*
+ * Random bytes for the ids' random bits, drawn from pg_strong_random 256 at
+ * a time: each pg_strong_random call costs a few microseconds whatever its
+ * length (OpenSSL's RAND_status and RAND_bytes), and a call makes three or
+ * four ids. The bytes are as random as before, each used once; the pool
+ * belongs to the backend that filled it (pc_pool_pid), never to a child.
+ */
+#define PC_RANDOM_POOL_BYTES 256
+static uint8 pc_pool[PC_RANDOM_POOL_BYTES];
+static int	pc_pool_left = 0;
+static int	pc_pool_pid = 0;
+
+/* Take len bytes of the pool into out, refilling it first if need be. */
+static void
+RandomBytes(uint8 *out, int len)
+{
+	Assert(len <= PC_RANDOM_POOL_BYTES);
+	if (pc_pool_left < len || pc_pool_pid != MyProcPid)
+	{
+		if (!pg_strong_random(pc_pool, sizeof(pc_pool)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not generate random bytes for a UUID")));
+		pc_pool_left = sizeof(pc_pool);
+		pc_pool_pid = MyProcPid;
+	}
+	pc_pool_left -= len;
+	memcpy(out, &pc_pool[pc_pool_left], len);
+	memset(&pc_pool[pc_pool_left], 0, len);
+}
 
 static uint64
 TimeStamp60(TimestampTz now)
@@ -59,10 +91,7 @@ pc_uuid7(pg_uuid_t *out, TimestampTz now, uint64 test_seed)
 		if (stamp <= pc_last_stamp)
 			stamp = pc_last_stamp + 1;
 		pc_last_stamp = stamp;
-		if (!pg_strong_random(rnd, sizeof(rnd)))
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("could not generate random bytes for a UUID")));
+		RandomBytes(rnd, sizeof(rnd));
 	}
 
 	/* 48-bit millisecond timestamp, big-endian. */
