@@ -50,6 +50,26 @@ COMMENT ON FUNCTION @extschema@.provider_connections_guard() IS
  * UUID, which every read shows as NULL again. Positions carry their event's
  * user_id, so a feed position lives in the same shard as its event.
  */
+-- A foreign key of the user's on the old keys would stop the update halfway
+-- with PostgreSQL's message: say what to do instead, before changing anything.
+DO $$
+DECLARE
+    fks text;
+BEGIN
+    SELECT pg_catalog.string_agg(pg_catalog.format('%I on %s', c.conname, c.conrelid::pg_catalog.regclass), ', ')
+      INTO fks
+      FROM pg_catalog.pg_constraint c
+     WHERE c.contype OPERATOR(pg_catalog.=) 'f'
+       AND c.confrelid OPERATOR(pg_catalog.=) ANY (ARRAY['@extschema@.provider_connections'::pg_catalog.regclass,
+                                                         '@extschema@.provider_audit_log'::pg_catalog.regclass,
+                                                         '@extschema@.provider_event_positions'::pg_catalog.regclass]);
+    IF fks IS NOT NULL THEN
+        RAISE EXCEPTION 'provider_connections 1.4 changes the primary keys its tables'' foreign keys refer to: %', fks
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  HINT = 'Drop those foreign keys, update, and create them again on (user_id, id).';
+    END IF;
+END
+$$;
 ALTER TABLE @extschema@.provider_audit_log DISABLE TRIGGER provider_audit_log_append_only;
 UPDATE @extschema@.provider_audit_log SET user_id = '00000000-0000-0000-0000-000000000000'
  WHERE user_id IS NULL;
@@ -1068,6 +1088,7 @@ BEGIN
            FROM pg_catalog.pg_dist_shard s
            JOIN pg_catalog.pg_dist_placement pl ON pl.shardid OPERATOR(pg_catalog.=) s.shardid
            JOIN pg_catalog.pg_dist_node n ON n.groupid OPERATOR(pg_catalog.=) pl.groupid
+                AND n.noderole OPERATOR(pg_catalog.=) ''primary'' AND n.isactive
           WHERE s.logicalrelid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass
           ORDER BY s.shardid'
         USING '@extschema@.provider_audit_log';

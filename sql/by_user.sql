@@ -82,8 +82,9 @@ SELECT count(*) FILTER (WHERE p.user_id = a.user_id) AS positions_with_their_use
 
 -- The guard: a status change by one of our functions names its call in
 -- last_call_id (no second event); a direct UPDATE leaves it alone and is
--- recorded; an UPDATE that names a new call is taken for one that records
--- itself.
+-- recorded; on one node a direct UPDATE that sets last_call_id is recorded
+-- too (the column is read on a distributed install only, where the guard
+-- cannot see the function writing).
 SELECT coalesce(max(id), 0) AS mark FROM provider_audit_log \gset
 SELECT ok FROM provider_disconnect(:u, :'d');
 SELECT last_call_id = (SELECT call_id FROM provider_audit_log WHERE id > :mark ORDER BY id LIMIT 1) AS names_its_call

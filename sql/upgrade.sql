@@ -180,3 +180,16 @@ DROP EXTENSION provider_connections;
 
 \c contrib_regression
 DROP DATABASE pc_upgrade;
+
+-- 1.4 changes the keys: a user's foreign key on the old ones stops the
+-- update before anything changed, saying what to do.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS provider_connections CASCADE;
+CREATE EXTENSION provider_connections VERSION '1.3' CASCADE;
+RESET client_min_messages;
+CREATE TABLE app_sync_jobs (connection_id uuid REFERENCES provider_connections (id));
+ALTER EXTENSION provider_connections UPDATE TO '1.4';
+SELECT extversion FROM pg_extension WHERE extname = 'provider_connections';
+DROP TABLE app_sync_jobs;
+ALTER EXTENSION provider_connections UPDATE TO '1.4';
+SELECT extversion FROM pg_extension WHERE extname = 'provider_connections';

@@ -527,9 +527,11 @@ pc_feed_shards_purge(Oid nsp, TimestampTz before, int64 up_to, int32 batch)
 	uint64		n;
 	uint64		i;
 	int64		removed = 0;
+	/* Runs in the caller's transaction: the setting ends with the purge, not with it. */
+	int			save_nestlevel = NewGUCNestLevel();
 
 	(void) set_config_option("citus.enable_manual_changes_to_shards", "on", PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	shards = LocalShards(nsp, &n);
 	for (i = 0; i < n; i++)
 	{
@@ -575,6 +577,7 @@ pc_feed_shards_purge(Oid nsp, TimestampTz before, int64 up_to, int32 batch)
 				1, &htype, &hvalue, NULL, SPI_OK_INSERT, "record the shard's purge horizon");
 		}
 	}
+	AtEOXact_GUC(true, save_nestlevel);
 	return removed;
 }
 

@@ -138,7 +138,9 @@ UuidAttr(Relation rel, HeapTuple tup, const char *name)
 
 /*
  * Whether an UPDATE names a new call in last_call_id (1.4 on): our commands
- * do, and record their own events. Where the command ran is not always
+ * do, and record their own events. Read on a distributed install only: on
+ * one node pc_command_writing() says it, and a direct UPDATE that sets the
+ * column is still recorded. Where the command ran is not always
  * where the row is: on Citus a call run on the coordinator changes a shard
  * on a worker, whose guard cannot see pc_command_writing(). A direct
  * UPDATE leaves the column alone and is recorded; one that sets it says it
@@ -160,6 +162,14 @@ CallDeclared(Relation rel, HeapTuple oldtup, HeapTuple newtup)
 		return false;
 	oldval = heap_getattr(oldtup, att, RelationGetDescr(rel), &oldnull);
 	return oldnull || memcmp(DatumGetUUIDP(oldval), DatumGetUUIDP(newval), sizeof(pg_uuid_t)) != 0;
+}
+
+/* Whether Citus distributes the table rel (our tables are distributed together). */
+static bool
+Distributed(Relation rel)
+{
+	pc_plans_use_schema(RelationGetNamespace(rel));
+	return pc_citus_distributed();
 }
 
 /*
@@ -388,7 +398,8 @@ provider_connections_guard(PG_FUNCTION_ARGS)
 							pc_status_name(from), pc_status_name(to)),
 					 from == PC_STATUS_DISCONNECTED ?
 					 errdetail("\"disconnected\" is terminal; create a new connection instead.") : 0));
-		if (from != to && !pc_command_writing() && !CallDeclared(rel, oldtup, newtup) &&
+		if (from != to && !pc_command_writing() &&
+			!(CallDeclared(rel, oldtup, newtup) && Distributed(rel)) &&
 			!WriteIsReplicas(rel))
 			RecordStatusChange(rel, newtup, from, to);
 	}
