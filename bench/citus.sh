@@ -206,8 +206,12 @@ cpu_of() {
 	for n in "$@"; do
 		pm=$(head -n 1 "$DIR/$n/postmaster.pid")
 		total=$((total + $(awk '{ sub(/.*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$pm/stat")))
-		for p in $(ps -o pid= --ppid "$pm"); do
-			total=$((total + $(awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+		# Its live children, from /proc (no ps on a minimal Debian): after
+		# "pid (comm) ", field 2 is the parent, 12 and 13 utime and stime.
+		for p in /proc/[0-9]*/stat; do
+			line=$(cat "$p" 2>/dev/null) || continue
+			read -ra f <<<"${line##*) }"
+			[ "${f[1]}" = "$pm" ] && total=$((total + f[11] + f[12]))
 		done
 	done
 	echo "$total"
