@@ -538,6 +538,29 @@ pc_find_owned_connection(PcCall *call, const pg_uuid_t *id, const pg_uuid_t *use
 }
 
 /*
+ * The connection a call names (id), found by id alone, or with by_user
+ * among user_id's connections only (the user-first forms; none when
+ * user_id is NULL); what the call's events say of it (pc_call_describe,
+ * with the caller's user when it was not found by a user-first form), and
+ * the id as the result's. Returns whether it was found, in *row.
+ */
+bool
+pc_call_find_connection(PcCall *call, bool by_user, const pg_uuid_t *user_id,
+						const pg_uuid_t *id, PcConnectionRow *row)
+{
+	bool		found = false;
+
+	if (id != NULL && (!by_user || user_id != NULL))
+		found = pc_find_connection(id, by_user ? user_id : NULL, row);
+	pc_call_describe(call, found ? row : NULL);
+	if (!found && by_user)
+		call->event.user_id = user_id;
+	call->event.connection_id = id;
+	call->result_connection_id = id;
+	return found;
+}
+
+/*
  * A user_id argument: not NULL, and not the nil UUID, which the audit log
  * stores for "no user" (a call made without one).
  */

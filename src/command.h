@@ -98,9 +98,17 @@ extern bool pc_check_lease(PcCall *call, const pg_uuid_t *id, const pg_uuid_t *u
 						   const pg_uuid_t *lease_token);
 extern bool pc_find_owned_connection(PcCall *call, const pg_uuid_t *id, const pg_uuid_t *user_id,
 									 PcConnectionRow *row);
+extern bool pc_call_find_connection(PcCall *call, bool by_user, const pg_uuid_t *user_id,
+									const pg_uuid_t *id, PcConnectionRow *row);
 extern void pc_call_describe(PcCall *call, const PcConnectionRow *row);
 extern void pc_call_describe_attempted(PcCall *call, const PcConnectionRow *row);
 extern bool pc_credential_type_valid(const char *type);
+
+/*
+ * Argument n of a function's 1.3 form (by connection id) in the form a call
+ * came through: the 1.4 user-first form has the owner's id first.
+ */
+#define PC_FORM_ARG(by_user, n) ((n) + ((by_user) ? 1 : 0))
 
 extern pg_uuid_t *pc_arg_uuid(FunctionCallInfo fcinfo, int argno);
 extern char *pc_arg_text(FunctionCallInfo fcinfo, int argno);

@@ -97,22 +97,7 @@ static PcStatement pc_lock_state_skip = {
 	" SELECT (SELECT pg_catalog.count(*) FROM numbered)," \
 	"        (SELECT pg_catalog.pg_snapshot_xmax(cur.s) OPERATOR(pg_catalog.>) $4 FROM cur)"
 
-/* Later rounds: what committed since the last. */
-#define PC_ROUND_LATER \
-	"((a.xid OPERATOR(pg_catalog.>=) $1 AND a.xid OPERATOR(pg_catalog.<) $4)" \
-	" OR a.xid OPERATOR(pg_catalog.=) ANY ($2))" \
-	" AND pg_catalog.pg_visible_in_snapshot(a.xid, cur.s)" \
-	" AND a.xid OPERATOR(pg_catalog.<>) $3"
 
-/*
- * The first round: every visible row without a position but the
- * assigner's own, which its snapshot shows although they are not committed
- * (a reader that wrote events earlier in its transaction). Rows without an
- * xid (written into a 1.1 schema, before the feed) are numbered too.
- */
-#define PC_ROUND_FIRST \
-	"$1 IS NULL AND $2 IS NULL AND $4 IS NOT NULL" \
-	" AND (a.xid IS NULL OR a.xid OPERATOR(pg_catalog.<>) $3)"
 
 /*
  * From 1.4 on a position carries its event's user_id (its key, so that on

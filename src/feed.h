@@ -22,6 +22,31 @@
  */
 #define PC_ERRCODE_BEHIND_PURGE MAKE_SQLSTATE('7','2','0','0','0')
 
+/*
+ * The candidates of a round (feed.c, and feed_shards.c on each Citus shard),
+ * over the audit rows a with the round's snapshot cur: $1 last_xmax, $2 the
+ * last in-progress xids, $3 the round's own xid, $4 the next xid.
+ *
+ * Later rounds: what committed since the last.
+ */
+#define PC_ROUND_LATER \
+	"((a.xid OPERATOR(pg_catalog.>=) $1 AND a.xid OPERATOR(pg_catalog.<) $4)" \
+	" OR a.xid OPERATOR(pg_catalog.=) ANY ($2))" \
+	" AND pg_catalog.pg_visible_in_snapshot(a.xid, cur.s)" \
+	" AND a.xid OPERATOR(pg_catalog.<>) $3"
+
+/*
+ * The first round: every visible row without a position but the
+ * assigner's own, which its snapshot shows although they are not committed
+ * (a reader that wrote events earlier in its transaction). Rows without an
+ * xid (written into a 1.1 schema, before the feed) are numbered too, and
+ * on Citus a placement's first round on its node numbers the rows that came
+ * with a move whatever xid they carry (the old node's).
+ */
+#define PC_ROUND_FIRST \
+	"$1 IS NULL AND $2 IS NULL AND $4 IS NOT NULL" \
+	" AND (a.xid IS NULL OR a.xid OPERATOR(pg_catalog.<>) $3)"
+
 extern Oid	pc_feed_schema(void);
 extern int64 pc_feed_assign(Oid nsp, int64 *notified_upto);
 extern int	pc_feed_execute_indexed(SPIPlanPtr plan, Datum *args, const char *nulls);

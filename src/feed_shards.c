@@ -117,22 +117,6 @@ static const char *const pc_still_here_sql =
 	" SELECT (SELECT pg_catalog.count(*) FROM numbered)," \
 	"        (SELECT pg_catalog.pg_snapshot_xmax(cur.s) OPERATOR(pg_catalog.>) $4 FROM cur)"
 
-/* Later rounds: what committed since the last (feed.c's PC_ROUND_LATER). */
-#define PC_SHARD_ROUND_LATER \
-	"((a.xid OPERATOR(pg_catalog.>=) $1 AND a.xid OPERATOR(pg_catalog.<) $4)" \
-	" OR a.xid OPERATOR(pg_catalog.=) ANY ($2))" \
-	" AND pg_catalog.pg_visible_in_snapshot(a.xid, cur.s)" \
-	" AND a.xid OPERATOR(pg_catalog.<>) $3"
-
-/*
- * A placement's first round: every visible row without a position but the
- * round's own, whatever xid it carries (rows that came with a move carry
- * the old node's).
- */
-#define PC_SHARD_ROUND_FIRST \
-	"$1 IS NULL AND $2 IS NULL AND $4 IS NOT NULL" \
-	" AND (a.xid IS NULL OR a.xid OPERATOR(pg_catalog.<>) $3)"
-
 /* A shard's numbered events after $1, at most $2, shaped as feed.c's PC_TO_NOTIFY_SQL. */
 #define PC_SHARD_TO_NOTIFY_SQL \
 	"SELECT p.global_position, a.id, a.event_id, a.event_type, a.user_id, a.connection_id," \
@@ -253,9 +237,9 @@ ShardStmtSql(PcShardStmt kind, const char *schema, const PcShardPlacement *pl)
 		case PC_SS_HEAD:
 			return psprintf("SELECT COALESCE(pg_catalog.max(global_position), 0) FROM %s.%s", schema, positions);
 		case PC_SS_ROUND_FIRST:
-			return psprintf(PC_SHARD_ROUND_SQL(PC_SHARD_ROUND_FIRST), schema, audit, positions);
+			return psprintf(PC_SHARD_ROUND_SQL(PC_ROUND_FIRST), schema, audit, positions);
 		case PC_SS_ROUND_LATER:
-			return psprintf(PC_SHARD_ROUND_SQL(PC_SHARD_ROUND_LATER), schema, audit, positions);
+			return psprintf(PC_SHARD_ROUND_SQL(PC_ROUND_LATER), schema, audit, positions);
 		case PC_SS_NOTIFY:
 			return psprintf(PC_SHARD_TO_NOTIFY_SQL, schema, audit, positions);
 		case PC_NUM_SHARD_STMTS:

@@ -305,21 +305,15 @@ MarkCall(FunctionCallInfo fcinfo, Oid nsp, PcCommand command, bool by_user, cons
 {
 	PcCall		call;
 	PcConnectionRow row;
-	bool		found = false;
+	bool		found;
 	MarkArgs	a;
 
 	if (fcinfo != NULL)
 		pc_call_begin(&call, fcinfo, command);
 	else
 		pc_call_begin_in(&call, nsp, command);
-	if (id != NULL && (!by_user || user_id != NULL))
-		found = pc_find_connection(id, user_id, &row);
-	pc_call_describe(&call, found ? &row : NULL);
-	if (!found && by_user)
-		call.event.user_id = user_id;
-	call.event.connection_id = id;
+	found = pc_call_find_connection(&call, by_user, user_id, id, &row);
 	call.event.details = ReasonDetails(reason);
-	call.result_connection_id = id;
 	pc_call_attempted(&call);
 
 	/* A batch's owner is read from the row (a 1.3 install may hold the nil UUID there). */
@@ -360,7 +354,7 @@ MarkCall(FunctionCallInfo fcinfo, Oid nsp, PcCommand command, bool by_user, cons
  * among that user's only (on Citus: in that user's shard). Argument n of
  * the 1.3 form is argument n + 1 of the 1.4 form.
  */
-#define PC_ARG(n) ((n) + (by_user ? 1 : 0))
+#define PC_ARG(n) PC_FORM_ARG(by_user, n)
 
 /* provider_mark_failed, both forms: a pending connection whose OAuth flow failed. */
 static Datum

@@ -271,7 +271,7 @@ RefreshById(FunctionCallInfo fcinfo, PcCall *call, RefreshArgs *a)
  * in that user's shard). Argument n of the first is argument n + 1 of the
  * second.
  */
-#define PC_ARG(n) ((n) + (by_user ? 1 : 0))
+#define PC_ARG(n) PC_FORM_ARG(by_user, n)
 
 /*
  * provider_refresh_tokens, both forms: store new credentials for an active
@@ -299,14 +299,7 @@ RefreshTokens(FunctionCallInfo fcinfo, bool by_user)
 	pc_call_begin(&call, fcinfo, PC_CMD_REFRESH);
 	if (RefreshFastPathApplies(fcinfo, by_user, &a))
 		return RefreshById(fcinfo, &call, &a);
-	if (a.connection_id != NULL && (!by_user || user_id != NULL))
-		found = pc_find_connection(a.connection_id, user_id, &row);
-
-	pc_call_describe(&call, found ? &row : NULL);
-	if (!found && by_user)
-		call.event.user_id = user_id;
-	call.event.connection_id = a.connection_id;
-	call.result_connection_id = a.connection_id;
+	found = pc_call_find_connection(&call, by_user, user_id, a.connection_id, &row);
 	pc_call_attempted(&call);
 
 	if (by_user && !pc_check_user(&call, user_id))
@@ -473,13 +466,7 @@ RecordRefreshFailure(FunctionCallInfo fcinfo, bool by_user)
 	a.retry_after = PG_ARGISNULL(PC_ARG(3)) ? NULL : PG_GETARG_INTERVAL_P(PC_ARG(3));
 
 	pc_call_begin(&call, fcinfo, PC_CMD_REFRESH);
-	if (a.connection_id != NULL && (!by_user || user_id != NULL))
-		found = pc_find_connection(a.connection_id, user_id, &row);
-	pc_call_describe(&call, found ? &row : NULL);
-	if (!found && by_user)
-		call.event.user_id = user_id;
-	call.event.connection_id = a.connection_id;
-	call.result_connection_id = a.connection_id;
+	found = pc_call_find_connection(&call, by_user, user_id, a.connection_id, &row);
 	pc_call_attempted(&call);
 
 	if (by_user && !pc_check_user(&call, user_id))
