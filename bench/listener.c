@@ -18,11 +18,19 @@
  * Events are matched on the payload's "event_id" (a UUID, unique in the
  * audit log); "audit_id" is used to tell an earlier run's events apart.
  *
- * Latency: each payload's "occurred_at" is the time its audit row was
- * written (ISO 8601, microseconds, UTC offset). latency = the time the
- * notification was read from the socket - occurred_at. It runs from the
- * write, not the commit, so it is an upper bound on commit-to-listener
- * latency (it includes the rest of the call and the commit itself).
+ * Latency, two ways, both ending when the notification was read from the
+ * socket (one clock: the listener runs on the server's machine):
+ *   p50_ms, p99_ms, max_ms: from the payload's "occurred_at", the time the
+ *       audit row was written (ISO 8601, microseconds, UTC offset): an
+ *       upper bound on commit-to-listener latency, as it includes the rest
+ *       of the call and the caller's whole commit;
+ *   commit_p50_ms, commit_p99_ms, commit_max_ms: from the commit timestamp
+ *       of the transaction that wrote the row (pg_xact_commit_timestamp of
+ *       its xmin, read when the run is over), when track_commit_timestamp
+ *       is on ("-" otherwise). PostgreSQL takes that timestamp just before
+ *       it writes the commit record, so this still includes the caller's
+ *       own WAL flush: commit-to-listener as the caller's COMMIT starts.
+ * Each event counts once, at its first notification.
  *
  * Usage: listener [--expect-none] CHANNEL AUDIT_TABLE
  *   Connection settings come from the PG* environment variables.
@@ -31,7 +39,8 @@
  *   expected event arrived and 200 ms passed quietly, or nothing arrived
  *   for LISTENER_DRAIN_MS, default 3000), then prints one line:
  *     expected=N received=N missed=N duplicated=N unexpected=N failed=N
- *     earlier=N unparsed=N p50_ms=X p99_ms=X max_ms=X
+ *     earlier=N unparsed=N p50_ms=X p99_ms=X max_ms=X commit_p50_ms=X
+ *     commit_p99_ms=X commit_max_ms=X
  *   --expect-none: the target sends no notifications (the floor without
  *   NOTIFY): expected rows are counted but none is reported missed.
  *
@@ -60,14 +69,24 @@ typedef struct Received
 {
 	EventId		id;
 	int64_t		audit_id;		/* -1 when the payload has none */
+	int64_t		at;				/* when it was read, us since the epoch */
 } Received;
+
+/* An audit row of the run. */
+typedef struct Expected
+{
+	EventId		id;
+	int64_t		committed;		/* commit timestamp, us since the epoch; -1: unknown */
+} Expected;
 
 static volatile sig_atomic_t stop_requested = 0;
 
 static Received *received = NULL;
 static size_t n_received = 0, cap_received = 0;
-static double *latencies = NULL;	/* milliseconds */
+static double *latencies = NULL;	/* milliseconds, from the write */
 static size_t n_latencies = 0, cap_latencies = 0;
+static double *commit_latencies = NULL; /* milliseconds, from the commit */
+static size_t n_commit_latencies = 0;
 static size_t n_unparsed = 0;
 static size_t n_earlier = 0;	/* events of an earlier run, delivered late */
 static int64_t start_id = 0;	/* largest audit id before the run */
@@ -239,6 +258,7 @@ take_notification(const PGnotify *n, int64_t received_at)
 	}
 	v = json_value(n->extra, "audit_id");
 	r.audit_id = v ? strtoll(v, NULL, 10) : -1;
+	r.at = received_at;
 	if (r.audit_id >= 0 && r.audit_id <= start_id)
 	{
 		n_earlier++;
@@ -307,9 +327,9 @@ cmp_received(const void *a, const void *b)
 }
 
 static int
-cmp_eventid(const void *a, const void *b)
+cmp_expected(const void *a, const void *b)
 {
-	return cmp_id((const EventId *) a, (const EventId *) b);
+	return cmp_id(&((const Expected *) a)->id, &((const Expected *) b)->id);
 }
 
 static int
@@ -321,19 +341,20 @@ cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* The p-quantile of n sorted values (0 when there are none). */
 static double
-percentile(double p)
+percentile(const double *values, size_t n, double p)
 {
 	size_t		i;
 
-	if (n_latencies == 0)
+	if (n == 0)
 		return 0.0;
-	i = (size_t) (p * (double) n_latencies + 0.999999);
+	i = (size_t) (p * (double) n + 0.999999);
 	if (i < 1)
 		i = 1;
-	if (i > n_latencies)
-		i = n_latencies;
-	return latencies[i - 1];
+	if (i > n)
+		i = n;
+	return values[i - 1];
 }
 
 static PGresult *
@@ -357,7 +378,8 @@ main(int argc, char **argv)
 	PGresult   *res;
 	char		sql[512];
 	char	   *start_mark;
-	EventId    *expected;
+	Expected   *expected;
+	int			have_commit_ts;
 	size_t		n_expected,
 				n_failed = 0,
 				missed = 0,
@@ -416,19 +438,30 @@ main(int argc, char **argv)
 	while (!stop_requested)
 		pump(listen_conn, 100);
 
-	/* The run is over: every audit row it wrote is committed. */
+	/*
+	 * The run is over: every audit row it wrote is committed. The rows'
+	 * xmin is their writer's xid (the log is append-only), or the xid of
+	 * the subtransaction that wrote them, which has its commit timestamp too.
+	 */
+	res = query(query_conn, "SELECT current_setting('track_commit_timestamp')::bool");
+	have_commit_ts = PQgetvalue(res, 0, 0)[0] == 't';
+	PQclear(res);
 	snprintf(sql, sizeof(sql),
-			 "SELECT event_id::text, event_type LIKE '%%Failed' FROM %s WHERE id > %s",
+			 "SELECT event_id::text, event_type LIKE '%%Failed', %s FROM %s WHERE id > %s",
+			 have_commit_ts ?
+			 "(extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000000)::int8" : "NULL::int8",
 			 table, start_mark);
 	res = query(query_conn, sql);
 	n_expected = (size_t) PQntuples(res);
-	expected = malloc((n_expected + 1) * sizeof(EventId));
+	expected = malloc((n_expected + 1) * sizeof(Expected));
 	for (i = 0; i < n_expected; i++)
 	{
-		if (!parse_uuid(PQgetvalue(res, (int) i, 0), &expected[i]))
+		if (!parse_uuid(PQgetvalue(res, (int) i, 0), &expected[i].id))
 			die(NULL, "bad event_id in the audit log");
 		if (PQgetvalue(res, (int) i, 1)[0] == 't')
 			n_failed++;
+		expected[i].committed = PQgetisnull(res, (int) i, 2) ? -1 :
+			strtoll(PQgetvalue(res, (int) i, 2), NULL, 10);
 	}
 	PQclear(res);
 
@@ -452,7 +485,8 @@ main(int argc, char **argv)
 
 	/* Match received against expected, both sorted by event_id. */
 	qsort(received, n_received, sizeof(Received), cmp_received);
-	qsort(expected, n_expected, sizeof(EventId), cmp_eventid);
+	qsort(expected, n_expected, sizeof(Expected), cmp_expected);
+	commit_latencies = malloc((n_expected + 1) * sizeof(double));
 	i = j = 0;
 	while (i < n_expected || j < n_received)
 	{
@@ -463,7 +497,7 @@ main(int argc, char **argv)
 		else if (j == n_received)
 			c = -1;
 		else
-			c = cmp_id(&expected[i], &received[j].id);
+			c = cmp_id(&expected[i].id, &received[j].id);
 
 		if (c < 0)
 		{
@@ -478,9 +512,17 @@ main(int argc, char **argv)
 		else
 		{
 			size_t		k = j + 1;
+			int64_t		first = received[j].at;
 
-			while (k < n_received && cmp_id(&received[k].id, &expected[i]) == 0)
+			while (k < n_received && cmp_id(&received[k].id, &expected[i].id) == 0)
+			{
+				if (received[k].at < first)
+					first = received[k].at;
 				k++;
+			}
+			if (expected[i].committed >= 0)
+				commit_latencies[n_commit_latencies++] =
+					(double) (first - expected[i].committed) / 1000.0;
 			duplicated += k - j - 1;
 			i++;
 			j = k;
@@ -490,11 +532,19 @@ main(int argc, char **argv)
 		missed = 0;
 
 	qsort(latencies, n_latencies, sizeof(double), cmp_double);
+	qsort(commit_latencies, n_commit_latencies, sizeof(double), cmp_double);
 	printf("expected=%zu received=%zu missed=%zu duplicated=%zu unexpected=%zu failed=%zu "
-		   "earlier=%zu unparsed=%zu p50_ms=%.2f p99_ms=%.2f max_ms=%.2f\n",
+		   "earlier=%zu unparsed=%zu p50_ms=%.2f p99_ms=%.2f max_ms=%.2f",
 		   n_expected, n_received, missed, duplicated, unexpected, n_failed, n_earlier, n_unparsed,
-		   percentile(0.50), percentile(0.99),
+		   percentile(latencies, n_latencies, 0.50), percentile(latencies, n_latencies, 0.99),
 		   n_latencies ? latencies[n_latencies - 1] : 0.0);
+	if (n_commit_latencies > 0)
+		printf(" commit_p50_ms=%.2f commit_p99_ms=%.2f commit_max_ms=%.2f\n",
+			   percentile(commit_latencies, n_commit_latencies, 0.50),
+			   percentile(commit_latencies, n_commit_latencies, 0.99),
+			   commit_latencies[n_commit_latencies - 1]);
+	else
+		printf(" commit_p50_ms=- commit_p99_ms=- commit_max_ms=-\n");
 	fflush(stdout);
 
 	PQfinish(listen_conn);
@@ -502,6 +552,7 @@ main(int argc, char **argv)
 	free(expected);
 	free(received);
 	free(latencies);
+	free(commit_latencies);
 	free(start_mark);
 	return 0;
 }

@@ -5,8 +5,14 @@
 #
 # Input columns: round workload clients sync target tps expected received
 # missed duplicated unexpected failed p50_ms p99_ms pgbench_rc checkpoints
-# (how many checkpoints started during the run).
-# With several rounds, tps and p50 are medians, p99 the largest, counts sums.
+# (how many checkpoints started during the run) commit_p50_ms commit_p99_ms
+# (latency from the commit, "-" without commit timestamps) worker_cpu_pct
+# (the worker's CPU during the run, % of one core; "-" but in worker mode)
+# wal_syncs_per_s wal_sync_ms (WAL flushes during the run, and the mean
+# time of one) worker_rounds (the worker's rounds that numbered the run's
+# events; "-" but in worker mode).
+# With several rounds, tps, p50 and worker CPU are medians, p99 the largest,
+# counts sums.
 # Plain POSIX awk (Debian's mawk): no asort.
 
 BEGIN { FS = "\t" }
@@ -23,6 +29,13 @@ NR == 1 { next }
 	if ($1 + 0 > max_round) max_round = $1 + 0
 	p50[k, n] = $13
 	if (!(k in p99) || $14 + 0 > p99[k] + 0) p99[k] = $14
+	if ($17 != "" && $17 != "-") {
+		cp50[k, ++ncommit[k]] = $17
+		if (!(k in cp99) || $18 + 0 > cp99[k] + 0) cp99[k] = $18
+	}
+	if ($19 != "" && $19 != "-") wcpu[k, ++nwcpu[k]] = $19
+	if ($22 != "" && $22 != "-" && $7 + 0 > 0) epr[k, ++nepr[k]] = $7 / ($22 > 0 ? $22 : 1)
+	if ($21 != "" && $21 != "-") { wsps[k, ++nws[k]] = $20; wsms[k, nws[k]] = $21 }
 	expected[k] += $7; received[k] += $8; missed[k] += $9
 	duplicated[k] += $10; unexpected[k] += $11; failed[k] += $12
 	if ($7 == "-") nolistener[k] = 1
@@ -99,7 +112,19 @@ function events(g, t,    k) {
 function latency(g, t,    k) {
 	k = g SUBSEP t
 	if (!has(g, t) || nolistener[k] || received[k] == 0) return ""
-	return sprintf("%.1f / %.1f", median(p50, k, runs[k]), p99[k])
+	return sprintf("%.1f / %.1f", median(p50, k, runs[k]), p99[k]) \
+		(ncommit[k] ? sprintf(" (commit: %.1f / %.1f)", median(cp50, k, ncommit[k]), cp99[k]) : "")
+}
+# WAL flushes per second and ms per flush, medians of the runs.
+function wal_syncs(g, t,    k) {
+	k = g SUBSEP t
+	return nws[k] ? sprintf("%.0f | %.2f", median(wsps, k, nws[k]), median(wsms, k, nws[k])) : " | "
+}
+# The worker's CPU share, median of the runs, and events per round ("" outside worker mode).
+function worker_cpu(g, t,    k) {
+	k = g SUBSEP t
+	return (nwcpu[k] ? sprintf("%.1f", median(wcpu, k, nwcpu[k])) : "") " | " \
+		(nepr[k] ? sprintf("%.1f", median(epr, k, nepr[k])) : "")
 }
 function split_group(g, parts) { return split(g, parts, SUBSEP) }
 
@@ -134,7 +159,8 @@ END {
 	print "competitor's in the same group (runs of one group follow each other)."
 	print "Events: missed / duplicated, from the listener; latency: median / p99 in ms"
 	print "from the write of the audit row to the listener (an upper bound on"
-	print "commit-to-listener)."
+	print "commit-to-listener), and in parentheses from the commit timestamp of the"
+	print "row's transaction (taken as its COMMIT starts, before the caller's flush)."
 	if (any_checkpoint)
 		print "A checkpoint started during " any_checkpoint " run(s), marked in the last table: their figures are less reliable."
 	for (k in missed)
@@ -202,8 +228,8 @@ END {
 	for (i = 1; i <= 2; i++) {
 		g = ws[i] SUBSEP 16 SUBSEP "on"
 		k = g SUBSEP "ext-worker"
-		target_row("3 | " workload_name(ws[i]) ", 16 clients, durable, worker mode: p99 write-to-listener ms (largest of the rounds; every event delivered: " ((has(g, "ext-worker") && !nolistener[k]) ? missed[k] + duplicated[k] == 0 ? "yes" : "no" : "?") ")", "<= 10",
-			(has(g, "ext-worker") && !nolistener[k] && received[k] > 0) ? p99[k] : "", 10, "<=", undelivered(g, "ext-worker"))
+		target_row("3 | " workload_name(ws[i]) ", 16 clients, durable, worker mode: p99 " (ncommit[k] ? "commit" : "write") "-to-listener ms (largest of the rounds" (ncommit[k] ? "; from the write: " p99[k] : "") "; every event delivered: " ((has(g, "ext-worker") && !nolistener[k]) ? missed[k] + duplicated[k] == 0 ? "yes" : "no" : "?") ")", "<= 10",
+			(has(g, "ext-worker") && !nolistener[k] && received[k] > 0) ? (ncommit[k] ? cp99[k] : p99[k]) : "", 10, "<=", undelivered(g, "ext-worker"))
 	}
 	print "| 4 | scale: 1,000,000 connections / 10,000,000 audit rows | (bench/scale.sh) | not part of this run | |"
 	print ""
@@ -255,8 +281,8 @@ END {
 
 	print "<details><summary>Every target's listener figures</summary>"
 	print ""
-	print "| workload | clients | sync commit | target | tps | audit rows | received | missed | duplicated | unexpected | Failed outcomes | p50 ms | p99 ms | checkpoints |"
-	print "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	print "| workload | clients | sync commit | target | tps | audit rows | received | missed | duplicated | unexpected | Failed outcomes | p50 ms | p99 ms | commit p50 ms | commit p99 ms | worker CPU % | events per round | WAL flushes/s | ms per WAL flush | checkpoints |"
+	print "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	split("ext plref floor ext-worker floor-nonotify", ts, " ")
 	for (i = 1; i <= ngroups; i++) {
 		g = groups[i]
@@ -266,15 +292,18 @@ END {
 			if (!has(g, t)) continue
 			k = g SUBSEP t
 			if (nolistener[k])
-				printf "| %s | %s | %s | %s | %s | (no report) | | | | | | | | %d |\n",
-					workload_name(p[1]), p[2], p[3], t, fmt(tps_of(g, t)), checkpointed[k]
+				printf "| %s | %s | %s | %s | %s | (no report) | | | | | | | | | | %s | %s | %d |\n",
+					workload_name(p[1]), p[2], p[3], t, fmt(tps_of(g, t)), worker_cpu(g, t), wal_syncs(g, t), checkpointed[k]
 			else
-				printf "| %s | %s | %s | %s | %s | %d | %d | %s | %d | %d | %d | %s | %s | %d |\n",
+				printf "| %s | %s | %s | %s | %s | %d | %d | %s | %d | %d | %d | %s | %s | %s | %s | %s | %s | %d |\n",
 					workload_name(p[1]), p[2], p[3], t, fmt(tps_of(g, t)), expected[k], received[k],
 					(t == "floor-nonotify") ? "n/a" : missed[k], duplicated[k], unexpected[k], failed[k],
 					received[k] ? sprintf("%.1f", median(p50, k, runs[k])) : "",
-					received[k] ? sprintf("%.1f", p99[k]) : "", checkpointed[k]
-			if (bad[k]) printf "| | | | %s: a pgbench run failed | | | | | | | | | | |\n", t
+					received[k] ? sprintf("%.1f", p99[k]) : "",
+					received[k] && ncommit[k] ? sprintf("%.1f", median(cp50, k, ncommit[k])) : "",
+					received[k] && ncommit[k] ? sprintf("%.1f", cp99[k]) : "",
+					worker_cpu(g, t), wal_syncs(g, t), checkpointed[k]
+			if (bad[k]) printf "| | | | %s: a pgbench run failed | | | | | | | | | | | | | | | | |\n", t
 		}
 	}
 	print ""

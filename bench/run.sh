@@ -77,7 +77,7 @@ OUT=$BENCH/results/last
 rm -rf "$OUT"
 mkdir -p "$OUT"
 RESULTS=$OUT/results.tsv
-printf 'round\tworkload\tclients\tsync\ttarget\ttps\texpected\treceived\tmissed\tduplicated\tunexpected\tfailed\tp50_ms\tp99_ms\tpgbench_rc\tcheckpoints\n' >"$RESULTS"
+printf 'round\tworkload\tclients\tsync\ttarget\ttps\texpected\treceived\tmissed\tduplicated\tunexpected\tfailed\tp50_ms\tp99_ms\tpgbench_rc\tcheckpoints\tcommit_p50_ms\tcommit_p99_ms\tworker_cpu_pct\twal_syncs_per_s\twal_sync_ms\tworker_rounds\n' >"$RESULTS"
 
 ### Build: the extension (common.sh) and the listener (libpq).
 install_deps
@@ -128,10 +128,15 @@ if [ "$SMOKE" != 1 ]; then
 	# after the one that follows the seeding: right after a checkpoint
 	# every first write to a page logs the whole page, and in short runs
 	# those full-page writes, not the calls, would set the pace. A run
-	# that a checkpoint overlaps anyway is flagged in the report.
-	log "configuring the cluster for benchmarking (fsync on, shared_buffers 512MB)"
+	# that a checkpoint overlaps anyway is flagged in the report. Commit
+	# timestamps let the listener time delivery from each event's commit
+	# (bench/listener.c); every target pays for them alike. WAL I/O timing:
+	# how long the WAL flushes every durable commit waits for take.
+	log "configuring the cluster for benchmarking (fsync on, shared_buffers 512MB, track_commit_timestamp)"
 	q -d postgres >/dev/null <<-'SQL'
 		ALTER SYSTEM SET fsync = on;
+		ALTER SYSTEM SET track_commit_timestamp = on;
+		ALTER SYSTEM SET track_wal_io_timing = on;
 		ALTER SYSTEM SET shared_buffers = '512MB';
 		ALTER SYSTEM SET max_wal_size = '16GB';
 		ALTER SYSTEM SET checkpoint_timeout = '1d';
@@ -263,6 +268,12 @@ INDEXES="- extension $EXT_VERSION: provider_connections $(index_list public.prov
 - PL/pgSQL reference: provider_connections $(index_list plref.provider_connections); provider_audit_log $(index_list plref.provider_audit_log)
 - floor: provider_connections $(index_list floor.provider_connections); provider_audit_log $(index_list floor.provider_audit_log)"
 
+# proc_cpu_ticks PID: the process's user + system CPU time in clock ticks (0 if gone).
+proc_cpu_ticks() {
+	# Fields after the command name, which is in parentheses and may hold spaces.
+	sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }' || echo 0
+}
+
 ### One run: TARGET WORKLOAD CLIENTS SYNC ROUND
 FAILURES=0
 run_one() {
@@ -303,7 +314,8 @@ run_one() {
 	local checkpoints
 	checkpoints=$(q -c "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
 
-	local log=$OUT/$sync-$clients-$workload-$target-$round
+	local log=$OUT/$sync-$clients-$workload-$target-$round id0
+	id0=$(q -c "SELECT coalesce(max(id), 0) FROM $table")
 	"$LISTENER" $flag "$channel" "$table" >"$log.listener" 2>&1 &
 	LISTENER_PID=$!
 	local i
@@ -314,9 +326,27 @@ run_one() {
 	done
 	grep -q '^ready' "$log.listener" || { cat "$log.listener"; exit 1; }
 
-	local rc=0 jobs=$((clients < NPROC ? clients : NPROC))
+	# The worker's CPU time during the run (utime + stime, /proc/PID/stat),
+	# as a share of one core: what numbering and notifying cost the machine.
+	local worker_pid="" cpu0=0 worker_cpu=-
+	if [ "$target" = ext-worker ]; then
+		worker_pid=$(q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'provider_connections worker' AND datname = current_database() LIMIT 1")
+		cpu0=$(proc_cpu_ticks "$worker_pid")
+	fi
+	local rc=0 jobs=$((clients < NPROC ? clients : NPROC)) t0 wal0 wal_sync="- -"
+	wal0=$(q -c "SELECT wal_sync || ' ' || wal_sync_time FROM pg_stat_wal")
+	t0=$(date +%s.%N)
 	"$PG_BIN/pgbench" -n -M prepared -T "$SECS" -c "$clients" -j "$jobs" \
 		-D nseed="$SEED" -D cipher="$CIPHER" "${files[@]}" >"$log.pgbench" 2>&1 || rc=$?
+	if [ -n "$worker_pid" ]; then
+		worker_cpu=$(awk -v a="$cpu0" -v b="$(proc_cpu_ticks "$worker_pid")" -v hz="$(getconf CLK_TCK)" \
+			-v t0="$t0" -v t1="$(date +%s.%N)" 'BEGIN { printf "%.1f", (b - a) / hz / (t1 - t0) * 100 }')
+	fi
+	# WAL flushes (fsync/fdatasync of the WAL) during the run: per second,
+	# and the average time of one (pg_stat_wal, with track_wal_io_timing).
+	wal_sync=$(awk -v w0="$wal0" -v w1="$(q -c "SELECT wal_sync || ' ' || wal_sync_time FROM pg_stat_wal")" \
+		-v t0="$t0" -v t1="$(date +%s.%N)" 'BEGIN { split(w0, a, " "); split(w1, b, " "); n = b[1] - a[1]
+			printf "%.0f %s", n / (t1 - t0), (n > 0 ? sprintf("%.2f", (b[2] - a[2]) / n) : "-") }')
 	kill -TERM "$LISTENER_PID"
 	wait "$LISTENER_PID" || true
 	LISTENER_PID=
@@ -332,12 +362,19 @@ run_one() {
 	local -A f=()
 	local kv
 	for kv in $report; do f[${kv%%=*}]=${kv#*=}; done
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+	# The worker's rounds that numbered the run's events: one transaction
+	# each, so the distinct xmin of their positions.
+	local rounds=-
+	if [ -n "$worker_pid" ]; then
+		rounds=$(q -c "SELECT count(DISTINCT xmin::text) FROM provider_event_positions WHERE audit_id > $id0")
+	fi
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
 		"$round" "$workload" "$clients" "$sync" "$target" "$tps" \
 		"${f[expected]:--}" "${f[received]:--}" "${f[missed]:--}" "${f[duplicated]:--}" \
-		"${f[unexpected]:--}" "${f[failed]:--}" "${f[p50_ms]:--}" "${f[p99_ms]:--}" "$rc" "$checkpoints" >>"$RESULTS"
-	printf '%-9s %2s clients  sync %-3s  %-14s %9.0f tps  %s\n' \
-		"$workload" "$clients" "$sync" "$target" "$tps" "${report:-(no listener report)}" >&2
+		"${f[unexpected]:--}" "${f[failed]:--}" "${f[p50_ms]:--}" "${f[p99_ms]:--}" "$rc" "$checkpoints" \
+		"${f[commit_p50_ms]:--}" "${f[commit_p99_ms]:--}" "$worker_cpu" ${wal_sync% *} ${wal_sync#* } "$rounds" >>"$RESULTS"
+	printf '%-9s %2s clients  sync %-3s  %-14s %9.0f tps  worker: cpu %s%%, %s rounds  WAL flushes/s, ms: %s  %s\n' \
+		"$workload" "$clients" "$sync" "$target" "$tps" "$worker_cpu" "$rounds" "$wal_sync" "${report:-(no listener report)}" >&2
 
 	local problem=""
 	[ "$rc" = 0 ] || problem+=" pgbench failed (rc $rc, see $log.pgbench)"

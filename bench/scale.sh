@@ -39,6 +39,19 @@
 # worker_databases is reset after. auto_explain then logs the plans of a
 # round and of a read (bench/results/scale/plans-*.log).
 #
+# Purge (issue 18), last, in scale_large with its worker running:
+# provider_purge_events(now(), p) with p = the oldest position +
+# SCALE_PURGE_EVENTS - 1, so that it removes the SCALE_PURGE_EVENTS oldest
+# events (1,000,000) with their positions, timed (rows per second) and its
+# WAL measured from pg_current_wal_lsn() before and after (bytes per purged
+# event; full_page_writes is off, see Cluster, so no page images: right
+# after a checkpoint a purge also logs each page it touches once more).
+# The sizes on disk (pg_total_relation_size, indexes and TOAST included) of
+# provider_audit_log and provider_event_positions are reported before the
+# purge, after it, and after a plain VACUUM of both (which makes the space
+# reusable but returns only empty pages at a table's end to the system: a
+# purge removes the start of the log).
+#
 # Growing scale_large (no function is called, nothing is dropped):
 #   - ext_ids gets the new users (gen_random_uuid(), numbered in user id
 #     order) and time-ordered connection ids older than any real one;
@@ -88,6 +101,8 @@
 #   SCALE_CHUNK         audit rows per INSERT while growing (default 1000000)
 #   SCALE_BULK_XID      native or null: the xid of the added audit rows (default native)
 #   SCALE_MAX_RATIO     the target's ratio (default 1.2)
+#   SCALE_PURGE_EVENTS  events purged in the large database (default 1000000;
+#                       0 skips the purge; less than SCALE_AUDIT_ROWS)
 #   BENCH_NO_BUILD=1    use the installed build instead of building this tree
 #   PGPORT              the throwaway cluster's port (default: random, 49152-65151)
 # Exits non-zero if a target is missed or a run fails. Logs: bench/results/scale/.
@@ -110,9 +125,14 @@ CHUNK=${SCALE_CHUNK:-1000000}
 BULK_XID=${SCALE_BULK_XID:-native}
 case $BULK_XID in native | null) ;; *) log "SCALE_BULK_XID must be native or null"; exit 2 ;; esac
 MAX_RATIO=${SCALE_MAX_RATIO:-1.2}
+PURGE=${SCALE_PURGE_EVENTS:-1000000}
 export PGPORT=${PGPORT:-$((49152 + RANDOM % 16000))}
 if [ "$CONNS" -le "$SMALL" ] || [ "$AUDIT" -lt $((2 * SMALL)) ]; then
 	log "SCALE_CONNECTIONS must exceed SCALE_SMALL ($SMALL), SCALE_AUDIT_ROWS be at least $((2 * SMALL))"
+	exit 2
+fi
+if [ "$PURGE" -lt 0 ] || [ "$PURGE" -ge "$AUDIT" ]; then
+	log "SCALE_PURGE_EVENTS must be at least 0 and less than SCALE_AUDIT_ROWS ($AUDIT)"
 	exit 2
 fi
 
@@ -274,9 +294,9 @@ for ((lo = C0; lo < CONNS; lo += conns_per_chunk)); do
 		           CROSS JOIN ctx
 		     WHERE b.n > :lo AND b.n <= :hi
 		     ORDER BY b.n, k
-		    RETURNING id)
-		INSERT INTO provider_event_positions (global_position, audit_id)
-		SELECT nextval('provider_event_position_seq'), id FROM ins ORDER BY id;
+		    RETURNING id, user_id)
+		INSERT INTO provider_event_positions (global_position, audit_id, user_id)
+		SELECT nextval('provider_event_position_seq'), id, user_id FROM ins ORDER BY id;
 	SQL
 	log "  audit rows for connections up to $hi: $((SECONDS - TA))s"
 done
@@ -435,6 +455,48 @@ done
 q -d postgres -c "ALTER SYSTEM RESET provider_connections.worker_databases" -c "SELECT pg_reload_conf()" >/dev/null
 T_ASSIGN=$((SECONDS - TP))
 
+### Purge: the SCALE_PURGE_EVENTS oldest events of scale_large (see the header).
+TU=$SECONDS
+# log_sizes: "audit_log_bytes positions_bytes" in scale_large.
+log_sizes() {
+	q -d scale_large -F ' ' -c "SELECT pg_total_relation_size('provider_audit_log'), pg_total_relation_size('provider_event_positions')"
+}
+PURGE_LINE=""
+if [ "$PURGE" -gt 0 ]; then
+	log "purge: the $PURGE oldest events of scale_large"
+	q -d scale_large -c "CHECKPOINT" >/dev/null
+	read -r PA0 PP0 < <(log_sizes)
+	read -r PURGE_ROWS0 < <(q -d scale_large -c "SELECT count(*) FROM provider_audit_log")
+	out=$(psql -qAtX -v ON_ERROR_STOP=1 -d scale_large -v n="$PURGE" 2>&1 <<-'SQL'
+		SELECT min(global_position) + :n - 1 AS up_to FROM provider_event_positions \gset
+		SELECT pg_current_wal_lsn() AS lsn0 \gset
+		\timing on
+		SELECT provider_purge_events(now(), :up_to) AS purged \gset
+		\timing off
+		SELECT 'purged ' || :purged;
+		SELECT 'wal ' || pg_wal_lsn_diff(pg_current_wal_lsn(), :'lsn0');
+	SQL
+	) || { echo "$out"; exit 1; }
+	PURGE_MS=$(sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' <<<"$out")
+	PURGED=$(sed -n 's/^purged //p' <<<"$out")
+	PURGE_WAL=$(sed -n 's/^wal //p' <<<"$out")
+	read -r PA1 PP1 < <(log_sizes)
+	TVU=$SECONDS
+	q -d scale_large -c "VACUUM provider_audit_log, provider_event_positions" >/dev/null
+	T_PURGE_VACUUM=$((SECONDS - TVU))
+	read -r PA2 PP2 < <(log_sizes)
+	if [ -z "$PURGE_MS" ] || [ "$PURGED" != "$PURGE" ]; then
+		echo "$out" >&2
+		log "PROBLEM: the purge removed ${PURGED:-?} events, expected $PURGE"
+		FAILURES=$((FAILURES + 1))
+	fi
+	PURGE_LINE=$(awk -v ms="${PURGE_MS:-0}" -v n="${PURGED:-0}" -v wal="${PURGE_WAL:-0}" 'BEGIN {
+		printf "%d events purged in %.1f s: %.0f rows/s, %.0f bytes of WAL per purged event (%.1f MB in all)",
+			n, ms / 1000, (ms > 0 ? n * 1000 / ms : 0), (n > 0 ? wal / n : 0), wal / 1048576 }')
+	printf '  %s\n' "$PURGE_LINE" >&2
+fi
+T_PURGE=$((SECONDS - TU))
+
 ### The report.
 REPORT=$OUT/report.md
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print ""; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -501,8 +563,20 @@ MISSED=0
 	echo
 	echo "Assignment rounds: $(awk -F '\t' 'NR > 1 { printf "%s%s %s events in %s ms", sep, $2, $4, $5; sep = "; " }' "$ASSIGN")."
 	echo
+	if [ -n "$PURGE_LINE" ]; then
+		mb() { awk -v b="$1" 'BEGIN { printf "%.1f MB", b / 1048576 }'; }
+		echo "Purge in the large database ($PURGE_ROWS0 audit rows before it; \`provider_purge_events\`, one call; WAL from"
+		echo "\`pg_current_wal_lsn()\` before and after, full_page_writes off): $PURGE_LINE."
+		echo
+		echo "| size on disk (\`pg_total_relation_size\`) | provider_audit_log | provider_event_positions |"
+		echo "|---|---:|---:|"
+		echo "| before the purge | $(mb "$PA0") | $(mb "$PP0") |"
+		echo "| after the purge | $(mb "$PA1") | $(mb "$PP1") |"
+		echo "| after VACUUM (${T_PURGE_VACUUM}s) | $(mb "$PA2") | $(mb "$PP2") |"
+		echo
+	fi
 	echo "Time: seeding ${T_SEED}s, growing ${T_LOAD}s (connections ${T_CONNS}s, audit rows and positions ${T_AUDIT}s,"
-	echo "VACUUM ANALYZE + CHECKPOINT ${T_VACUUM}s), latency runs ${T_LATENCY}s, assignment ${T_ASSIGN}s, total $((SECONDS - T0))s."
+	echo "VACUUM ANALYZE + CHECKPOINT ${T_VACUUM}s), latency runs ${T_LATENCY}s, assignment ${T_ASSIGN}s, purge ${T_PURGE}s, total $((SECONDS - T0))s."
 	echo "Checkpoints started during the latency runs: $CHECKPOINTS (DROP DATABASE of each small copy forces one, before"
 	echo "the large run that follows; with full_page_writes off it leaves nothing for the runs to pay)."
 	echo "Triggers on INSERT into the tables the load writes: $INSERT_TRIGGERS."

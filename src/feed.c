@@ -38,16 +38,25 @@
 #include "replication.h"
 #include "worker.h"
 
-/* The state row, locked for the round: NOWAIT-free, so rounds queue up. */
-static PcStatement pc_lock_state_wait = {
-	"SELECT last_xmax, last_xip FROM %1$s.provider_feed_state FOR UPDATE",
-	0, {InvalidOid}
-};
+/*
+ * The state row, locked for the round, by schema (before 1.4, and 1.4 on)
+ * and by who asks: a reader waits (NOWAIT-free, so rounds queue up), the
+ * worker leaves the round to whoever holds it (SKIP LOCKED). From 1.4 the
+ * same read gives where notifications stand (StoredNotifiedUpto): one
+ * statement fewer per round.
+ */
+#define PC_LOCK_STATE_SQL(notified, lock) \
+	"SELECT last_xmax, last_xip, " notified " FROM %1$s.provider_feed_state FOR UPDATE" lock
 
-/* The same for the worker, which leaves the round to whoever holds it. */
-static PcStatement pc_lock_state_skip = {
-	"SELECT last_xmax, last_xip FROM %1$s.provider_feed_state FOR UPDATE SKIP LOCKED",
-	0, {InvalidOid}
+static PcStatement pc_lock_state[2][2] = {
+	{
+		{PC_LOCK_STATE_SQL("NULL::pg_catalog.int8", " SKIP LOCKED"), 0, {InvalidOid}},
+		{PC_LOCK_STATE_SQL("NULL::pg_catalog.int8", ""), 0, {InvalidOid}},
+	},
+	{
+		{PC_LOCK_STATE_SQL("notified_upto", " SKIP LOCKED"), 0, {InvalidOid}},
+		{PC_LOCK_STATE_SQL("notified_upto", ""), 0, {InvalidOid}},
+	},
 };
 
 /*
@@ -124,12 +133,8 @@ static PcStatement pc_rounds[2][2] = {
  * afresh (a server restart, a slot taken anew) goes on from there: the
  * events a reader numbered while no worker ran are still notified, once.
  * NULL until a round first sets it to the head as that round found it.
+ * It is read with the state row's lock (pc_lock_state).
  */
-static PcStatement pc_get_notified = {
-	"SELECT notified_upto FROM %1$s.provider_feed_state",
-	0, {InvalidOid}
-};
-
 static PcStatement pc_set_notified = {
 	"UPDATE %1$s.provider_feed_state SET notified_upto = $1",
 	1, {INT8OID}
@@ -361,24 +366,19 @@ FeedHead(void)
 }
 
 /*
- * Where notifications stand in the locked state row (1.4 schemas): the
- * stored position, or, the first time, the head as it is now, which is
- * stored (every event numbered from now on is to be notified). Returns -1
- * on older schemas, where the worker starts from the head.
+ * Where notifications stand in the locked state row (1.4 schemas), given
+ * its notified_upto as pc_lock_state read it: the stored position, or, the
+ * first time (NULL), the head as it is now, which is stored (every event
+ * numbered from now on is to be notified). Returns -1 on older schemas,
+ * where the worker starts from the head.
  */
 static int64
-StoredNotifiedUpto(void)
+StoredNotifiedUpto(Datum value, bool isnull)
 {
-	bool		isnull;
-	Datum		value;
 	int64		upto;
 
 	if (pc_schema_level() < PC_SCHEMA_1_4)
 		return -1;
-	if (SPI_execute_plan(pc_statement_plan(&pc_get_notified), NULL, NULL, false, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "could not read provider_feed_state");
-	value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (!isnull)
 		return DatumGetInt64(value);
 	upto = FeedHead();
@@ -419,6 +419,7 @@ AssignRound(Oid nsp, bool wait, int64 *notified_upto)
 	int64		notified = 0;
 	HeapTuple	state;
 	TupleDesc	desc;
+	Datum		value;
 	int			rc;
 	int64		stored;
 	PcFeedSource source;
@@ -465,7 +466,7 @@ AssignRound(Oid nsp, bool wait, int64 *notified_upto)
 		return notified;
 	}
 
-	if (SPI_execute_plan(pc_statement_plan(wait ? &pc_lock_state_wait : &pc_lock_state_skip),
+	if (SPI_execute_plan(pc_statement_plan(&pc_lock_state[with_user][wait ? 1 : 0]),
 						 NULL, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not lock provider_feed_state");
 	if (SPI_processed == 1)
@@ -483,7 +484,8 @@ AssignRound(Oid nsp, bool wait, int64 *notified_upto)
 		 * starting point before it numbers anything; a worker without one
 		 * of its own in memory takes the stored one.
 		 */
-		stored = StoredNotifiedUpto();
+		value = SPI_getbinval(state, desc, 3, &isnull);
+		stored = StoredNotifiedUpto(value, isnull);
 		if (notified_upto != NULL && *notified_upto < 0)
 			*notified_upto = stored >= 0 ? stored : FeedHead();
 		args[3] = FullTransactionIdGetDatum(ReadNextFullTransactionId());

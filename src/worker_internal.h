@@ -25,7 +25,7 @@
 #define PC_HOLD_WAIT_MS 10000	/* ... and the command goes on after */
 #define PC_SYNC_START_MS 50		/* pc_worker_sync gives up on a silent worker after */
 #define PC_SYNC_TIMEOUT_MS 2000 /* ... and on a busy one after */
-#define PC_ROUND_INTERVAL_MS 5	/* rounds start at most this often */
+#define PC_ROUND_INTERVAL_MS 2	/* rounds start at most this often */
 #define PC_WARN_INTERVAL_MS 60000	/* repeated round failures: one WARNING per */
 #define PC_EXTRA_SLOTS 32		/* slots beyond max_worker_processes */
 #define PC_MAX_HOLDS 8			/* databases one transaction can hold */

@@ -332,10 +332,19 @@ WorkerLoop(void)
 							 pc_worker_naptime, pc_wait_event);
 
 			/*
-			 * Each round is a transaction whose commit is flushed: one per
-			 * caller commit would double the WAL flushes of a durable
-			 * workload. Rounds start at most every PC_ROUND_INTERVAL_MS;
-			 * commits meanwhile wait for the next one, together. A reader
+			 * Each round is a transaction whose commit is flushed, and
+			 * only one runs at a time: the commits that arrive while a
+			 * round numbers and flushes wait for the next one, together.
+			 * Under load a round lasts longer than the pause below (at 16
+			 * durable clients most of it is spent queued for the WAL
+			 * flush), so the next starts as soon as it is over. With one
+			 * or two callers, rounds without any pause would each take
+			 * one commit and add a flush to each: the callers' next
+			 * commits would queue behind it (durable throughput at one
+			 * client fell by about half in bench/run.sh). Rounds
+			 * therefore start at most every PC_ROUND_INTERVAL_MS: 2 ms
+			 * kept that throughput and halved the delivery latency of the
+			 * 5 ms first used (bench/README.md, "Round pacing"). A reader
 			 * waiting in pc_worker_sync is not made to wait.
 			 */
 			for (;;)

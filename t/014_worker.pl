@@ -4,7 +4,8 @@
 # visible in pg_stat_activity and named in its process title, once a call
 # commits events there, and the worker assigns their positions. With
 # worker_naptime at an hour, a commit wakes the worker in
-# provider_connections.notify = worker mode and does not in commit mode,
+# provider_connections.notify = worker mode (rounds then start at most
+# every 2 ms, not 5, under a stream of commits) and does not in commit mode,
 # where a read of the feed gets its round at once. The worker leaves on DROP
 # EXTENSION and comes back after CREATE EXTENSION and a call; DROP DATABASE,
 # CREATE DATABASE ... TEMPLATE and ALTER DATABASE RENAME succeed at once
@@ -242,6 +243,49 @@ my $t0 = time;
 my $woke = poll('pcw_a', $all_positioned, 60);
 ok($woke, sprintf('notify = worker, worker_naptime = 1h: a commit still wakes the worker at once (%.1f s)',
 		time - $t0)) or show_state();
+
+# Rounds start at most every 2 ms: a commit's round is not held back
+# longer. A procedure commits an event pair (a refresh of no connection)
+# about every 2.5 ms. Each round is one transaction, so the distinct xmin
+# of the positions those events got count the rounds that numbered them.
+# Rounds at most every 5 ms (the pacing 1.4 had first) could have numbered
+# them in no more than S / 5 ms + 2 rounds, S the time between the first
+# and the last write; the worker must have used more, S / 5 ms + 4. Best of
+# three attempts: on a loaded machine a worker kept off the CPU takes
+# several commits in one round, while with 5 ms between rounds no attempt
+# can pass.
+$node->safe_psql('pcw_a', q{
+	CREATE PROCEDURE pace_calls(n int) LANGUAGE plpgsql AS $$
+	BEGIN
+	    FOR i IN 1..n LOOP
+	        PERFORM provider_refresh_tokens('00000000-0000-0000-0000-000000000000', '\x01');
+	        COMMIT;
+	        PERFORM pg_sleep(0.002);
+	    END LOOP;
+	END $$});
+my ($pace_ok, $pace_seen) = (0, '');
+for my $attempt (1 .. 3)
+{
+	settle('pcw_a');
+	my $before = $node->safe_psql('pcw_a', 'SELECT coalesce(max(id), 0) FROM provider_audit_log');
+	$node->safe_psql('pcw_a', 'CALL pace_calls(80)');
+	poll('pcw_a', $all_positioned, 60);
+	my $got = $node->safe_psql('pcw_a', qq{
+		SELECT count(DISTINCT p.xmin::text) || ' rounds, '
+		       || count(*) || ' events over '
+		       || round(extract(epoch FROM max(a.occurred_at) - min(a.occurred_at)) * 1000) || ' ms: '
+		       || (count(DISTINCT p.xmin::text)
+		           > extract(epoch FROM max(a.occurred_at) - min(a.occurred_at)) * 1000 / 5 + 4)
+		  FROM provider_audit_log a JOIN provider_event_positions p ON p.audit_id = a.id
+		 WHERE a.id > $before});
+	$pace_seen .= " [$got]";
+	if ($got =~ /: true$/)
+	{
+		$pace_ok = 1;
+		last;
+	}
+}
+ok($pace_ok, "rounds follow commits at most 2 ms apart, not 5:$pace_seen") or show_state();
 
 set_config('provider_connections.notify', '', 'commit');
 settle('pcw_a');
