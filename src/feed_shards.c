@@ -30,6 +30,11 @@
  * one before its first round; positions are gap-free within a placement,
  * not across a move.
  *
+ * A round visits only the placements whose shards got events since their
+ * last round (worker_dirty.c: the stamp trigger notes the shard, the
+ * commit publishes it), and every placement at least every worker_naptime;
+ * the state of placements that left is dropped in those full rounds.
+ *
  * Purge. provider_purge_events on a distributed install purges the shards
  * placed on the node it runs on (run it on every node): per shard, the
  * prefix of its feed older than before and at most up_to_position, in
@@ -60,6 +65,7 @@
 #include "feed.h"
 #include "feed_shards.h"
 #include "plans.h"
+#include "worker.h"
 
 /* Citus's lock mode number for a shard's metadata lock: ShareLock. */
 #define PC_SHARD_METADATA_SHARE 5
@@ -209,6 +215,9 @@ typedef struct PcShardPlanEntry
 
 static HTAB *pc_shard_plans = NULL;
 static uint64 pc_shard_pass = 0;
+
+/* Whether the last ShardRound left work for the next round (worker_dirty.c keeps its shard). */
+static bool pc_shard_left_work = false;
 
 /* The SQL of a kind of statement for shard pl in schema (quoted). */
 static char *
@@ -425,7 +434,10 @@ ShardRound(Oid nsp, const PcShardPlacement *pl, bool notify)
 	numbered = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	/* Xids from $4 on were left to the next round: make it come now (feed.c says why). */
 	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)))
+	{
 		SetLatch(MyLatch);
+		pc_shard_left_work = true;
+	}
 
 	if (notify)
 	{
@@ -436,6 +448,9 @@ ShardRound(Oid nsp, const PcShardPlacement *pl, bool notify)
 		if (pc_feed_execute_indexed(ShardPlan(PC_SS_NOTIFY, nsp, pl), nvalues, NULL) != SPI_OK_SELECT)
 			elog(ERROR, "could not read the shard's events to notify");
 		notified = pc_feed_notify_rows(SPI_tuptable, SPI_processed, &upto, false, pl->shard_id);
+		/* A full batch: the rest in the next round, which must visit this shard again. */
+		if (notified >= PC_FEED_NOTIFY_BATCH)
+			pc_shard_left_work = true;
 	}
 	else if (numbered > 0)
 		upto = ShardHead(nsp, pl);
@@ -588,17 +603,38 @@ pc_feed_shards_assign(Oid nsp, bool notify)
 	uint64		n;
 	uint64		i;
 	int64		total = 0;
+	PcDirtyShards dirty;
+	bool		every;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	/* The round writes into the shard tables directly, as Citus's own executor does. */
 	(void) set_config_option("citus.enable_manual_changes_to_shards", "on", PGC_USERSET,
 							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+	/* Before the first snapshot: what commits after this is left for the next round. */
+	every = !pc_worker_take_dirty_shards(&dirty);
 	shards = LocalShards(nsp, &n);
 	pc_shard_pass++;
 	for (i = 0; i < n; i++)
+	{
+		Oid			relid = get_relname_relid(psprintf("provider_audit_log_" INT64_FORMAT,
+													   shards[i].shard_id), nsp);
+
+		/* Nothing committed there since its last round (worker_dirty.c). */
+		if (!every && OidIsValid(relid) && !pc_worker_shard_dirty(&dirty, relid))
+			continue;
+		pc_shard_left_work = false;
 		total += ShardRound(nsp, &shards[i], notify);
+		if (pc_shard_left_work)
+			pc_worker_keep_shard(relid);
+	}
 	ForgetOldPlans();
+	pc_worker_shards_settled();
+	if (!every)
+	{
+		SPI_finish();
+		return total;
+	}
 	/* The state of placements that left this node (a placement that comes back is a new one). */
 	Run(psprintf("DELETE FROM %s.provider_feed_shard_state s WHERE NOT EXISTS"
 				 " (SELECT 1 FROM pg_catalog.pg_dist_placement pl"

@@ -73,6 +73,7 @@ pc_worker_wake(bool round_needed)
 			latch = pc_shared->launcher_latch;
 		slot->wanted = true;
 	}
+	PcDirtyPublish(slot);
 	LWLockRelease(pc_shared->lock);
 	if (latch != NULL)
 		SetLatch(latch);
@@ -257,6 +258,7 @@ WakeXactCallback(XactEvent event, void *arg)
 			/* When callers notified, nothing waits for the round: the naptime does. */
 			if (pc_wrote_events)
 				pc_worker_wake(pc_wrote_for_worker);
+			PcDirtyPublish(NULL);	/* no shared memory: nothing took them */
 			pc_wrote_events = false;
 			pc_wrote_for_worker = false;
 			break;
@@ -264,6 +266,8 @@ WakeXactCallback(XactEvent event, void *arg)
 		case XACT_EVENT_PREPARE:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PARALLEL_ABORT:
+			/* A prepared transaction's rows: its COMMIT PREPARED marks every shard. */
+			PcDirtyPublish(NULL);
 			pc_wrote_events = false;
 			pc_wrote_for_worker = false;
 			break;
@@ -277,4 +281,5 @@ void
 pc_worker_api_init(void)
 {
 	RegisterXactCallback(WakeXactCallback, NULL);
+	pc_worker_dirty_init();
 }

@@ -64,7 +64,8 @@ typedef enum PcWorkerExit
  * The launcher writes state and missing; the worker writes pid, latch,
  * exit, retry_pending, its progress (rounds_*, notified_upto) and what
  * provider_stats() shows of it (last_round_at, last_error*); backends
- * write their requests: wanted, sync_pending and hold_pid.
+ * write their requests: wanted, sync_pending and hold_pid, and OR the
+ * shards they wrote into dirty, which the worker takes (worker_dirty.c).
  */
 typedef struct PcWorkerSlot
 {
@@ -85,6 +86,7 @@ typedef struct PcWorkerSlot
 	TimestampTz last_round_at;	/* when a round last committed; 0: never */
 	TimestampTz last_error_at;	/* when a round last failed; 0: never */
 	char		last_error[PC_LAST_ERROR_LEN];	/* its message, clipped */
+	PcDirtyShards dirty;		/* audit shards written since the last round took them */
 	ConditionVariable round_done; /* broadcast after each round and at exit */
 } PcWorkerSlot;
 
@@ -110,6 +112,10 @@ extern bool PcDatabaseListed(const char *name);
 extern void PcSlotReset(PcWorkerSlot *slot, Oid dboid);
 extern PcWorkerSlot *PcSlotFind(Oid dboid);
 extern PcWorkerSlot *PcSlotFindOrAlloc(Oid dboid, bool *allocated);
+
+/* worker_dirty.c: the shards a commit wrote, under the lock. */
+extern void PcDirtyPublish(PcWorkerSlot *slot);
+extern void PcDirtyFill(PcDirtyShards *set);
 
 /* launcher.c and worker_main.c: the processes. */
 extern PGDLLEXPORT void pc_launcher_main(Datum main_arg);

@@ -712,6 +712,37 @@ def _():
     expect(n == 2, f"{n} rows")
 
 
+@check("distributed: rounds visit the shards commits wrote (also through 2PC), not only the periodic sweep of every shard")
+def _():
+    # With worker_naptime at 60 s a round visits every placement once a
+    # minute only; every other round visits the shards that commits marked
+    # (worker_dirty.c). Events of a routed call and of a two-phase commit
+    # over two nodes must still be numbered at once.
+    set_everywhere({"provider_connections.worker_naptime": "1min"})
+    try:
+        a = next(u for u in DUSERS if shard_port(u) == PORTS[1])
+        b = next(u for u in DUSERS if shard_port(u) == PORTS[2])
+        with connect() as c:
+            c.autocommit = False
+            c.execute("SELECT * FROM provider_connect(%s, %s, 'dirty-2pc', %s)", (a, PROV, b"x"))
+            c.execute("SELECT * FROM provider_connect(%s, %s, 'dirty-2pc', %s)", (b, PROV, b"y"))
+            c.commit()
+        connect_user(DUSERS[0])
+        users = (a, b, DUSERS[0])
+
+        def unnumbered():
+            return val(C, """SELECT count(*) FROM provider_audit_log l
+                              WHERE l.user_id = ANY(%s) AND NOT EXISTS (
+                                SELECT 1 FROM provider_event_positions p
+                                 WHERE p.user_id = l.user_id AND p.audit_id = l.id)""", (list(users),))
+        try:
+            poll(lambda: unnumbered() == 0, "every event of the three users numbered", timeout=15)
+        except CheckFailed as e:
+            raise CheckFailed(f"{e}; {unnumbered()} events without a position")
+    finally:
+        set_everywhere({"provider_connections.worker_naptime": "1s"})
+
+
 @check("distributed: provider_events_since is refused with 0A000 (the feed is per shard), no worker logs a failed round")
 def _():
     try:

@@ -1,0 +1,206 @@
+/*
+ * worker_dirty.c
+ *		Which audit shards of a distributed install got events since the
+ *		worker's last round, so that its rounds visit those shards only.
+ *
+ * On Citus a node's worker runs a round per audit shard placed on the node
+ * (feed_shards.c), five or six statements each. Visiting every placement on
+ * every wake cost the workers about a third of a node's CPU under load,
+ * most of it on shards where nothing had happened. So the INSERT trigger
+ * that stamps an audit row with the storing node's xid (audit_stamp.c)
+ * notes the shard in a backend-local set; the commit that makes the rows
+ * visible ORs that set into the database's slot (pc_worker_wake, under the
+ * slots' lock, after the commit is visible to new snapshots); a round takes
+ * and clears the slot's set before its first snapshot and visits the shards
+ * in it. A commit that lands after the take leaves its bit for the next
+ * round, and every row committed before the take is in the snapshots the
+ * round's statements take after it: no shard with a committed, unnumbered
+ * row is skipped.
+ *
+ * The set is a bitmap of PC_DIRTY_SHARD_BITS bits indexed by the shard
+ * table's OID modulo its size: two shards on one bit only cost a visit.
+ * What the set cannot see makes a round visit every placement:
+ *  - the first round of a worker (a reset slot's set is full);
+ *  - COMMIT PREPARED, which publishes rows of a prepared transaction whose
+ *    shards this backend never saw (Citus commits multi-shard writes with
+ *    two-phase commit): its commit fills the set;
+ *  - a round that failed: what it took is kept for the next (carry);
+ *  - anything else (rows written with the trigger disabled, a shard that
+ *    arrived by a move or a split): a full sweep at least every
+ *    worker_naptime.
+ * A placement whose round left work (a full notification batch, xids left
+ * to the next round) stays in the set (pc_worker_keep_shard).
+ *
+ * Copyright (c) 2026, provider_connections developers.
+ * Released under the PostgreSQL License (see LICENSE).
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "tcop/utility.h"
+#include "utils/timestamp.h"
+
+#include "worker_internal.h"
+
+/* Shards this backend's transaction wrote audit rows into; published at commit. */
+static PcDirtyShards pc_my_dirty;
+static bool pc_my_dirty_any = false;
+
+/* The worker's own: what its round in progress took, and what it keeps for the next. */
+static PcDirtyShards pc_carry;
+static PcDirtyShards pc_keep;
+static bool pc_carry_valid = false;
+static TimestampTz pc_last_sweep = 0;
+
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+
+/* Set the bit of relid in set. */
+static inline void
+DirtySet(PcDirtyShards *set, Oid relid)
+{
+	uint32		bit = relid % PC_DIRTY_SHARD_BITS;
+
+	set->words[bit / 32] |= UINT32_C(1) << (bit % 32);
+}
+
+/* Fill set: every shard is to be visited. */
+void
+PcDirtyFill(PcDirtyShards *set)
+{
+	memset(set->words, 0xff, sizeof(set->words));
+}
+
+/*
+ * Note that the current transaction wrote an audit row into shard table
+ * relid (the stamp trigger, on the node that stores it): its commit marks
+ * the shard for the worker's next round.
+ */
+void
+pc_worker_note_shard(Oid relid)
+{
+	DirtySet(&pc_my_dirty, relid);
+	pc_my_dirty_any = true;
+	pc_worker_note_event(true);
+}
+
+/*
+ * OR what this backend's transaction noted into slot's set and forget it;
+ * called at commit under the slots' lock (pc_worker_wake). Without a slot
+ * (slot NULL), or at abort and prepare, just forget.
+ */
+void
+PcDirtyPublish(PcWorkerSlot *slot)
+{
+	int			i;
+
+	if (!pc_my_dirty_any)
+		return;
+	if (slot != NULL)
+		for (i = 0; i < PC_DIRTY_SHARD_WORDS; i++)
+			slot->dirty.words[i] |= pc_my_dirty.words[i];
+	memset(&pc_my_dirty, 0, sizeof(pc_my_dirty));
+	pc_my_dirty_any = false;
+}
+
+/*
+ * The worker, at the start of a round: into *set, the shards to visit,
+ * taking them out of the slot. Returns false when the round must visit
+ * every placement instead (see the file header). Whatever it returns is
+ * carried to the next round until pc_worker_shards_settled says this one
+ * finished.
+ */
+bool
+pc_worker_take_dirty_shards(PcDirtyShards *set)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	PcWorkerSlot *slot;
+	bool		sweep;
+	int			i;
+
+	sweep = TimestampDifferenceExceeds(pc_last_sweep, now, pc_worker_naptime);
+	LWLockAcquire(pc_shared->lock, LW_EXCLUSIVE);
+	slot = PcSlotFind(MyDatabaseId);
+	if (slot == NULL)
+		sweep = true;
+	else
+	{
+		*set = slot->dirty;
+		memset(&slot->dirty, 0, sizeof(slot->dirty));
+	}
+	LWLockRelease(pc_shared->lock);
+
+	if (sweep)
+	{
+		PcDirtyFill(set);
+		pc_last_sweep = now;
+	}
+	if (pc_carry_valid)
+		for (i = 0; i < PC_DIRTY_SHARD_WORDS; i++)
+			set->words[i] |= pc_carry.words[i];
+	pc_carry = *set;
+	pc_carry_valid = true;
+	memset(&pc_keep, 0, sizeof(pc_keep));
+	for (i = 0; i < PC_DIRTY_SHARD_WORDS; i++)
+		if (set->words[i] != PG_UINT32_MAX)
+			return true;
+	return false;
+}
+
+/* Whether shard table relid is in set. */
+bool
+pc_worker_shard_dirty(const PcDirtyShards *set, Oid relid)
+{
+	uint32		bit = relid % PC_DIRTY_SHARD_BITS;
+
+	return (set->words[bit / 32] & (UINT32_C(1) << (bit % 32))) != 0;
+}
+
+/* The worker: shard table relid has work left; visit it in the next round too. */
+void
+pc_worker_keep_shard(Oid relid)
+{
+	DirtySet(&pc_keep, relid);
+}
+
+/* The worker: the round that took the set finished; carry only what it kept. */
+void
+pc_worker_shards_settled(void)
+{
+	pc_carry = pc_keep;
+	pc_carry_valid = true;
+}
+
+/*
+ * COMMIT PREPARED makes visible the rows of a transaction prepared by
+ * another session, whose shards no one noted for this commit: fill the
+ * set when it commits.
+ */
+static void
+DirtyProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+					ProcessUtilityContext context, ParamListInfo params,
+					QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *stmt = pstmt->utilityStmt;
+
+	if (IsA(stmt, TransactionStmt) &&
+		((TransactionStmt *) stmt)->kind == TRANS_STMT_COMMIT_PREPARED)
+	{
+		PcDirtyFill(&pc_my_dirty);
+		pc_my_dirty_any = true;
+		pc_worker_note_event(true);
+	}
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+}
+
+/* Install the utility hook; called from pc_worker_api_init (_PG_init). */
+void
+pc_worker_dirty_init(void)
+{
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = DirtyProcessUtility;
+}
