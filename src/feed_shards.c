@@ -215,6 +215,7 @@ typedef struct PcShardPlanEntry
 
 static HTAB *pc_shard_plans = NULL;
 static uint64 pc_shard_pass = 0;
+static uint64 pc_last_full_pass = 0;	/* the last pass that visited every placement */
 
 /* Whether the last ShardRound left work for the next round (worker_dirty.c keeps its shard). */
 static bool pc_shard_left_work = false;
@@ -320,9 +321,9 @@ ShardPlan(PcShardStmt kind, Oid nsp, const PcShardPlacement *pl)
 	return entry->plan;
 }
 
-/* Free the plans of shards no pass used since the one before this (they left the node). */
+/* Free the plans of shards not used since pass before, the last full round before this one (they left the node). */
 static void
-ForgetOldPlans(void)
+ForgetOldPlans(uint64 before)
 {
 	HASH_SEQ_STATUS seq;
 	PcShardPlanEntry *entry;
@@ -331,7 +332,7 @@ ForgetOldPlans(void)
 		return;
 	hash_seq_init(&seq, pc_shard_plans);
 	while ((entry = hash_seq_search(&seq)) != NULL)
-		if (entry->key.shard_id != 0 && entry->used_in + 1 < pc_shard_pass)
+		if (entry->key.shard_id != 0 && entry->used_in < before)
 		{
 			if (entry->plan)
 				SPI_freeplan(entry->plan);
@@ -628,13 +629,15 @@ pc_feed_shards_assign(Oid nsp, bool notify)
 		if (pc_shard_left_work)
 			pc_worker_keep_shard(relid);
 	}
-	ForgetOldPlans();
 	pc_worker_shards_settled();
 	if (!every)
 	{
 		SPI_finish();
 		return total;
 	}
+	/* A full round visited every listed placement: the plans it did not use are of shards that left. */
+	ForgetOldPlans(pc_last_full_pass);
+	pc_last_full_pass = pc_shard_pass;
 	/* The state of placements that left this node (a placement that comes back is a new one). */
 	Run(psprintf("DELETE FROM %s.provider_feed_shard_state s WHERE NOT EXISTS"
 				 " (SELECT 1 FROM pg_catalog.pg_dist_placement pl"
