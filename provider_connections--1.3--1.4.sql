@@ -1057,6 +1057,7 @@ COMMENT ON FUNCTION @extschema@.provider_distribute(integer) IS
 CREATE TABLE @extschema@.provider_feed_shard_state (
     placement_id  bigint PRIMARY KEY,
     shard_id      bigint NOT NULL,
+    shard_relid   oid,
     last_xmax     xid8,
     last_xip      xid8[],
     notified_upto bigint,
@@ -1065,6 +1066,61 @@ CREATE TABLE @extschema@.provider_feed_shard_state (
 REVOKE ALL ON TABLE @extschema@.provider_feed_shard_state FROM PUBLIC;
 COMMENT ON TABLE @extschema@.provider_feed_shard_state IS
     'Citus: where the feed rounds of each audit shard placed on this node stand (one row per placement)';
+COMMENT ON COLUMN @extschema@.provider_feed_shard_state.shard_relid IS
+    'the audit shard table the row''s facts are about: Citus keeps a placement''s id when the shard moves away and back, the table is new, so the facts start afresh';
+
+/*
+ * Two kinds of rows in provider_event_positions on a distributed install,
+ * each a fact that must travel with its user's rows through moves and
+ * splits (Citus copies a row to the shard its user_id hashes to):
+ *	- a user's purge horizon: audit id 0 (which no event has), at the
+ *	  highest position of that user's events a purge removed; a shard's
+ *	  horizon is the highest of its users' (the partial index makes that
+ *	  one probe);
+ *	- notify_pending: a position numbered by a round that did not send its
+ *	  worker-mode notification (notifications held back or failed); the
+ *	  round that sends it clears it, so a node a shard moves to starts
+ *	  notifying at the first one still pending.
+ * Neither is ever set on one node.
+ */
+ALTER TABLE @extschema@.provider_event_positions
+    ADD COLUMN notify_pending boolean NOT NULL DEFAULT false;
+COMMENT ON COLUMN @extschema@.provider_event_positions.notify_pending IS
+    'Citus: numbered on its node without its worker-mode notification sent yet (src/feed_shards.c)';
+CREATE INDEX provider_event_positions_horizon_idx
+    ON @extschema@.provider_event_positions (global_position) WHERE audit_id = 0;
+CREATE INDEX provider_event_positions_pending_idx
+    ON @extschema@.provider_event_positions (global_position) WHERE notify_pending;
+
+/*
+ * Where a read of a shard's feed goes on from, called in the snapshot of the
+ * read itself (as provider_feed_resume on one node): after_position, or,
+ * behind the shard's purge horizon, an error 72000 or the horizon when
+ * skip_purged.
+ */
+CREATE FUNCTION @extschema@.provider_shard_feed_resume(
+    shard_id bigint, after_position bigint, skip_purged boolean, horizon bigint)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF horizon IS NULL OR after_position >= horizon THEN
+        RETURN after_position;
+    END IF;
+    IF skip_purged THEN
+        RETURN horizon;
+    END IF;
+    RAISE EXCEPTION 'provider_shard_events_since: events of shard % after position % were purged, up to position %',
+                    shard_id, after_position, horizon
+        USING ERRCODE = '72000',
+              DETAIL = pg_catalog.format('The purge horizon of shard %s is %s.', shard_id, horizon),
+              HINT = 'To continue after the purged events, call provider_shard_events_since with skip_purged => true.';
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@.provider_shard_feed_resume(bigint, bigint, boolean, bigint) FROM PUBLIC;
+COMMENT ON FUNCTION @extschema@.provider_shard_feed_resume(bigint, bigint, boolean, bigint) IS
+    'internal (Citus): where provider_shard_events_since reads on from; raises 72000 for a position behind the shard''s purge horizon';
 
 CREATE FUNCTION @extschema@.provider_feed_shards(
     OUT shard_id bigint,
@@ -1123,8 +1179,6 @@ CREATE FUNCTION @extschema@.provider_shard_events_since(
     AS $$
 DECLARE
     positions_shard bigint;
-    horizon bigint;
-    after bigint := after_position;
 BEGIN
     IF NOT @extschema@.provider_distributed() THEN
         RAISE EXCEPTION 'provider_shard_events_since: the tables are not distributed'
@@ -1155,38 +1209,33 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'provider_feed_shards() names the node that holds it now; keep the position and read there.';
     END IF;
-    -- The shard's purge horizon: its positions row of the nil user's audit
-    -- id 0 (src/feed_shards.c), which joins no event.
-    EXECUTE pg_catalog.format(
-        'SELECT global_position FROM %1$s.%2$I
-          WHERE user_id OPERATOR(pg_catalog.=) ''00000000-0000-0000-0000-000000000000''
-            AND audit_id OPERATOR(pg_catalog.=) 0',
-        '@extschema@', 'provider_event_positions_' || positions_shard) INTO horizon;
-    IF horizon IS NOT NULL AND after < horizon THEN
-        IF NOT skip_purged THEN
-            RAISE EXCEPTION 'provider_shard_events_since: events of shard % after position % were purged, up to position %',
-                            shard_id, after, horizon
-                USING ERRCODE = '72000',
-                      DETAIL = pg_catalog.format('The purge horizon of shard %s is %s.', shard_id, horizon),
-                      HINT = 'To continue after the purged events, call provider_shard_events_since with skip_purged => true.';
-        END IF;
-        after := horizon;
-    END IF;
+    -- One statement, so one snapshot, as provider_events_since on one node:
+    -- a purge that commits while the read runs is either wholly seen (its
+    -- horizon, 72000) or not at all (its events). The shard's horizon is the
+    -- highest of its users' horizon rows (audit id 0, src/feed_shards.c), one
+    -- probe of their partial index; where to read on from is an InitPlan of
+    -- the page, and also the one-time filter, so that max_events = 0 checks.
     RETURN QUERY EXECUTE pg_catalog.format(
         'SELECT p.global_position, a.id, a.event_id, a.event_type, a.action,
                 NULLIF(a.user_id, ''00000000-0000-0000-0000-000000000000''),
                 a.connection_id, a.provider_id, a.provider_slug, a.reason,
                 a.needs_user_action, a.occurred_at, a.context
            FROM (SELECT pp.global_position, pp.audit_id, pp.user_id FROM %1$s.%2$I pp
-                  WHERE pp.global_position OPERATOR(pg_catalog.>) $1
+                  WHERE pp.global_position OPERATOR(pg_catalog.>)
+                        (SELECT %1$s.provider_shard_feed_resume($3, $1, $4,
+                                    (SELECT pg_catalog.max(h.global_position) FROM %1$s.%2$I h
+                                      WHERE h.audit_id OPERATOR(pg_catalog.=) 0)))
                   ORDER BY pp.global_position LIMIT $2) p
            CROSS JOIN LATERAL (SELECT * FROM %1$s.%3$I aa
                                 WHERE aa.user_id OPERATOR(pg_catalog.=) p.user_id
                                   AND aa.id OPERATOR(pg_catalog.=) p.audit_id OFFSET 0) a
+          WHERE (SELECT %1$s.provider_shard_feed_resume($3, $1, $4,
+                            (SELECT pg_catalog.max(h.global_position) FROM %1$s.%2$I h
+                              WHERE h.audit_id OPERATOR(pg_catalog.=) 0))) IS NOT NULL
           ORDER BY p.global_position',
         '@extschema@', 'provider_event_positions_' || positions_shard,
         'provider_audit_log_' || shard_id)
-      USING after, max_events;
+      USING after_position, max_events, shard_id, skip_purged;
 END
 $$;
 REVOKE ALL ON FUNCTION @extschema@.provider_shard_events_since(bigint, bigint, integer, boolean) FROM PUBLIC;

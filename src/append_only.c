@@ -5,8 +5,10 @@
  * It runs BEFORE UPDATE OR DELETE on each row and BEFORE TRUNCATE, and is
  * ENABLE ALWAYS, so it refuses the owner and superusers alike, including
  * under session_replication_role = replica. INSERT (and so a pg_dump
- * restore) is untouched. The one exception is provider_purge_events
- * (retention.c), whose own DELETEs of old events pass while it runs.
+ * restore) is untouched. The exceptions are provider_purge_events
+ * (retention.c), whose own DELETEs of old events pass while it runs, and
+ * on Citus a feed round's own UPDATE of its positions' notify_pending
+ * (feed_shards.c), which changes no position.
  *
  * Copyright (c) 2026, provider_connections developers.
  */
@@ -16,6 +18,7 @@
 #include "fmgr.h"
 #include "utils/rel.h"
 
+#include "feed_shards.h"
 #include "retention.h"
 
 /* SQL trigger function: provider_audit_log_append_only() */
@@ -37,7 +40,11 @@ provider_audit_log_append_only(PG_FUNCTION_ARGS)
 				 errmsg("provider_audit_log_append_only must be called as a trigger")));
 
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+	{
+		if (pc_feed_shards_flagging())
+			return PointerGetDatum(trigdata->tg_newtuple);
 		command = "UPDATE";
+	}
 	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
 	{
 		if (pc_purge_in_progress())

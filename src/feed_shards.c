@@ -30,6 +30,22 @@
  * one before its first round; positions are gap-free within a placement,
  * not across a move.
  *
+ * A placement's state row also names its audit shard table: Citus keeps a
+ * placement's id when a shard moves away and back, so a node whose worker
+ * did not run while the shard was away finds its old row, with xids of
+ * its own from before; the table is a new one, and the row starts afresh
+ * as a new placement's.
+ *
+ * Notifications. A round that sends the worker's notifications numbers and
+ * notifies in one transaction; a round that does not (notifications failed
+ * and are retried later, or are held back) marks what it numbers
+ * notify_pending, and so does a round that numbered more than it could
+ * notify. Whatever is pending is therefore the tail of the shard's feed
+ * after where its notifications stand, and it travels with its rows: a
+ * node a shard moves (or splits) to starts notifying at the first pending
+ * position, not at the head. The round that notifies a pending position
+ * clears it.
+ *
  * A round visits only the placements whose shards got events since their
  * last round (worker_dirty.c: the stamp trigger notes the shard, the
  * commit publishes it), and every placement at least every worker_naptime;
@@ -38,10 +54,12 @@
  * Purge. provider_purge_events on a distributed install purges the shards
  * placed on the node it runs on (run it on every node): per shard, the
  * prefix of its feed older than before and at most up_to_position, in
- * batches, under the same lock. The shard's purge horizon is a positions
- * row of its own (the nil user, audit id 0, which joins no event), so it
- * travels with the shard as its positions do; provider_shard_events_since
- * reads it.
+ * batches, under the same lock. Each user whose events went gets a horizon
+ * row among the positions (that user, audit id 0, which joins no event) at
+ * the highest position of theirs removed, so a horizon travels with its
+ * user's rows through moves and splits (a split copies each row to the
+ * child its user hashes to); a shard's horizon, which
+ * provider_shard_events_since reads, is the highest of its users'.
  *
  * Copyright (c) 2026, provider_connections developers.
  */
@@ -96,7 +114,8 @@ static const char *const pc_still_here_sql =
  * One round on one shard, as PC_ROUND_SQL in feed.c, on the shard tables
  * (%2$s audit, %3$s positions): $1 last_xmax, $2 last in-progress xids, $3
  * the round's own xid, $4 the next xid, $5 the floor positions start above,
- * $6 the placement. Kept as a generic plan per shard and run with
+ * $6 the placement, $7 whether what it numbers is left pending (a round that
+ * does not notify). Kept as a generic plan per shard and run with
  * pc_feed_execute_indexed, like feed.c's: its only cheap paths are its
  * index probes.
  */
@@ -106,8 +125,8 @@ static const char *const pc_still_here_sql =
 	"  SELECT a.id, a.user_id FROM %1$s.%2$s a, cur WHERE " candidates ")," \
 	" base AS (SELECT GREATEST(COALESCE((SELECT pg_catalog.max(global_position) FROM %1$s.%3$s), 0), $5) AS b)," \
 	" numbered AS (" \
-	"  INSERT INTO %1$s.%3$s (global_position, audit_id, user_id)" \
-	"  SELECT base.b OPERATOR(pg_catalog.+) pg_catalog.row_number() OVER (ORDER BY c.id), c.id, c.user_id" \
+	"  INSERT INTO %1$s.%3$s (global_position, audit_id, user_id, notify_pending)" \
+	"  SELECT base.b OPERATOR(pg_catalog.+) pg_catalog.row_number() OVER (ORDER BY c.id), c.id, c.user_id, $7" \
 	"   FROM base, (SELECT cand.id, cand.user_id FROM cand" \
 	"    WHERE NOT EXISTS (SELECT 1 FROM %1$s.%3$s p" \
 	"                       WHERE p.user_id OPERATOR(pg_catalog.=) cand.user_id" \
@@ -123,12 +142,16 @@ static const char *const pc_still_here_sql =
 	" SELECT (SELECT pg_catalog.count(*) FROM numbered)," \
 	"        (SELECT pg_catalog.pg_snapshot_xmax(cur.s) OPERATOR(pg_catalog.>) $4 FROM cur)"
 
-/* A shard's numbered events after $1, at most $2, shaped as feed.c's PC_TO_NOTIFY_SQL. */
+/*
+ * A shard's numbered events after $1, at most $2, shaped as feed.c's
+ * PC_TO_NOTIFY_SQL, with whether each is pending after them.
+ */
+#define PC_SHARD_NOTIFY_PENDING_COL 14
 #define PC_SHARD_TO_NOTIFY_SQL \
 	"SELECT p.global_position, a.id, a.event_id, a.event_type, a.user_id, a.connection_id," \
 	" a.provider_id, a.provider_slug, a.reason, a.needs_user_action, a.occurred_at," \
-	" a.call_id, a.context" \
-	" FROM (SELECT global_position, audit_id, user_id FROM %1$s.%3$s" \
+	" a.call_id, a.context, p.notify_pending" \
+	" FROM (SELECT global_position, audit_id, user_id, notify_pending FROM %1$s.%3$s" \
 	"        WHERE global_position OPERATOR(pg_catalog.>) $1" \
 	"        ORDER BY global_position LIMIT $2) p," \
 	" LATERAL (SELECT * FROM %1$s.%2$s a" \
@@ -138,7 +161,11 @@ static const char *const pc_still_here_sql =
 
 /*
  * One purge batch on one shard, as retention.c's pc_purge_batch on the
- * shard tables: $1 before, $2 up_to_position, $3 the batch size.
+ * shard tables: $1 before, $2 up_to_position, $3 the batch size. Raises the
+ * horizon row of each user whose events went (audit id 0, never lowered):
+ * the old row goes and a new one comes, as the append-only trigger lets a
+ * purge delete but not update (in one statement the insert does not see
+ * the row its own statement deleted).
  */
 #define PC_SHARD_PURGE_SQL \
 	"WITH firsts AS (" \
@@ -158,13 +185,19 @@ static const char *const pc_still_here_sql =
 	" removed AS (" \
 	"  DELETE FROM %1$s.%2$s a USING gone g" \
 	"   WHERE a.user_id OPERATOR(pg_catalog.=) g.user_id AND a.id OPERATOR(pg_catalog.=) g.audit_id" \
-	"  RETURNING g.global_position)" \
-	" SELECT pg_catalog.count(*), pg_catalog.max(global_position) FROM removed"
-
-/* The shard's purge horizon row: the nil user's audit id 0, which no event has. */
-#define PC_SHARD_HORIZON_WHERE \
-	" WHERE user_id OPERATOR(pg_catalog.=) '00000000-0000-0000-0000-000000000000'" \
-	" AND audit_id OPERATOR(pg_catalog.=) 0"
+	"  RETURNING g.global_position)," \
+	" reached AS (" \
+	"  SELECT g.user_id, pg_catalog.max(g.global_position) AS at FROM gone g GROUP BY g.user_id)," \
+	" old_horizon AS (" \
+	"  DELETE FROM %1$s.%3$s h USING reached r" \
+	"   WHERE h.user_id OPERATOR(pg_catalog.=) r.user_id AND h.audit_id OPERATOR(pg_catalog.=) 0" \
+	"  RETURNING h.user_id, h.global_position)," \
+	" new_horizon AS (" \
+	"  INSERT INTO %1$s.%3$s (global_position, audit_id, user_id)" \
+	"  SELECT pg_catalog.int8larger(r.at, COALESCE(o.global_position, 0)), 0, r.user_id" \
+	"   FROM reached r LEFT JOIN old_horizon o ON o.user_id OPERATOR(pg_catalog.=) r.user_id" \
+	"  RETURNING 1)" \
+	" SELECT pg_catalog.count(*), (SELECT pg_catalog.count(*) FROM new_horizon) FROM removed"
 
 /* One local placement of an audit shard. */
 typedef struct PcShardPlacement
@@ -191,8 +224,11 @@ typedef enum PcShardStmt
 	PC_SS_STILL_HERE,			/* the placement, after the lock */
 	PC_SS_STATE_NEW,			/* a new placement's state row */
 	PC_SS_STATE_LOCK,			/* the state row, locked */
+	PC_SS_STATE_RESET,			/* the row of a placement whose table is new */
 	PC_SS_STATE_STORE,			/* where notifications stand */
-	PC_SS_HEAD,					/* the shard's highest position */
+	PC_SS_NOTIFY_START,			/* where a new placement's notifications start */
+	PC_SS_PENDING_CLEAR,		/* pending positions notified */
+	PC_SS_PENDING_MARK,			/* positions numbered, not notified */
 	PC_SS_ROUND_FIRST,
 	PC_SS_ROUND_LATER,
 	PC_SS_NOTIFY,				/* the numbered events to notify */
@@ -220,6 +256,14 @@ static uint64 pc_last_full_pass = 0;	/* the last pass that visited every placeme
 /* Whether the last ShardRound left work for the next round (worker_dirty.c keeps its shard). */
 static bool pc_shard_left_work = false;
 
+/*
+ * provider_connections.test_hold_shard_notifications: tests only. The
+ * worker's rounds then number each shard's feed without notifying, as
+ * after a failed notification, so that a test can move a shard whose
+ * events were numbered but not notified.
+ */
+static bool pc_test_hold_notifications = false;
+
 /* The SQL of a kind of statement for shard pl in schema (quoted). */
 static char *
 ShardStmtSql(PcShardStmt kind, const char *schema, const PcShardPlacement *pl)
@@ -236,16 +280,34 @@ ShardStmtSql(PcShardStmt kind, const char *schema, const PcShardPlacement *pl)
 		case PC_SS_STILL_HERE:
 			return pstrdup(pc_still_here_sql);
 		case PC_SS_STATE_NEW:
-			return psprintf("INSERT INTO %s.provider_feed_shard_state (placement_id, shard_id) VALUES ($1, $2)"
-							" ON CONFLICT (placement_id) DO NOTHING", schema);
+			return psprintf("INSERT INTO %s.provider_feed_shard_state (placement_id, shard_id, shard_relid)"
+							" VALUES ($1, $2, $3) ON CONFLICT (placement_id) DO NOTHING", schema);
 		case PC_SS_STATE_LOCK:
-			return psprintf("SELECT last_xmax, last_xip, notified_upto, position_floor FROM %s.provider_feed_shard_state"
+			return psprintf("SELECT last_xmax, last_xip, notified_upto, position_floor, shard_relid"
+							" FROM %s.provider_feed_shard_state"
 							" WHERE placement_id OPERATOR(pg_catalog.=) $1 FOR UPDATE", schema);
+		case PC_SS_STATE_RESET:
+			return psprintf("UPDATE %s.provider_feed_shard_state SET shard_id = $2, shard_relid = $3,"
+							" last_xmax = NULL, last_xip = NULL, notified_upto = NULL, position_floor = NULL"
+							" WHERE placement_id OPERATOR(pg_catalog.=) $1", schema);
 		case PC_SS_STATE_STORE:
 			return psprintf("UPDATE %s.provider_feed_shard_state SET notified_upto = $1"
 							" WHERE placement_id OPERATOR(pg_catalog.=) $2", schema);
-		case PC_SS_HEAD:
-			return psprintf("SELECT COALESCE(pg_catalog.max(global_position), 0) FROM %s.%s", schema, positions);
+		case PC_SS_NOTIFY_START:
+			/* Before the first pending position (its partial index), else the head. */
+			return psprintf("SELECT COALESCE((SELECT pg_catalog.min(global_position) OPERATOR(pg_catalog.-) 1"
+							"                  FROM %1$s.%2$s WHERE notify_pending),"
+							"                 (SELECT pg_catalog.max(global_position) FROM %1$s.%2$s), 0)",
+							schema, positions);
+		case PC_SS_PENDING_CLEAR:
+			return psprintf("UPDATE %s.%s SET notify_pending = false"
+							" WHERE notify_pending AND global_position OPERATOR(pg_catalog.<=) $1",
+							schema, positions);
+		case PC_SS_PENDING_MARK:
+			return psprintf("UPDATE %s.%s SET notify_pending = true"
+							" WHERE global_position OPERATOR(pg_catalog.>) $1 AND NOT notify_pending"
+							" AND audit_id OPERATOR(pg_catalog.<>) 0",
+							schema, positions);
 		case PC_SS_ROUND_FIRST:
 			return psprintf(PC_SHARD_ROUND_SQL(PC_ROUND_FIRST), schema, audit, positions);
 		case PC_SS_ROUND_LATER:
@@ -263,18 +325,21 @@ ShardStmtSql(PcShardStmt kind, const char *schema, const PcShardPlacement *pl)
 static const struct
 {
 	int			nargs;
-	Oid			types[6];
+	Oid			types[7];
 	bool		per_shard;
 }			pc_shard_stmt_args[PC_NUM_SHARD_STMTS] = {
 	[PC_SS_LIST] = {2, {REGCLASSOID, REGCLASSOID}, false},
 	[PC_SS_LOCK] = {2, {INT4OID, INT8ARRAYOID}, false},
 	[PC_SS_STILL_HERE] = {1, {INT8OID}, false},
-	[PC_SS_STATE_NEW] = {2, {INT8OID, INT8OID}, false},
+	[PC_SS_STATE_NEW] = {3, {INT8OID, INT8OID, OIDOID}, false},
 	[PC_SS_STATE_LOCK] = {1, {INT8OID}, false},
+	[PC_SS_STATE_RESET] = {3, {INT8OID, INT8OID, OIDOID}, false},
 	[PC_SS_STATE_STORE] = {2, {INT8OID, INT8OID}, false},
-	[PC_SS_HEAD] = {0, {InvalidOid}, true},
-	[PC_SS_ROUND_FIRST] = {6, {XID8OID, XID8ARRAYOID, XID8OID, XID8OID, INT8OID, INT8OID}, true},
-	[PC_SS_ROUND_LATER] = {6, {XID8OID, XID8ARRAYOID, XID8OID, XID8OID, INT8OID, INT8OID}, true},
+	[PC_SS_NOTIFY_START] = {0, {InvalidOid}, true},
+	[PC_SS_PENDING_CLEAR] = {1, {INT8OID}, true},
+	[PC_SS_PENDING_MARK] = {1, {INT8OID}, true},
+	[PC_SS_ROUND_FIRST] = {7, {XID8OID, XID8ARRAYOID, XID8OID, XID8OID, INT8OID, INT8OID, BOOLOID}, true},
+	[PC_SS_ROUND_LATER] = {7, {XID8OID, XID8ARRAYOID, XID8OID, XID8OID, INT8OID, INT8OID, BOOLOID}, true},
 	[PC_SS_NOTIFY] = {2, {INT8OID, INT8OID}, true},
 };
 
@@ -357,44 +422,100 @@ Run(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, in
 		elog(ERROR, "could not %s", what);
 }
 
-/* The shard's state row, locked; made empty (a first round) for a new placement. */
+/*
+ * The shard's state row, locked; made empty (a first round) for a new
+ * placement, and for one whose audit shard table is not the one the row
+ * was about (Citus kept the placement's id through a move away and back:
+ * the row's xids are from before, and the rows came back with another
+ * node's).
+ */
 static HeapTuple
-LockShardState(Oid nsp, const PcShardPlacement *pl)
+LockShardState(Oid nsp, const PcShardPlacement *pl, Oid relid)
 {
-	Datum		values[2];
+	Datum		values[3];
+	bool		isnull;
+	Datum		stored;
 
 	values[0] = Int64GetDatum(pl->placement_id);
 	values[1] = Int64GetDatum(pl->shard_id);
+	values[2] = ObjectIdGetDatum(relid);
 	RunPlan(ShardPlan(PC_SS_STATE_LOCK, nsp, pl), values, NULL, SPI_OK_SELECT, "lock the shard's feed state");
 	if (SPI_processed == 1)
-		return SPI_tuptable->vals[0];
-	RunPlan(ShardPlan(PC_SS_STATE_NEW, nsp, pl), values, NULL, SPI_OK_INSERT, "create the shard's feed state");
+	{
+		stored = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull);
+		if (!isnull && DatumGetObjectId(stored) == relid)
+			return SPI_tuptable->vals[0];
+		RunPlan(ShardPlan(PC_SS_STATE_RESET, nsp, pl), values, NULL, SPI_OK_UPDATE,
+				"reset the shard's feed state");
+	}
+	else
+		RunPlan(ShardPlan(PC_SS_STATE_NEW, nsp, pl), values, NULL, SPI_OK_INSERT, "create the shard's feed state");
 	RunPlan(ShardPlan(PC_SS_STATE_LOCK, nsp, pl), values, NULL, SPI_OK_SELECT, "lock the shard's feed state");
 	if (SPI_processed != 1)
 		elog(ERROR, "the feed state of shard " INT64_FORMAT " is missing", pl->shard_id);
 	return SPI_tuptable->vals[0];
 }
 
-/* The shard's highest position (0: none). */
+/* The int8 the kept plan kind returns for shard pl (0: none). */
 static int64
-ShardHead(Oid nsp, const PcShardPlacement *pl)
+ShardValue(PcShardStmt kind, Oid nsp, const PcShardPlacement *pl, const char *what)
 {
 	bool		isnull;
+	Datum		d;
 
-	RunPlan(ShardPlan(PC_SS_HEAD, nsp, pl), NULL, NULL, SPI_OK_SELECT, "read the shard's feed head");
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	RunPlan(ShardPlan(kind, nsp, pl), NULL, NULL, SPI_OK_SELECT, what);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? 0 : DatumGetInt64(d);
+}
+
+/*
+ * Set while this backend runs its own UPDATE of notify_pending: the
+ * append-only trigger (append_only.c) lets it pass.
+ */
+static bool pc_shard_flagging = false;
+
+/* Whether the UPDATE running is a round's of notify_pending. */
+bool
+pc_feed_shards_flagging(void)
+{
+	return pc_shard_flagging;
+}
+
+/* Run kind (PC_SS_PENDING_CLEAR or _MARK) on shard pl with position at. */
+static void
+FlagPending(PcShardStmt kind, Oid nsp, const PcShardPlacement *pl, int64 at)
+{
+	Datum		value = Int64GetDatum(at);
+
+	pc_shard_flagging = true;
+	PG_TRY();
+	{
+		if (pc_feed_execute_indexed(ShardPlan(kind, nsp, pl), &value, NULL) != SPI_OK_UPDATE)
+			elog(ERROR, "could not mark the shard's pending notifications");
+	}
+	PG_FINALLY();
+	{
+		pc_shard_flagging = false;
+	}
+	PG_END_TRY();
 }
 
 /*
  * Number one shard's committed events and, when notify, queue the
  * notifications of those left to the worker. Returns how many events it
  * numbered and went through; 0 for a placement that left this node.
+ *
+ * What a round numbers without notifying it is left notify_pending; so is
+ * what a notifying round numbered beyond the notifications it sends (more
+ * than a batch): what is pending is always the tail of the feed after the
+ * stored notified_upto, and a placement without a stored position (new on
+ * this node, or the first round) starts before the first pending one.
  */
 static int64
 ShardRound(Oid nsp, const PcShardPlacement *pl, bool notify)
 {
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	HeapTuple	state;
 	TupleDesc	desc;
 	bool		isnull;
@@ -405,12 +526,16 @@ ShardRound(Oid nsp, const PcShardPlacement *pl, bool notify)
 	int64		stored;
 	int64		floor_at;
 	Datum		d;
+	Oid			relid;
 
 	/* A move's cutover holds this lock exclusively on every node: wait for it, then look again. */
 	if (!LockShardHere(nsp, pl))
 		return 0;
 
-	state = LockShardState(nsp, pl);
+	relid = get_relname_relid(psprintf("provider_audit_log_" INT64_FORMAT, pl->shard_id), nsp);
+	if (!OidIsValid(relid))
+		elog(ERROR, "the table of audit shard " INT64_FORMAT " is missing", pl->shard_id);
+	state = LockShardState(nsp, pl, relid);
 	desc = SPI_tuptable->tupdesc;
 	values[0] = SPI_getbinval(state, desc, 1, &isnull);
 	nulls[0] = isnull ? 'n' : ' ';
@@ -422,13 +547,19 @@ ShardRound(Oid nsp, const PcShardPlacement *pl, bool notify)
 	d = SPI_getbinval(state, desc, 4, &isnull);
 	floor_at = (first || isnull) ? GetCurrentTimestamp() + PC_UNIX_EPOCH_USECS : DatumGetInt64(d);
 
-	/* Notifications start at the head as the placement's first round finds it. */
-	upto = stored >= 0 ? stored : ShardHead(nsp, pl);
+	/*
+	 * A placement's notifications start where they stand; for one new here,
+	 * before what the node it came from numbered without notifying (pending),
+	 * else at the head as its first round finds it.
+	 */
+	upto = stored >= 0 ? stored :
+		ShardValue(PC_SS_NOTIFY_START, nsp, pl, "read where the shard's notifications start");
 
 	values[2] = FullTransactionIdGetDatum(GetTopFullTransactionId());
 	values[3] = FullTransactionIdGetDatum(ReadNextFullTransactionId());
 	values[4] = Int64GetDatum(floor_at);
 	values[5] = Int64GetDatum(pl->placement_id);
+	values[6] = BoolGetDatum(!notify);
 	if (pc_feed_execute_indexed(ShardPlan(first ? PC_SS_ROUND_FIRST : PC_SS_ROUND_LATER, nsp, pl),
 								values, nulls) != SPI_OK_SELECT)
 		elog(ERROR, "could not assign the shard's feed positions");
@@ -440,21 +571,33 @@ ShardRound(Oid nsp, const PcShardPlacement *pl, bool notify)
 		pc_shard_left_work = true;
 	}
 
+	/* Numbered and left pending (notifications held or backing off): come back for them. */
+	if (!notify && numbered > 0)
+		pc_shard_left_work = true;
+
 	if (notify)
 	{
 		Datum		nvalues[2];
+		bool		had_pending = false;
+		uint64		i;
 
 		nvalues[0] = Int64GetDatum(upto);
 		nvalues[1] = Int64GetDatum(PC_FEED_NOTIFY_BATCH);
 		if (pc_feed_execute_indexed(ShardPlan(PC_SS_NOTIFY, nsp, pl), nvalues, NULL) != SPI_OK_SELECT)
 			elog(ERROR, "could not read the shard's events to notify");
+		for (i = 0; i < SPI_processed && !had_pending; i++)
+			had_pending = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+													 PC_SHARD_NOTIFY_PENDING_COL, &isnull));
 		notified = pc_feed_notify_rows(SPI_tuptable, SPI_processed, &upto, false, pl->shard_id);
-		/* A full batch: the rest in the next round, which must visit this shard again. */
+		if (had_pending)
+			FlagPending(PC_SS_PENDING_CLEAR, nsp, pl, upto);
+		/* A full batch: what is left after it waits for the next round, pending meanwhile. */
 		if (notified >= PC_FEED_NOTIFY_BATCH)
-			pc_shard_left_work = true;
+		{
+			FlagPending(PC_SS_PENDING_MARK, nsp, pl, upto);
+			pc_shard_left_work = true;	/* ... which must visit this shard again */
+		}
 	}
-	else if (numbered > 0)
-		upto = ShardHead(nsp, pl);
 
 	if (upto != stored)
 	{
@@ -516,7 +659,8 @@ LockShardHere(Oid nsp, const PcShardPlacement *pl)
  * provider_purge_events on a distributed install (retention.c, which lets
  * the deletes pass the append-only triggers while it runs): purge each
  * audit shard placed on this node, a prefix of its feed older than before
- * and at most up_to, in batches of batch, and raise its horizon row.
+ * and at most up_to, in batches of batch, raising the horizon rows of the
+ * users whose events went.
  * Returns how many events went. The caller is connected to SPI.
  */
 int64
@@ -540,7 +684,6 @@ pc_feed_shards_purge(Oid nsp, TimestampTz before, int64 up_to, int32 batch)
 		char	   *sql = psprintf(PC_SHARD_PURGE_SQL, schema, audit, positions);
 		Oid			types[3] = {TIMESTAMPTZOID, INT8OID, INT4OID};
 		Datum		values[3];
-		int64		horizon = 0;
 
 		if (!LockShardHere(nsp, &shards[i]))
 			continue;
@@ -551,34 +694,31 @@ pc_feed_shards_purge(Oid nsp, TimestampTz before, int64 up_to, int32 batch)
 		{
 			bool		isnull;
 			int64		went;
-			Datum		top;
 
 			Run(sql, 3, types, values, NULL, SPI_OK_SELECT, "purge the shard's events");
 			went = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-			top = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-			if (!isnull)
-				horizon = Max(horizon, DatumGetInt64(top));
 			removed += went;
 			if (went < batch)
 				break;
 			CHECK_FOR_INTERRUPTS();
 		}
-		if (horizon > 0)
-		{
-			Oid			htype = INT8OID;
-			Datum		hvalue = Int64GetDatum(horizon);
-
-			/* Raised, never lowered: the old row goes (a purge may delete), a new one comes. */
-			Run(psprintf("WITH old AS (DELETE FROM %s.%s" PC_SHARD_HORIZON_WHERE " RETURNING global_position)"
-						 " INSERT INTO %s.%s (global_position, audit_id, user_id)"
-						 " SELECT pg_catalog.int8larger($1, COALESCE((SELECT pg_catalog.max(global_position) FROM old), 0)),"
-						 " 0, '00000000-0000-0000-0000-000000000000'",
-						 schema, positions, schema, positions),
-				1, &htype, &hvalue, NULL, SPI_OK_INSERT, "record the shard's purge horizon");
-		}
 	}
 	AtEOXact_GUC(true, save_nestlevel);
 	return removed;
+}
+
+/* Define the settings of this file; called from _PG_init when preloaded. */
+void
+pc_feed_shards_init(void)
+{
+	DefineCustomBoolVariable("provider_connections.test_hold_shard_notifications",
+							 "Holds the worker's notifications of a distributed install's feeds, for tests only.",
+							 "The rounds keep numbering; what they number is notified once it is off again.",
+							 &pc_test_hold_notifications,
+							 false,
+							 PGC_SIGHUP,
+							 GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL,
+							 NULL, NULL, NULL);
 }
 
 /* Whether the extension in schema nsp has its tables distributed by Citus: then its feed is per shard. */
@@ -616,6 +756,7 @@ pc_feed_shards_assign(Oid nsp, bool notify)
 	every = !pc_worker_take_dirty_shards(&dirty);
 	shards = LocalShards(nsp, &n);
 	pc_shard_pass++;
+	notify = notify && !pc_test_hold_notifications;
 	for (i = 0; i < n; i++)
 	{
 		Oid			relid = get_relname_relid(psprintf("provider_audit_log_" INT64_FORMAT,

@@ -11,8 +11,10 @@
 #include "postgres.h"
 #include "datatype/timestamp.h"
 
+extern void pc_feed_shards_init(void);
 extern bool pc_feed_distributed(Oid nsp);
 extern int64 pc_feed_shards_assign(Oid nsp, bool notify);
 extern int64 pc_feed_shards_purge(Oid nsp, TimestampTz before, int64 up_to, int32 batch);
+extern bool pc_feed_shards_flagging(void);
 
 #endif							/* PC_FEED_SHARDS_H */

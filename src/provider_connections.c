@@ -14,6 +14,7 @@
 
 #include "clock.h"
 #include "events.h"
+#include "feed_shards.h"
 #include "keys.h"
 #include "refresh_policy.h"
 #include "replication.h"
@@ -39,6 +40,7 @@ _PG_init(void)
 	if (process_shared_preload_libraries_in_progress)
 	{
 		pc_worker_init();
+		pc_feed_shards_init();
 		pc_worker_hold_init();
 		pc_replication_init();
 		pc_launcher_init();

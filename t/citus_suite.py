@@ -759,13 +759,94 @@ def _():
         expect(not bad, f"{NAMES[n]}: {bad[-1] if bad else ''}")
 
 
+
+def shard_of(user):
+    return val(C, "SELECT get_shard_id_for_distribution_column('provider_audit_log', %s)", (user,))
+
+
+def node_of_shard(shard):
+    """The index in PORTS of the node holding an audit shard."""
+    port = val(C, """SELECT n.nodeport FROM pg_dist_placement p JOIN pg_dist_node n USING (groupid)
+                      WHERE p.shardid = %s""", (shard,))
+    return PORTS.index(port)
+
+
+def other_worker(node):
+    return next(w for w in WORKERS if w != node)
+
+
+def move_shard(shard, to):
+    frm = node_of_shard(shard)
+    # A placement a move left behind is dropped later by Citus; a move back needs it gone.
+    C.execute("CALL citus_cleanup_orphaned_resources()")
+    C.execute("SELECT citus_move_shard_placement(%s, %s, %s, %s, %s)", (shard, DIR, PORTS[frm], DIR, PORTS[to]))
+    expect(node_of_shard(shard) == to, f"shard {shard} did not move to {NAMES[to]}")
+
+
+def pair_in_shard(shard):
+    """Two users of a shard with different hashes, as ((low hash, user), (high hash, user))."""
+    users = []
+    while len(users) < 2:
+        u = uuid.uuid4()
+        if shard_of(u) == shard:
+            h = val(C, "SELECT worker_hash(%s::uuid)", (u,))
+            if all(h != h2 for h2, _ in users):
+                users.append((h, u))
+    return sorted(users)
+
+
+def worker_round_after(node, t):
+    """Waits for a round of the node's worker that committed after t."""
+    def done():
+        with connect(node) as c:
+            return val(c, "SELECT last_round_at > %s FROM provider_worker_status()", (t,))
+    poll(done, f"a round of {NAMES[node]}'s worker", timeout=30)
+
+
+def set_on(node, settings, rounds=True):
+    """ALTER SYSTEM on one node and reload; returns once its worker, if it
+    runs (and rounds), has begun a round after reading the file (two rounds
+    after)."""
+    with connect(node) as c:
+        for k, v in settings.items():
+            if v is None:
+                c.execute(f"ALTER SYSTEM RESET {k}")
+            else:
+                c.execute(f"ALTER SYSTEM SET {k} = '{v}'")
+        c.execute("SELECT pg_reload_conf()")
+        t = val(c, "SELECT clock_timestamp()")
+        running = val(c, "SELECT running FROM provider_worker_status()")
+    if running and rounds:
+        worker_round_after(node, t)
+        with connect(node) as c:
+            worker_round_after(node, val(c, "SELECT clock_timestamp()"))
+
+
+def worker_running(node):
+    with connect(node) as c:
+        return val(c, """SELECT count(*) FROM pg_stat_activity
+                          WHERE application_name = 'provider_connections worker' AND datname = 'postgres'""") > 0
+
+
+def pause_worker(node):
+    """Keeps the node's worker off this database (worker_databases), so that its feeds are not numbered."""
+    set_on(node, {"provider_connections.worker_databases": "pc_no_such_database"}, rounds=False)
+    poll(lambda: not worker_running(node), f"{NAMES[node]}'s worker leaving", timeout=30)
+
+
+def resume_worker(node):
+    set_on(node, {"provider_connections.worker_databases": None})
+    poll(lambda: worker_running(node), f"{NAMES[node]}'s worker starting", timeout=30)
+
+
 class ShardFeedReader:
     """A consumer of a Citus install's feed, as examples/citus_consumer.py:
     a cursor per shard, each feed read on the node that holds it
     (provider_feed_shards() on the coordinator says which), looked up again
     when a shard moved (SQLSTATE 55000), keeping the cursor."""
 
-    def __init__(self):
+    def __init__(self, skip_purged=False):
+        self.skip_purged = skip_purged
         self.cursors = {}
         self.ranges = {}        # shard -> (min_hash, max_hash)
         self.seen = []          # (shard, position, event_id)
@@ -793,8 +874,8 @@ class ShardFeedReader:
             while True:
                 try:
                     rows = self.node(port).execute(
-                        "SELECT global_position, event_id FROM provider_shard_events_since(%s, %s, 500)",
-                        (shard, self.cursors.get(shard, 0))).fetchall()
+                        "SELECT global_position, event_id FROM provider_shard_events_since(%s, %s, 500, %s)",
+                        (shard, self.cursors.get(shard, 0), self.skip_purged)).fetchall()
                 except psycopg.Error as e:
                     if e.sqlstate == "55000":     # moved: look it up again next pass
                         self.relists += 1
@@ -1032,6 +1113,43 @@ def _():
                 fp = val(c, "SELECT global_position FROM provider_shard_events_since(%s, %s, 1)",
                          (shard, pos - 1))
             expect(fp == pos, f"{ev}: payload position {pos}, feed {fp}")
+
+        # Through a move: events the old node numbered but did not notify
+        # (its notifications held back, as after a failed round) are
+        # notified by the node the shard moves to, once each.
+        shard = shard_of(a)
+        old = node_of_shard(shard)
+        new = other_worker(old)
+        set_on(old, {"provider_connections.test_hold_shard_notifications": "on"})
+        try:
+            r = result(C, "SELECT * FROM provider_connect(%s, %s, 'notify', %s)", (a, PROV, b"n"))
+            expect(r[0], f"connect {r}")
+            held = dict(C.execute("SELECT id, event_id::text FROM provider_audit_log WHERE user_id = %s AND call_id = "
+                                  "(SELECT call_id FROM provider_audit_log WHERE connection_id = %s LIMIT 1)",
+                                  (a, r[1])).fetchall())
+            expect(len(held) == 2, f"events of the call: {held}")
+            poll(lambda: val(C, """SELECT count(*) FROM provider_event_positions
+                                    WHERE user_id = %s AND audit_id = ANY(%s)""", (a, list(held))) == 2,
+                 "the held events numbered", timeout=30)
+            for lc in listeners.values():
+                lc.execute("SELECT 1")
+            early = [p for _, p in heard_raw if p["event_id"] in held.values()]
+            expect(not early, f"notified while held: {early}")
+            move_shard(shard, new)
+
+            def all_heard():
+                for lc in listeners.values():
+                    lc.execute("SELECT 1")
+                return {p["event_id"] for _, p in heard_raw} >= set(held.values())
+            try:
+                poll(all_heard, "the held events notified after the move", timeout=15)
+            except CheckFailed:
+                pass
+            got = [(w, p["event_id"]) for w, p in heard_raw if p["event_id"] in held.values()]
+            expect(sorted(e for _, e in got) == sorted(held.values()) and {w for w, _ in got} == {new},
+                   f"after the move, heard {got} of {sorted(held.values())} (shard now on {NAMES[new]})")
+        finally:
+            set_on(old, {"provider_connections.test_hold_shard_notifications": None})
     finally:
         for lc in listeners.values():
             lc.close()
@@ -1095,6 +1213,162 @@ def _():
         poll(lambda: reader.read_once() > 0, "the events after the purge in the feed", timeout=30)
     finally:
         reader.close()
+
+
+def shard_rows(node, shard, after=0, skip=True):
+    """(position, user_id) of a shard's feed on node, read whole."""
+    with connect(node) as c:
+        return c.execute("""SELECT global_position, user_id FROM provider_shard_events_since(%s, %s, 1000000,
+                                                                     skip_purged => %s)""",
+                         (shard, after, skip)).fetchall()
+
+
+def behind_purge(node, shard, after):
+    """Whether a read of shard from after is refused as behind the purge horizon (72000)."""
+    with connect(node) as c:
+        try:
+            c.execute("SELECT count(*) FROM provider_shard_events_since(%s, %s, 10)", (shard, after))
+        except psycopg.Error as e:
+            expect(e.sqlstate == "72000", f"shard {shard} from {after}: {e.sqlstate} {e.diag.message_primary}")
+            return True
+        return False
+
+
+@check("distributed: a purge, then a split and a move of the purged shard: every child keeps its users' horizons")
+def _():
+    nil_shard = shard_of(uuid.UUID(int=0))
+    # Not the nil user's shard: the purge's own event, and before 1.4's
+    # per-user horizons the shard-wide horizon row, live there.
+    shard = next(sh for sh in (shard_of(u) for u in DUSERS) if sh != nil_shard)
+    node = node_of_shard(shard)
+    (low_h, low_u), (high_h, high_u) = pair_in_shard(shard)
+    for u in (low_u, high_u, low_u):
+        connect_user(u)
+    ours = {str(low_u), str(high_u)}
+    poll(lambda: sum(1 for _, u in shard_rows(node, shard) if str(u) in ours) == 6,
+         "the six events numbered", timeout=30)
+    listed = shard_rows(node, shard)
+    t1 = val(C, "SELECT clock_timestamp()")
+    C.execute("""SELECT result FROM run_command_on_all_nodes(
+                     format('SELECT provider_purge_events(%%L, 9223372036854775807)', %s::timestamptz))""", (t1,))
+    expect(shard_rows(node, shard) == [], f"shard {shard} after the purge: {shard_rows(node, shard)}")
+    hashes = {u: val(C, "SELECT worker_hash(%s::uuid)", (u,)) for u in {u for _, u in listed}}
+    # Events after the purge, numbered in the parent before the split.
+    for u in (low_u, high_u):
+        connect_user(u)
+    poll(lambda: len(shard_rows(node, shard)) == 4, "the events after the purge numbered", timeout=30)
+    nodes = [r[0] for r in C.execute("SELECT nodeid FROM pg_dist_node WHERE groupid > 0 ORDER BY nodeid").fetchall()]
+    C.execute("SELECT citus_split_shard_by_split_points(%s, ARRAY[%s], ARRAY[%s, %s], 'block_writes')",
+              (shard, str(low_h), nodes[0], nodes[1]))
+    children = C.execute("""SELECT shardid, shardminvalue::int, shardmaxvalue::int FROM pg_dist_shard
+                             WHERE logicalrelid = 'provider_audit_log'::regclass
+                               AND shardid IN (%s, %s) ORDER BY shardminvalue::int""",
+                         (shard_of(low_u), shard_of(high_u))).fetchall()
+    expect(len(children) == 2 and children[0][0] != shard, f"children {children}")
+
+    def verify(where):
+        for child, lo, hi in children:
+            cn = node_of_shard(child)
+            # The child's horizon: the highest purged position of its users.
+            want = max(p for p, u in listed if lo <= hashes[u] <= hi)
+            expect(behind_purge(cn, child, 0) and behind_purge(cn, child, want - 1),
+                   f"{where}: shard {child} not refused behind {want}")
+            expect(not behind_purge(cn, child, want), f"{where}: shard {child} refused at its horizon {want}")
+            rest = shard_rows(cn, child, want, skip=False)
+            expect(len(rest) == 2 and all(p > want for p, _ in rest), f"{where}: shard {child} after {want}: {rest}")
+            expect(shard_rows(cn, child, 0) == rest, f"{where}: shard {child} skipping from 0")
+    verify("after the split")
+    for child, _, _ in children:
+        move_shard(child, other_worker(node_of_shard(child)))
+    verify("after moving both children")
+
+
+@check("distributed: a read and a purge committing while it waits: the read sees the purge whole (72000)")
+def _():
+    import threading
+    u = DUSERS[6]
+    shard = shard_of(u)
+    node = node_of_shard(shard)
+    head = val(C, """SELECT COALESCE(max(global_position), 0) FROM provider_event_positions p
+                      WHERE get_shard_id_for_distribution_column('provider_audit_log', p.user_id) = %s""",
+               (shard,))
+    for _ in range(2):
+        connect_user(u)
+    poll(lambda: len(shard_rows(node, shard, head, skip=False)) == 4, "the new events numbered", timeout=30)
+    t2 = val(C, "SELECT clock_timestamp()")
+    # The purge holds the audit shard from before the read until it commits:
+    # the read waits there, between the horizon of the shard and its events
+    # if it read them in two statements.
+    purge = connect(node)
+    reader = connect(node)
+    got = []
+    try:
+        purge.execute("BEGIN")
+        purge.execute("SET LOCAL citus.enable_manual_changes_to_shards = on")
+        purge.execute(f"LOCK TABLE provider_audit_log_{shard} IN ACCESS EXCLUSIVE MODE")
+        pid = reader.info.backend_pid
+
+        def read():
+            try:
+                got.append(reader.execute("SELECT global_position FROM provider_shard_events_since(%s, %s, 100)",
+                                          (shard, head)).fetchall())
+            except psycopg.Error as e:
+                got.append(e)
+        t = threading.Thread(target=read)
+        t.start()
+        with connect(node) as c:
+            poll(lambda: val(c, "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", (pid,)),
+                 "the read waiting for the purge's lock", timeout=30)
+        n = val(purge, "SELECT provider_purge_events(%s, 9223372036854775807)", (t2,))
+        expect(n >= 4, f"purged {n}")
+        purge.execute("COMMIT")
+        t.join(30)
+        expect(got, "the read did not end")
+        expect(isinstance(got[0], psycopg.Error) and got[0].sqlstate == "72000",
+               f"a read from {head} as a purge committed got {got[0]!r}")
+    finally:
+        purge.close()
+        reader.close()
+
+
+@check("distributed: a shard moved away and back while both workers wait: every event numbered, read once")
+def _():
+    u = DUSERS[7]
+    shard = shard_of(u)
+    a = node_of_shard(shard)
+    b = other_worker(a)
+    reader = ShardFeedReader(skip_purged=True)     # the feeds were purged before
+    try:
+        reader.read_once()
+        # Node a's xids well above node b's: b's rows, once back on a, are
+        # then all below the round facts a kept from before.
+        with connect(b) as cb:
+            xb = int(val(cb, "SELECT pg_current_xact_id()::text"))
+        with connect(a) as ca:
+            ca.execute("""DO $$ BEGIN
+                            WHILE pg_current_xact_id()::text::bigint < %s LOOP COMMIT; END LOOP;
+                          END $$""" % (xb + 2000))
+            t = val(ca, "SELECT clock_timestamp()")
+        worker_round_after(a, t)
+        pause_worker(a)
+        connect_user(u)                 # unnumbered on a
+        move_shard(shard, b)
+        def numbered_on_b():
+            return val(C, """SELECT count(*) FROM provider_audit_log l WHERE user_id = %s
+                              AND NOT EXISTS (SELECT 1 FROM provider_event_positions p
+                                               WHERE p.user_id = l.user_id AND p.audit_id = l.id)""", (u,)) == 0
+        poll(numbered_on_b, "b numbering the rows that came unnumbered", timeout=30)
+        pause_worker(b)
+        connect_user(u)                 # unnumbered on b, with b's xids
+        move_shard(shard, a)
+        resume_worker(a)
+        resume_worker(b)
+        check_feed_complete(reader, "a shard moved away and back")
+    finally:
+        reader.close()
+        for n in WORKERS:
+            if not worker_running(n):
+                resume_worker(n)
 
 
 @check("distributed: no plaintext credential in any node's log or pg_stat_activity (calls routed to the workers)")
