@@ -262,11 +262,15 @@ WakeXactCallback(XactEvent event, void *arg)
 			pc_wrote_events = false;
 			pc_wrote_for_worker = false;
 			break;
-		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
+			/* Its rows are published by a COMMIT PREPARED, which marks their shards. */
+			PcDirtyPrepared();
+			pc_wrote_events = false;
+			pc_wrote_for_worker = false;
+			break;
+		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			/* A prepared transaction's rows: its COMMIT PREPARED marks every shard. */
 			PcDirtyPublish(NULL);
 			pc_wrote_events = false;
 			pc_wrote_for_worker = false;

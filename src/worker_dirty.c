@@ -21,9 +21,13 @@
  * table's OID modulo its size: two shards on one bit only cost a visit.
  * What the set cannot see makes a round visit every placement:
  *  - the first round of a worker (a reset slot's set is full);
- *  - COMMIT PREPARED, which publishes rows of a prepared transaction whose
- *    shards this backend never saw (Citus commits multi-shard writes with
- *    two-phase commit): its commit fills the set;
+ *  - a prepared transaction's rows (Citus commits a transaction that wrote
+ *    on several nodes with two-phase commit) are published by a COMMIT
+ *    PREPARED in another session: PREPARE TRANSACTION keeps the shards in
+ *    shared memory under the GID (PC_MAX_PREPARED of them; once that
+ *    overflowed, every COMMIT PREPARED marks every shard), and COMMIT
+ *    PREPARED of that GID marks them. A prepared transaction that outlived
+ *    a restart is found by the sweep below;
  *  - a round that failed: what it took is kept for the next (carry);
  *  - anything else (rows written with the trigger disabled, a shard that
  *    arrived by a move or a split): a full sweep at least every
@@ -53,6 +57,9 @@ static PcDirtyShards pc_carry;
 static PcDirtyShards pc_keep;
 static bool pc_carry_valid = false;
 static TimestampTz pc_last_sweep = 0;
+
+/* The GID of the PREPARE TRANSACTION this backend runs, until the transaction is prepared. */
+static char pc_prepare_gid[GIDSIZE];
 
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
@@ -173,9 +180,82 @@ pc_worker_shards_settled(void)
 }
 
 /*
- * COMMIT PREPARED makes visible the rows of a transaction prepared by
- * another session, whose shards no one noted for this commit: fill the
- * set when it commits.
+ * At PREPARE TRANSACTION of a transaction that wrote audit rows (called from
+ * the commit callback, once the transaction is prepared): keep its shards
+ * under its GID in shared memory, for its COMMIT PREPARED to mark. When
+ * the table is full, every later COMMIT PREPARED marks every shard.
+ */
+void
+PcDirtyPrepared(void)
+{
+	int			i;
+
+	if (pc_my_dirty_any && pc_shared != NULL && pc_prepare_gid[0] != '\0')
+	{
+		LWLockAcquire(pc_shared->lock, LW_EXCLUSIVE);
+		for (i = 0; i < PC_MAX_PREPARED; i++)
+			if (!OidIsValid(pc_shared->prepared[i].dboid))
+				break;
+		if (i < PC_MAX_PREPARED)
+		{
+			PcPreparedShards *entry = &pc_shared->prepared[i];
+
+			entry->dboid = MyDatabaseId;
+			strlcpy(entry->gid, pc_prepare_gid, GIDSIZE);
+			entry->shards = pc_my_dirty;
+		}
+		else
+			pc_shared->prepared_overflow = true;
+		LWLockRelease(pc_shared->lock);
+	}
+	pc_prepare_gid[0] = '\0';
+	PcDirtyPublish(NULL);
+}
+
+/*
+ * COMMIT PREPARED or ROLLBACK PREPARED of gid, in this database: take the
+ * entry PcDirtyPrepared kept; on commit, its shards (every shard after an
+ * overflow) are marked when this statement's own transaction commits, as
+ * the prepared transaction's rows are visible by then.
+ */
+static void
+FinishPrepared(const char *gid, bool commit)
+{
+	bool		found = false;
+	bool		every;
+	int			i;
+
+	if (pc_shared == NULL || gid == NULL)
+		return;
+	LWLockAcquire(pc_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < PC_MAX_PREPARED && !found; i++)
+	{
+		PcPreparedShards *entry = &pc_shared->prepared[i];
+
+		if (entry->dboid == MyDatabaseId && strcmp(entry->gid, gid) == 0)
+		{
+			found = true;
+			if (commit)
+				for (int w = 0; w < PC_DIRTY_SHARD_WORDS; w++)
+					pc_my_dirty.words[w] |= entry->shards.words[w];
+			entry->dboid = InvalidOid;
+		}
+	}
+	every = pc_shared->prepared_overflow;
+	LWLockRelease(pc_shared->lock);
+	if (!commit || !(found || every))
+		return;
+	if (every)
+		PcDirtyFill(&pc_my_dirty);
+	pc_my_dirty_any = true;
+	pc_worker_note_event(true);
+}
+
+/*
+ * The statements of two-phase commit: PREPARE TRANSACTION names the GID
+ * PcDirtyPrepared keeps the shards under; COMMIT PREPARED publishes them
+ * (Citus commits a transaction that wrote on several nodes this way; its
+ * connections run these statements), ROLLBACK PREPARED forgets them.
  */
 static void
 DirtyProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
@@ -184,12 +264,16 @@ DirtyProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTr
 {
 	Node	   *stmt = pstmt->utilityStmt;
 
-	if (IsA(stmt, TransactionStmt) &&
-		((TransactionStmt *) stmt)->kind == TRANS_STMT_COMMIT_PREPARED)
+	if (IsA(stmt, TransactionStmt))
 	{
-		PcDirtyFill(&pc_my_dirty);
-		pc_my_dirty_any = true;
-		pc_worker_note_event(true);
+		TransactionStmt *ts = (TransactionStmt *) stmt;
+
+		if (ts->kind == TRANS_STMT_PREPARE && ts->gid != NULL)
+			strlcpy(pc_prepare_gid, ts->gid, GIDSIZE);
+		else if (ts->kind == TRANS_STMT_COMMIT_PREPARED)
+			FinishPrepared(ts->gid, true);
+		else if (ts->kind == TRANS_STMT_ROLLBACK_PREPARED)
+			FinishPrepared(ts->gid, false);
 	}
 	if (prev_ProcessUtility)
 		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);

@@ -12,6 +12,7 @@
 
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "datatype/timestamp.h"
 #include "storage/condition_variable.h"
 #include "storage/latch.h"
@@ -94,11 +95,26 @@ typedef struct PcWorkerSlot
 #define PcSlotStopping(slot) \
 	((slot)->state == PC_DB_STOPPING || (slot)->hold_pid != 0)
 
+/*
+ * A prepared transaction that wrote audit rows, and into which shards
+ * (worker_dirty.c): its COMMIT PREPARED, in any session, marks them.
+ */
+#define PC_MAX_PREPARED 64
+typedef struct PcPreparedShards
+{
+	Oid			dboid;			/* InvalidOid: the entry is free */
+	char		gid[GIDSIZE];
+	PcDirtyShards shards;
+} PcPreparedShards;
+
 /* The slots, under one LWLock (PC_LWLOCK_TRANCHE), held for a few instructions. */
 typedef struct PcWorkerShared
 {
 	LWLock	   *lock;
 	Latch	   *launcher_latch; /* NULL while no launcher runs */
+	/* Prepared transactions with events; overflow: one did not fit, any COMMIT PREPARED marks every shard. */
+	PcPreparedShards prepared[PC_MAX_PREPARED];
+	bool		prepared_overflow;
 	int			nslots;
 	PcWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } PcWorkerShared;
@@ -115,6 +131,7 @@ extern PcWorkerSlot *PcSlotFindOrAlloc(Oid dboid, bool *allocated);
 
 /* worker_dirty.c: the shards a commit wrote, under the lock. */
 extern void PcDirtyPublish(PcWorkerSlot *slot);
+extern void PcDirtyPrepared(void);
 extern void PcDirtyFill(PcDirtyShards *set);
 
 /* launcher.c and worker_main.c: the processes. */
