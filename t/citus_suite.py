@@ -153,7 +153,7 @@ def _():
     g = val(C, "SELECT groupid FROM pg_dist_local_group")
     expect(g == 0, f"coordinator in group {g}")
     pre = val(C, "SHOW shared_preload_libraries")
-    expect(pre == "citus,provider_connections", f"shared_preload_libraries = {pre}")
+    expect(pre == "citus,pg_stat_statements,provider_connections", f"shared_preload_libraries = {pre}")
 
 
 def extversions(node):
@@ -1371,7 +1371,26 @@ def _():
                 resume_worker(n)
 
 
-@check("distributed: no plaintext credential in any node's log or pg_stat_activity (calls routed to the workers)")
+def statements_seen(node):
+    """Every query text pg_stat_statements keeps on node (the suite's nodes preload it)."""
+    with connect(node) as c:
+        return [q for (q,) in c.execute("SELECT query FROM pg_stat_statements").fetchall()]
+
+
+@check("pg_stat_statements on every node, and the secrets check sees a credential in its texts")
+def _():
+    # Created on the coordinator, Citus creates it on the workers too.
+    C.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    canary = "SECRET-" + secrets.token_hex(16)
+    for node in range(len(PORTS)):
+        with connect(node) as c:
+            c.execute("SELECT pg_stat_statements_reset()")
+            c.execute(f"SELECT 1 /* {canary} */")
+        expect(any(leaked(q, canary) for q in statements_seen(node)),
+               f"{NAMES[node]}: a comment holding the canary is not among pg_stat_statements' texts")
+
+
+@check("distributed: no plaintext credential in any node's log, pg_stat_activity or pg_stat_statements (calls routed to the workers)")
 def _():
     import threading
     canary = "SECRET-" + secrets.token_hex(16)
@@ -1412,9 +1431,15 @@ def _():
         log = read_log(node)
         expect(not leaked(log, canary) and not leaked(log, canary2),
                f"{NAMES[node]}'s log holds a credential")
+    for node in range(len(PORTS)):
+        texts = statements_seen(node)
+        bad = [q[:200] for q in texts if leaked(q, canary) or leaked(q, canary2)]
+        expect(not bad, f"{NAMES[node]}'s pg_stat_statements holds a credential: {bad[:1]}")
     # The workers did see the calls' statements (so the check looks where the data went).
     for w in WORKERS:
         expect("provider_connections_" in read_log(w), f"{NAMES[w]} logged no routed statement")
+        expect(any("provider_connections_" in q for q in statements_seen(w)),
+               f"{NAMES[w]}'s pg_stat_statements kept no routed statement")
 
 
 @check("distributed: key rotation across the shards from the coordinator (provider_key_status, provider_rotate_credentials)")
