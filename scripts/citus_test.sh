@@ -94,7 +94,8 @@ for n in $NODES; do
 listen_addresses = ''
 unix_socket_directories = '$DIR'
 port = $port
-shared_preload_libraries = 'citus,provider_connections'
+shared_preload_libraries = 'citus,pg_stat_statements,provider_connections'
+pg_stat_statements.track = 'all'
 provider_connections.encryption_key_file = 'provider_connections.key'
 citus.local_hostname = '$DIR'
 max_prepared_transactions = 20

@@ -46,6 +46,11 @@
  * position, not at the head. The round that notifies a pending position
  * clears it.
  *
+ * A round visits only the placements whose shards got events since their
+ * last round (worker_dirty.c: the stamp trigger notes the shard, the
+ * commit publishes it), and every placement at least every worker_naptime;
+ * the state of placements that left is dropped in those full rounds.
+ *
  * Purge. provider_purge_events on a distributed install purges the shards
  * placed on the node it runs on (run it on every node): per shard, the
  * prefix of its feed older than before and at most up_to_position, in
@@ -78,6 +83,7 @@
 #include "feed.h"
 #include "feed_shards.h"
 #include "plans.h"
+#include "worker.h"
 
 /* Citus's lock mode number for a shard's metadata lock: ShareLock. */
 #define PC_SHARD_METADATA_SHARE 5
@@ -245,6 +251,10 @@ typedef struct PcShardPlanEntry
 
 static HTAB *pc_shard_plans = NULL;
 static uint64 pc_shard_pass = 0;
+static uint64 pc_last_full_pass = 0;	/* the last pass that visited every placement */
+
+/* Whether the last ShardRound left work for the next round (worker_dirty.c keeps its shard). */
+static bool pc_shard_left_work = false;
 
 /*
  * provider_connections.test_hold_shard_notifications: tests only. The
@@ -376,9 +386,9 @@ ShardPlan(PcShardStmt kind, Oid nsp, const PcShardPlacement *pl)
 	return entry->plan;
 }
 
-/* Free the plans of shards no pass used since the one before this (they left the node). */
+/* Free the plans of shards not used since pass before, the last full round before this one (they left the node). */
 static void
-ForgetOldPlans(void)
+ForgetOldPlans(uint64 before)
 {
 	HASH_SEQ_STATUS seq;
 	PcShardPlanEntry *entry;
@@ -387,7 +397,7 @@ ForgetOldPlans(void)
 		return;
 	hash_seq_init(&seq, pc_shard_plans);
 	while ((entry = hash_seq_search(&seq)) != NULL)
-		if (entry->key.shard_id != 0 && entry->used_in + 1 < pc_shard_pass)
+		if (entry->key.shard_id != 0 && entry->used_in < before)
 		{
 			if (entry->plan)
 				SPI_freeplan(entry->plan);
@@ -556,7 +566,14 @@ ShardRound(Oid nsp, const PcShardPlacement *pl, bool notify)
 	numbered = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	/* Xids from $4 on were left to the next round: make it come now (feed.c says why). */
 	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)))
+	{
 		SetLatch(MyLatch);
+		pc_shard_left_work = true;
+	}
+
+	/* Numbered and left pending (notifications held or backing off): come back for them. */
+	if (!notify && numbered > 0)
+		pc_shard_left_work = true;
 
 	if (notify)
 	{
@@ -576,7 +593,10 @@ ShardRound(Oid nsp, const PcShardPlacement *pl, bool notify)
 			FlagPending(PC_SS_PENDING_CLEAR, nsp, pl, upto);
 		/* A full batch: what is left after it waits for the next round, pending meanwhile. */
 		if (notified >= PC_FEED_NOTIFY_BATCH)
+		{
 			FlagPending(PC_SS_PENDING_MARK, nsp, pl, upto);
+			pc_shard_left_work = true;	/* ... which must visit this shard again */
+		}
 	}
 
 	if (upto != stored)
@@ -724,18 +744,41 @@ pc_feed_shards_assign(Oid nsp, bool notify)
 	uint64		n;
 	uint64		i;
 	int64		total = 0;
+	PcDirtyShards dirty;
+	bool		every;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	/* The round writes into the shard tables directly, as Citus's own executor does. */
 	(void) set_config_option("citus.enable_manual_changes_to_shards", "on", PGC_USERSET,
 							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+	/* Before the first snapshot: what commits after this is left for the next round. */
+	every = !pc_worker_take_dirty_shards(&dirty);
 	shards = LocalShards(nsp, &n);
 	pc_shard_pass++;
 	notify = notify && !pc_test_hold_notifications;
 	for (i = 0; i < n; i++)
+	{
+		Oid			relid = get_relname_relid(psprintf("provider_audit_log_" INT64_FORMAT,
+													   shards[i].shard_id), nsp);
+
+		/* Nothing committed there since its last round (worker_dirty.c). */
+		if (!every && OidIsValid(relid) && !pc_worker_shard_dirty(&dirty, relid))
+			continue;
+		pc_shard_left_work = false;
 		total += ShardRound(nsp, &shards[i], notify);
-	ForgetOldPlans();
+		if (pc_shard_left_work)
+			pc_worker_keep_shard(relid);
+	}
+	pc_worker_shards_settled();
+	if (!every)
+	{
+		SPI_finish();
+		return total;
+	}
+	/* A full round visited every listed placement: the plans it did not use are of shards that left. */
+	ForgetOldPlans(pc_last_full_pass);
+	pc_last_full_pass = pc_shard_pass;
 	/* The state of placements that left this node (a placement that comes back is a new one). */
 	Run(psprintf("DELETE FROM %s.provider_feed_shard_state s WHERE NOT EXISTS"
 				 " (SELECT 1 FROM pg_catalog.pg_dist_placement pl"

@@ -24,4 +24,22 @@ extern bool pc_worker_serving(void);
 extern bool pc_worker_database_listed(void);
 extern bool pc_worker_sync(void);
 
+/*
+ * worker_dirty.c: which audit shards of a distributed install got events
+ * since the worker's last round: a bitmap indexed by the shard table's OID.
+ */
+#define PC_DIRTY_SHARD_BITS 1024
+#define PC_DIRTY_SHARD_WORDS (PC_DIRTY_SHARD_BITS / 32)
+typedef struct PcDirtyShards
+{
+	uint32		words[PC_DIRTY_SHARD_WORDS];
+} PcDirtyShards;
+
+extern void pc_worker_dirty_init(void);	/* the COMMIT PREPARED hook, from pc_worker_api_init */
+extern void pc_worker_note_shard(Oid relid);	/* backends: the stamp trigger */
+extern bool pc_worker_take_dirty_shards(PcDirtyShards *set);	/* the worker's rounds */
+extern bool pc_worker_shard_dirty(const PcDirtyShards *set, Oid relid);
+extern void pc_worker_keep_shard(Oid relid);
+extern void pc_worker_shards_settled(void);
+
 #endif							/* PC_WORKER_H */

@@ -73,6 +73,7 @@ pc_worker_wake(bool round_needed)
 			latch = pc_shared->launcher_latch;
 		slot->wanted = true;
 	}
+	PcDirtyPublish(slot);
 	LWLockRelease(pc_shared->lock);
 	if (latch != NULL)
 		SetLatch(latch);
@@ -257,13 +258,20 @@ WakeXactCallback(XactEvent event, void *arg)
 			/* When callers notified, nothing waits for the round: the naptime does. */
 			if (pc_wrote_events)
 				pc_worker_wake(pc_wrote_for_worker);
+			PcDirtyPublish(NULL);	/* no shared memory: nothing took them */
+			pc_wrote_events = false;
+			pc_wrote_for_worker = false;
+			break;
+		case XACT_EVENT_PREPARE:
+			/* Its rows are published by a COMMIT PREPARED, which marks their shards. */
+			PcDirtyPrepared();
 			pc_wrote_events = false;
 			pc_wrote_for_worker = false;
 			break;
 		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PREPARE:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PARALLEL_ABORT:
+			PcDirtyPublish(NULL);
 			pc_wrote_events = false;
 			pc_wrote_for_worker = false;
 			break;
@@ -277,4 +285,5 @@ void
 pc_worker_api_init(void)
 {
 	RegisterXactCallback(WakeXactCallback, NULL);
+	pc_worker_dirty_init();
 }

@@ -12,6 +12,7 @@
 
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "datatype/timestamp.h"
 #include "storage/condition_variable.h"
 #include "storage/latch.h"
@@ -64,7 +65,8 @@ typedef enum PcWorkerExit
  * The launcher writes state and missing; the worker writes pid, latch,
  * exit, retry_pending, its progress (rounds_*, notified_upto) and what
  * provider_stats() shows of it (last_round_at, last_error*); backends
- * write their requests: wanted, sync_pending and hold_pid.
+ * write their requests: wanted, sync_pending and hold_pid, and OR the
+ * shards they wrote into dirty, which the worker takes (worker_dirty.c).
  */
 typedef struct PcWorkerSlot
 {
@@ -85,6 +87,7 @@ typedef struct PcWorkerSlot
 	TimestampTz last_round_at;	/* when a round last committed; 0: never */
 	TimestampTz last_error_at;	/* when a round last failed; 0: never */
 	char		last_error[PC_LAST_ERROR_LEN];	/* its message, clipped */
+	PcDirtyShards dirty;		/* audit shards written since the last round took them */
 	ConditionVariable round_done; /* broadcast after each round and at exit */
 } PcWorkerSlot;
 
@@ -92,11 +95,26 @@ typedef struct PcWorkerSlot
 #define PcSlotStopping(slot) \
 	((slot)->state == PC_DB_STOPPING || (slot)->hold_pid != 0)
 
+/*
+ * A prepared transaction that wrote audit rows, and into which shards
+ * (worker_dirty.c): its COMMIT PREPARED, in any session, marks them.
+ */
+#define PC_MAX_PREPARED 64
+typedef struct PcPreparedShards
+{
+	Oid			dboid;			/* InvalidOid: the entry is free */
+	char		gid[GIDSIZE];
+	PcDirtyShards shards;
+} PcPreparedShards;
+
 /* The slots, under one LWLock (PC_LWLOCK_TRANCHE), held for a few instructions. */
 typedef struct PcWorkerShared
 {
 	LWLock	   *lock;
 	Latch	   *launcher_latch; /* NULL while no launcher runs */
+	/* Prepared transactions with events; overflow: one did not fit, any COMMIT PREPARED marks every shard. */
+	PcPreparedShards prepared[PC_MAX_PREPARED];
+	bool		prepared_overflow;
 	int			nslots;
 	PcWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } PcWorkerShared;
@@ -110,6 +128,11 @@ extern bool PcDatabaseListed(const char *name);
 extern void PcSlotReset(PcWorkerSlot *slot, Oid dboid);
 extern PcWorkerSlot *PcSlotFind(Oid dboid);
 extern PcWorkerSlot *PcSlotFindOrAlloc(Oid dboid, bool *allocated);
+
+/* worker_dirty.c: the shards a commit wrote, under the lock. */
+extern void PcDirtyPublish(PcWorkerSlot *slot);
+extern void PcDirtyPrepared(void);
+extern void PcDirtyFill(PcDirtyShards *set);
 
 /* launcher.c and worker_main.c: the processes. */
 extern PGDLLEXPORT void pc_launcher_main(Datum main_arg);

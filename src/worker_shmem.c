@@ -159,6 +159,8 @@ PcSlotReset(PcWorkerSlot *slot, Oid dboid)
 	slot->retry_pending = false;
 	slot->missing = false;
 	slot->notified_upto = -1;
+	/* A new worker's first round visits every shard (worker_dirty.c). */
+	PcDirtyFill(&slot->dirty);
 	/* What provider_stats() shows belongs to the database, not the slot. */
 	slot->last_round_at = 0;
 	slot->last_error_at = 0;
@@ -184,6 +186,9 @@ WorkerShmemStartup(void)
 	{
 		pc_shared->lock = &(GetNamedLWLockTranche(PC_LWLOCK_TRANCHE))->lock;
 		pc_shared->launcher_latch = NULL;
+		for (i = 0; i < PC_MAX_PREPARED; i++)
+			pc_shared->prepared[i].dboid = InvalidOid;
+		pc_shared->prepared_overflow = false;
 		pc_shared->nslots = SlotCount();
 		for (i = 0; i < pc_shared->nslots; i++)
 		{

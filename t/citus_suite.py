@@ -153,7 +153,7 @@ def _():
     g = val(C, "SELECT groupid FROM pg_dist_local_group")
     expect(g == 0, f"coordinator in group {g}")
     pre = val(C, "SHOW shared_preload_libraries")
-    expect(pre == "citus,provider_connections", f"shared_preload_libraries = {pre}")
+    expect(pre == "citus,pg_stat_statements,provider_connections", f"shared_preload_libraries = {pre}")
 
 
 def extversions(node):
@@ -710,6 +710,37 @@ def _():
     expect(ra[0] and rb[0], f"{ra} {rb}")
     n = val(C, "SELECT count(*) FROM provider_connections WHERE provider_slug = 'two'")
     expect(n == 2, f"{n} rows")
+
+
+@check("distributed: rounds visit the shards commits wrote (also through 2PC), not only the periodic sweep of every shard")
+def _():
+    # With worker_naptime at 60 s a round visits every placement once a
+    # minute only; every other round visits the shards that commits marked
+    # (worker_dirty.c). Events of a routed call and of a two-phase commit
+    # over two nodes must still be numbered at once.
+    set_everywhere({"provider_connections.worker_naptime": "1min"})
+    try:
+        a = next(u for u in DUSERS if shard_port(u) == PORTS[1])
+        b = next(u for u in DUSERS if shard_port(u) == PORTS[2])
+        with connect() as c:
+            c.autocommit = False
+            c.execute("SELECT * FROM provider_connect(%s, %s, 'dirty-2pc', %s)", (a, PROV, b"x"))
+            c.execute("SELECT * FROM provider_connect(%s, %s, 'dirty-2pc', %s)", (b, PROV, b"y"))
+            c.commit()
+        connect_user(DUSERS[0])
+        users = (a, b, DUSERS[0])
+
+        def unnumbered():
+            return val(C, """SELECT count(*) FROM provider_audit_log l
+                              WHERE l.user_id = ANY(%s) AND NOT EXISTS (
+                                SELECT 1 FROM provider_event_positions p
+                                 WHERE p.user_id = l.user_id AND p.audit_id = l.id)""", (list(users),))
+        try:
+            poll(lambda: unnumbered() == 0, "every event of the three users numbered", timeout=15)
+        except CheckFailed as e:
+            raise CheckFailed(f"{e}; {unnumbered()} events without a position")
+    finally:
+        set_everywhere({"provider_connections.worker_naptime": "1s"})
 
 
 @check("distributed: provider_events_since is refused with 0A000 (the feed is per shard), no worker logs a failed round")
@@ -1340,7 +1371,26 @@ def _():
                 resume_worker(n)
 
 
-@check("distributed: no plaintext credential in any node's log or pg_stat_activity (calls routed to the workers)")
+def statements_seen(node):
+    """Every query text pg_stat_statements keeps on node (the suite's nodes preload it)."""
+    with connect(node) as c:
+        return [q for (q,) in c.execute("SELECT query FROM pg_stat_statements").fetchall()]
+
+
+@check("pg_stat_statements on every node, and the secrets check sees a credential in its texts")
+def _():
+    # Created on the coordinator, Citus creates it on the workers too.
+    C.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    canary = "SECRET-" + secrets.token_hex(16)
+    for node in range(len(PORTS)):
+        with connect(node) as c:
+            c.execute("SELECT pg_stat_statements_reset()")
+            c.execute(f"SELECT 1 /* {canary} */")
+        expect(any(leaked(q, canary) for q in statements_seen(node)),
+               f"{NAMES[node]}: a comment holding the canary is not among pg_stat_statements' texts")
+
+
+@check("distributed: no plaintext credential in any node's log, pg_stat_activity or pg_stat_statements (calls routed to the workers)")
 def _():
     import threading
     canary = "SECRET-" + secrets.token_hex(16)
@@ -1381,9 +1431,15 @@ def _():
         log = read_log(node)
         expect(not leaked(log, canary) and not leaked(log, canary2),
                f"{NAMES[node]}'s log holds a credential")
+    for node in range(len(PORTS)):
+        texts = statements_seen(node)
+        bad = [q[:200] for q in texts if leaked(q, canary) or leaked(q, canary2)]
+        expect(not bad, f"{NAMES[node]}'s pg_stat_statements holds a credential: {bad[:1]}")
     # The workers did see the calls' statements (so the check looks where the data went).
     for w in WORKERS:
         expect("provider_connections_" in read_log(w), f"{NAMES[w]} logged no routed statement")
+        expect(any("provider_connections_" in q for q in statements_seen(w)),
+               f"{NAMES[w]}'s pg_stat_statements kept no routed statement")
 
 
 @check("distributed: key rotation across the shards from the coordinator (provider_key_status, provider_rotate_credentials)")

@@ -1,0 +1,290 @@
+/*
+ * worker_dirty.c
+ *		Which audit shards of a distributed install got events since the
+ *		worker's last round, so that its rounds visit those shards only.
+ *
+ * On Citus a node's worker runs a round per audit shard placed on the node
+ * (feed_shards.c), five or six statements each. Visiting every placement on
+ * every wake cost the workers about a third of a node's CPU under load,
+ * most of it on shards where nothing had happened. So the INSERT trigger
+ * that stamps an audit row with the storing node's xid (audit_stamp.c)
+ * notes the shard in a backend-local set; the commit that makes the rows
+ * visible ORs that set into the database's slot (pc_worker_wake, under the
+ * slots' lock, after the commit is visible to new snapshots); a round takes
+ * and clears the slot's set before its first snapshot and visits the shards
+ * in it. A commit that lands after the take leaves its bit for the next
+ * round, and every row committed before the take is in the snapshots the
+ * round's statements take after it: no shard with a committed, unnumbered
+ * row is skipped.
+ *
+ * The set is a bitmap of PC_DIRTY_SHARD_BITS bits indexed by the shard
+ * table's OID modulo its size: two shards on one bit only cost a visit.
+ * What the set cannot see makes a round visit every placement:
+ *  - the first round of a worker (a reset slot's set is full);
+ *  - a prepared transaction's rows (Citus commits a transaction that wrote
+ *    on several nodes with two-phase commit) are published by a COMMIT
+ *    PREPARED in another session: PREPARE TRANSACTION keeps the shards in
+ *    shared memory under the GID (PC_MAX_PREPARED of them; once that
+ *    overflowed, every COMMIT PREPARED marks every shard), and COMMIT
+ *    PREPARED of that GID marks them. A prepared transaction that outlived
+ *    a restart is found by the sweep below;
+ *  - a round that failed: what it took is kept for the next (carry);
+ *  - anything else (rows written with the trigger disabled, a shard that
+ *    arrived by a move or a split): a full sweep at least every
+ *    worker_naptime.
+ * A placement whose round left work (a full notification batch, xids left
+ * to the next round) stays in the set (pc_worker_keep_shard).
+ *
+ * Copyright (c) 2026, provider_connections developers.
+ * Released under the PostgreSQL License (see LICENSE).
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "tcop/utility.h"
+#include "utils/timestamp.h"
+
+#include "worker_internal.h"
+
+/* Shards this backend's transaction wrote audit rows into; published at commit. */
+static PcDirtyShards pc_my_dirty;
+static bool pc_my_dirty_any = false;
+
+/* The worker's own: what its round in progress took, and what it keeps for the next. */
+static PcDirtyShards pc_carry;
+static PcDirtyShards pc_keep;
+static bool pc_carry_valid = false;
+static TimestampTz pc_last_sweep = 0;
+
+/* The GID of the PREPARE TRANSACTION this backend runs, until the transaction is prepared. */
+static char pc_prepare_gid[GIDSIZE];
+
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+
+/* Set the bit of relid in set. */
+static inline void
+DirtySet(PcDirtyShards *set, Oid relid)
+{
+	uint32		bit = relid % PC_DIRTY_SHARD_BITS;
+
+	set->words[bit / 32] |= UINT32_C(1) << (bit % 32);
+}
+
+/* Fill set: every shard is to be visited. */
+void
+PcDirtyFill(PcDirtyShards *set)
+{
+	memset(set->words, 0xff, sizeof(set->words));
+}
+
+/*
+ * Note that the current transaction wrote an audit row into shard table
+ * relid (the stamp trigger, on the node that stores it): its commit marks
+ * the shard for the worker's next round.
+ */
+void
+pc_worker_note_shard(Oid relid)
+{
+	DirtySet(&pc_my_dirty, relid);
+	pc_my_dirty_any = true;
+	pc_worker_note_event(true);
+}
+
+/*
+ * OR what this backend's transaction noted into slot's set and forget it;
+ * called at commit under the slots' lock (pc_worker_wake). Without a slot
+ * (slot NULL), or at abort and prepare, just forget.
+ */
+void
+PcDirtyPublish(PcWorkerSlot *slot)
+{
+	int			i;
+
+	if (!pc_my_dirty_any)
+		return;
+	if (slot != NULL)
+		for (i = 0; i < PC_DIRTY_SHARD_WORDS; i++)
+			slot->dirty.words[i] |= pc_my_dirty.words[i];
+	memset(&pc_my_dirty, 0, sizeof(pc_my_dirty));
+	pc_my_dirty_any = false;
+}
+
+/*
+ * The worker, at the start of a round: into *set, the shards to visit,
+ * taking them out of the slot. Returns false when the round must visit
+ * every placement instead (see the file header). Whatever it returns is
+ * carried to the next round until pc_worker_shards_settled says this one
+ * finished.
+ */
+bool
+pc_worker_take_dirty_shards(PcDirtyShards *set)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	PcWorkerSlot *slot;
+	bool		sweep;
+	int			i;
+
+	sweep = TimestampDifferenceExceeds(pc_last_sweep, now, pc_worker_naptime);
+	LWLockAcquire(pc_shared->lock, LW_EXCLUSIVE);
+	slot = PcSlotFind(MyDatabaseId);
+	if (slot == NULL)
+		sweep = true;
+	else
+	{
+		*set = slot->dirty;
+		memset(&slot->dirty, 0, sizeof(slot->dirty));
+	}
+	LWLockRelease(pc_shared->lock);
+
+	if (sweep)
+	{
+		PcDirtyFill(set);
+		pc_last_sweep = now;
+	}
+	if (pc_carry_valid)
+		for (i = 0; i < PC_DIRTY_SHARD_WORDS; i++)
+			set->words[i] |= pc_carry.words[i];
+	pc_carry = *set;
+	pc_carry_valid = true;
+	memset(&pc_keep, 0, sizeof(pc_keep));
+	for (i = 0; i < PC_DIRTY_SHARD_WORDS; i++)
+		if (set->words[i] != PG_UINT32_MAX)
+			return true;
+	return false;
+}
+
+/* Whether shard table relid is in set. */
+bool
+pc_worker_shard_dirty(const PcDirtyShards *set, Oid relid)
+{
+	uint32		bit = relid % PC_DIRTY_SHARD_BITS;
+
+	return (set->words[bit / 32] & (UINT32_C(1) << (bit % 32))) != 0;
+}
+
+/* The worker: shard table relid has work left; visit it in the next round too. */
+void
+pc_worker_keep_shard(Oid relid)
+{
+	DirtySet(&pc_keep, relid);
+}
+
+/* The worker: the round that took the set finished; carry only what it kept. */
+void
+pc_worker_shards_settled(void)
+{
+	pc_carry = pc_keep;
+	pc_carry_valid = true;
+}
+
+/*
+ * At PREPARE TRANSACTION of a transaction that wrote audit rows (called from
+ * the commit callback, once the transaction is prepared): keep its shards
+ * under its GID in shared memory, for its COMMIT PREPARED to mark. When
+ * the table is full, every later COMMIT PREPARED marks every shard.
+ */
+void
+PcDirtyPrepared(void)
+{
+	int			i;
+
+	if (pc_my_dirty_any && pc_shared != NULL && pc_prepare_gid[0] != '\0')
+	{
+		LWLockAcquire(pc_shared->lock, LW_EXCLUSIVE);
+		for (i = 0; i < PC_MAX_PREPARED; i++)
+			if (!OidIsValid(pc_shared->prepared[i].dboid))
+				break;
+		if (i < PC_MAX_PREPARED)
+		{
+			PcPreparedShards *entry = &pc_shared->prepared[i];
+
+			entry->dboid = MyDatabaseId;
+			strlcpy(entry->gid, pc_prepare_gid, GIDSIZE);
+			entry->shards = pc_my_dirty;
+		}
+		else
+			pc_shared->prepared_overflow = true;
+		LWLockRelease(pc_shared->lock);
+	}
+	pc_prepare_gid[0] = '\0';
+	PcDirtyPublish(NULL);
+}
+
+/*
+ * COMMIT PREPARED or ROLLBACK PREPARED of gid, in this database: take the
+ * entry PcDirtyPrepared kept; on commit, its shards (every shard after an
+ * overflow) are marked when this statement's own transaction commits, as
+ * the prepared transaction's rows are visible by then.
+ */
+static void
+FinishPrepared(const char *gid, bool commit)
+{
+	bool		found = false;
+	bool		every;
+	int			i;
+
+	if (pc_shared == NULL || gid == NULL)
+		return;
+	LWLockAcquire(pc_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < PC_MAX_PREPARED && !found; i++)
+	{
+		PcPreparedShards *entry = &pc_shared->prepared[i];
+
+		if (entry->dboid == MyDatabaseId && strcmp(entry->gid, gid) == 0)
+		{
+			found = true;
+			if (commit)
+				for (int w = 0; w < PC_DIRTY_SHARD_WORDS; w++)
+					pc_my_dirty.words[w] |= entry->shards.words[w];
+			entry->dboid = InvalidOid;
+		}
+	}
+	every = pc_shared->prepared_overflow;
+	LWLockRelease(pc_shared->lock);
+	if (!commit || !(found || every))
+		return;
+	if (every)
+		PcDirtyFill(&pc_my_dirty);
+	pc_my_dirty_any = true;
+	pc_worker_note_event(true);
+}
+
+/*
+ * The statements of two-phase commit: PREPARE TRANSACTION names the GID
+ * PcDirtyPrepared keeps the shards under; COMMIT PREPARED publishes them
+ * (Citus commits a transaction that wrote on several nodes this way; its
+ * connections run these statements), ROLLBACK PREPARED forgets them.
+ */
+static void
+DirtyProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+					ProcessUtilityContext context, ParamListInfo params,
+					QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *stmt = pstmt->utilityStmt;
+
+	if (IsA(stmt, TransactionStmt))
+	{
+		TransactionStmt *ts = (TransactionStmt *) stmt;
+
+		if (ts->kind == TRANS_STMT_PREPARE && ts->gid != NULL)
+			strlcpy(pc_prepare_gid, ts->gid, GIDSIZE);
+		else if (ts->kind == TRANS_STMT_COMMIT_PREPARED)
+			FinishPrepared(ts->gid, true);
+		else if (ts->kind == TRANS_STMT_ROLLBACK_PREPARED)
+			FinishPrepared(ts->gid, false);
+	}
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+}
+
+/* Install the utility hook; called from pc_worker_api_init (_PG_init). */
+void
+pc_worker_dirty_init(void)
+{
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = DirtyProcessUtility;
+}
