@@ -27,6 +27,7 @@
 #define PC_SYNC_START_MS 50		/* pc_worker_sync gives up on a silent worker after */
 #define PC_SYNC_TIMEOUT_MS 2000 /* ... and on a busy one after */
 #define PC_ROUND_INTERVAL_MS 2	/* rounds start at most this often */
+#define PC_SHARD_ROUND_INTERVAL_MS 20	/* ... on a distributed install (worker_main.c says why) */
 #define PC_WARN_INTERVAL_MS 60000	/* repeated round failures: one WARNING per */
 #define PC_EXTRA_SLOTS 32		/* slots beyond max_worker_processes */
 #define PC_MAX_HOLDS 8			/* databases one transaction can hold */

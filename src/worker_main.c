@@ -51,6 +51,8 @@ typedef enum PcRoundOutcome
 /* This worker's slot and database name. */
 static PcWorkerSlot *pc_worker_slot = NULL;
 static char pc_worker_dbname[NAMEDATALEN];
+/* Whether the last round numbered the feeds of a distributed install (it paces the next). */
+static bool pc_round_distributed = false;
 
 /* Clear our slot at exit and tell the launcher and anyone waiting. */
 static void
@@ -262,7 +264,8 @@ WorkerRound(bool notify, bool retry_follows, PcFailures *failures, int64 *count)
 							   "assigning feed positions and notifying" :
 							   "assigning feed positions");
 		nsp = pc_feed_schema();
-		if (OidIsValid(nsp) && pc_feed_distributed(nsp))
+		pc_round_distributed = OidIsValid(nsp) && pc_feed_distributed(nsp);
+		if (pc_round_distributed)
 			n = pc_feed_shards_assign(nsp, notify);
 		else if (OidIsValid(nsp))
 			n = pc_feed_assign(nsp, notify ? &upto : NULL);
@@ -346,11 +349,21 @@ WorkerLoop(void)
 			 * kept that throughput and halved the delivery latency of the
 			 * 5 ms first used (bench/README.md, "Round pacing"). A reader
 			 * waiting in pc_worker_sync is not made to wait.
+			 *
+			 * On a distributed install a round visits each local audit
+			 * shard that got events (feed_shards.c), five to seven
+			 * statements per shard however few events it numbers: there
+			 * rounds start at most every PC_SHARD_ROUND_INTERVAL_MS, which
+			 * puts more events into each visit (routed connects, 8
+			 * clients: the workers' rounds took 0.16 ms of CPU per call
+			 * at 20 ms against 0.22 at 5 ms, their node 10% less).
 			 */
 			for (;;)
 			{
 				early = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
-														TimestampTzPlusMilliseconds(last_round, PC_ROUND_INTERVAL_MS));
+														TimestampTzPlusMilliseconds(last_round, pc_round_distributed ?
+																					PC_SHARD_ROUND_INTERVAL_MS :
+																					PC_ROUND_INTERVAL_MS));
 				/* A reader of the feed waits for this round: no pause for it. */
 				LWLockAcquire(pc_shared->lock, LW_EXCLUSIVE);
 				if (pc_worker_slot->sync_pending)
