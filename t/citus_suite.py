@@ -1480,16 +1480,21 @@ def _():
                      WHERE connection_id = %s AND event_type = 'ProviderConnectionStatusChanged'""", (cid,))
     group = val(C, """SELECT groupid FROM pg_dist_node WHERE nodeport = %s""", (shard_port(u),))
     expect(row is not None and row[0] == group, f"status change id group {row}, node group {group}")
+    # A new call's rows, for a user on each worker, carry an xid that worker
+    # handed out during the call (stamped where they are stored). Only new
+    # rows: a shard moved in from another node keeps that node's xids.
     for w in WORKERS:
+        u = next(x for x in DUSERS if shard_port(x) == PORTS[w])
         with connect(w) as c:
-            mx = val(c, "SELECT pg_current_xact_id()::text::bigint")
-            shard = val(C, """SELECT 'provider_audit_log_' || s.shardid
-                                 FROM pg_dist_shard s JOIN pg_dist_placement p USING (shardid)
-                                 JOIN pg_dist_node n USING (groupid)
-                               WHERE s.logicalrelid = 'provider_audit_log'::regclass AND n.nodeport = %s
-                               ORDER BY s.shardid LIMIT 1""", (PORTS[w],))
-            bad = val(c, f"SELECT count(*) FROM {shard} WHERE xid::text::bigint > %s", (mx,))
-            expect(bad == 0, f"{NAMES[w]}: {bad} rows with an xid from another node")
+            before = val(c, "SELECT pg_current_xact_id()::text::bigint")
+            cid = connect_user(u)
+            after = val(c, "SELECT pg_current_xact_id()::text::bigint")
+        call = val(C, "SELECT call_id FROM provider_audit_log WHERE user_id = %s AND connection_id = %s LIMIT 1",
+                   (u, cid))
+        xids = [x for (x,) in C.execute("""SELECT xid::text::bigint FROM provider_audit_log
+                                             WHERE user_id = %s AND call_id = %s""", (u, call)).fetchall()]
+        expect(len(xids) == 2 and all(before < x < after for x in xids),
+               f"{NAMES[w]}: the call's rows carry xids {xids}, the node handed out {before}..{after}")
 
 
 def probe_setup():
