@@ -41,7 +41,10 @@ provider_audit_log_append_only(PG_FUNCTION_ARGS)
 
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 	{
-		if (pc_feed_shards_flagging())
+		/* Only a round's own UPDATE of notify_pending, on a positions shard. */
+		if (pc_feed_shards_flagging() &&
+			strncmp(RelationGetRelationName(trigdata->tg_relation), "provider_event_positions",
+					strlen("provider_event_positions")) == 0)
 			return PointerGetDatum(trigdata->tg_newtuple);
 		command = "UPDATE";
 	}

@@ -571,8 +571,12 @@ ShardRound(Oid nsp, const PcShardPlacement *pl, bool notify)
 		pc_shard_left_work = true;
 	}
 
-	/* Numbered and left pending (notifications held or backing off): come back for them. */
-	if (!notify && numbered > 0)
+	/*
+	 * Notifications held or backing off: what this round numbers, and what
+	 * earlier rounds left pending, waits for a notifying round that must
+	 * visit this shard again.
+	 */
+	if (!notify)
 		pc_shard_left_work = true;
 
 	if (notify)
@@ -770,7 +774,6 @@ pc_feed_shards_assign(Oid nsp, bool notify)
 		if (pc_shard_left_work)
 			pc_worker_keep_shard(relid);
 	}
-	pc_worker_shards_settled();
 	if (!every)
 	{
 		SPI_finish();

@@ -19,21 +19,29 @@
  *
  * The set is a bitmap of PC_DIRTY_SHARD_BITS bits indexed by the shard
  * table's OID modulo its size: two shards on one bit only cost a visit.
- * What the set cannot see makes a round visit every placement:
- *  - the first round of a worker (a reset slot's set is full);
+ * What the commits do not mark is covered otherwise:
+ *  - the first round of a worker visits every placement (a reset slot's
+ *    set is full);
  *  - a prepared transaction's rows (Citus commits a transaction that wrote
  *    on several nodes with two-phase commit) are published by a COMMIT
  *    PREPARED in another session: PREPARE TRANSACTION keeps the shards in
- *    shared memory under the GID (PC_MAX_PREPARED of them; once that
- *    overflowed, every COMMIT PREPARED marks every shard), and COMMIT
- *    PREPARED of that GID marks them. A prepared transaction that outlived
- *    a restart is found by the sweep below;
- *  - a round that failed: what it took is kept for the next (carry);
+ *    shared memory under the GID (PC_MAX_PREPARED of them), and a COMMIT
+ *    PREPARED of that GID that succeeded marks them;
+ *  - a round that failed, also at commit (a NOTIFY can fail there), keeps
+ *    what it took for the next round (carry; the worker settles a round
+ *    only once it committed);
+ *  - a round that does not notify (notifications held, or backing off
+ *    after they failed) keeps every shard it visits, whose numbered rows
+ *    wait for a notifying round;
+ *  - a placement whose round left work (a full notification batch, xids
+ *    left to the next round) stays in the set (pc_worker_keep_shard);
  *  - anything else (rows written with the trigger disabled, a shard that
- *    arrived by a move or a split): a full sweep at least every
- *    worker_naptime.
- * A placement whose round left work (a full notification batch, xids left
- * to the next round) stays in the set (pc_worker_keep_shard).
+ *    arrived by a move or a split, a prepared transaction that outlived a
+ *    restart or did not fit): a sweep of every placement, due half a
+ *    worker_naptime after the last one, so at most 1.5 naptimes apart as
+ *    the worker sleeps up to a naptime between rounds.
+ * The worker's rounds run read committed (worker_main.c), so every
+ * statement sees what committed before the round took the set.
  *
  * Copyright (c) 2026, provider_connections developers.
  * Released under the PostgreSQL License (see LICENSE).
@@ -126,7 +134,11 @@ pc_worker_take_dirty_shards(PcDirtyShards *set)
 	bool		sweep;
 	int			i;
 
-	sweep = TimestampDifferenceExceeds(pc_last_sweep, now, pc_worker_naptime);
+	/*
+	 * Half the naptime: the worker may sleep a whole naptime after a round
+	 * that was not a sweep, so sweeps come at most 1.5 naptimes apart.
+	 */
+	sweep = TimestampDifferenceExceeds(pc_last_sweep, now, pc_worker_naptime / 2);
 	LWLockAcquire(pc_shared->lock, LW_EXCLUSIVE);
 	slot = PcSlotFind(MyDatabaseId);
 	if (slot == NULL)
@@ -196,6 +208,7 @@ PcDirtyPrepared(void)
 		for (i = 0; i < PC_MAX_PREPARED; i++)
 			if (!OidIsValid(pc_shared->prepared[i].dboid))
 				break;
+		/* Past PC_MAX_PREPARED the sweep finds the rows, as after a restart. */
 		if (i < PC_MAX_PREPARED)
 		{
 			PcPreparedShards *entry = &pc_shared->prepared[i];
@@ -204,8 +217,6 @@ PcDirtyPrepared(void)
 			strlcpy(entry->gid, pc_prepare_gid, GIDSIZE);
 			entry->shards = pc_my_dirty;
 		}
-		else
-			pc_shared->prepared_overflow = true;
 		LWLockRelease(pc_shared->lock);
 	}
 	pc_prepare_gid[0] = '\0';
@@ -213,16 +224,16 @@ PcDirtyPrepared(void)
 }
 
 /*
- * COMMIT PREPARED or ROLLBACK PREPARED of gid, in this database: take the
- * entry PcDirtyPrepared kept; on commit, its shards (every shard after an
- * overflow) are marked when this statement's own transaction commits, as
- * the prepared transaction's rows are visible by then.
+ * After COMMIT PREPARED or ROLLBACK PREPARED of gid ran, in this database:
+ * take the entry PcDirtyPrepared kept (called once the statement
+ * succeeded, so a COMMIT PREPARED that failed leaves it for the retry). On
+ * commit its shards are marked when this statement's own transaction
+ * commits, as the prepared transaction's rows are visible by then.
  */
 static void
 FinishPrepared(const char *gid, bool commit)
 {
 	bool		found = false;
-	bool		every;
 	int			i;
 
 	if (pc_shared == NULL || gid == NULL)
@@ -241,12 +252,9 @@ FinishPrepared(const char *gid, bool commit)
 			entry->dboid = InvalidOid;
 		}
 	}
-	every = pc_shared->prepared_overflow;
 	LWLockRelease(pc_shared->lock);
-	if (!commit || !(found || every))
+	if (!commit || !found)
 		return;
-	if (every)
-		PcDirtyFill(&pc_my_dirty);
 	pc_my_dirty_any = true;
 	pc_worker_note_event(true);
 }
@@ -263,22 +271,23 @@ DirtyProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTr
 					QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *stmt = pstmt->utilityStmt;
+	TransactionStmt *ts = IsA(stmt, TransactionStmt) ? (TransactionStmt *) stmt : NULL;
+	char		gid[GIDSIZE];
 
-	if (IsA(stmt, TransactionStmt))
-	{
-		TransactionStmt *ts = (TransactionStmt *) stmt;
-
-		if (ts->kind == TRANS_STMT_PREPARE && ts->gid != NULL)
-			strlcpy(pc_prepare_gid, ts->gid, GIDSIZE);
-		else if (ts->kind == TRANS_STMT_COMMIT_PREPARED)
-			FinishPrepared(ts->gid, true);
-		else if (ts->kind == TRANS_STMT_ROLLBACK_PREPARED)
-			FinishPrepared(ts->gid, false);
-	}
+	/* The statement's tree may be freed or changed by running it: keep what we need. */
+	gid[0] = '\0';
+	if (ts != NULL && ts->gid != NULL)
+		strlcpy(gid, ts->gid, GIDSIZE);
+	if (ts != NULL && ts->kind == TRANS_STMT_PREPARE)
+		strlcpy(pc_prepare_gid, gid, GIDSIZE);
 	if (prev_ProcessUtility)
 		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+	if (ts != NULL && ts->kind == TRANS_STMT_COMMIT_PREPARED)
+		FinishPrepared(gid, true);
+	else if (ts != NULL && ts->kind == TRANS_STMT_ROLLBACK_PREPARED)
+		FinishPrepared(gid, false);
 }
 
 /* Install the utility hook; called from pc_worker_api_init (_PG_init). */

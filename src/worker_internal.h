@@ -113,9 +113,8 @@ typedef struct PcWorkerShared
 {
 	LWLock	   *lock;
 	Latch	   *launcher_latch; /* NULL while no launcher runs */
-	/* Prepared transactions with events; overflow: one did not fit, any COMMIT PREPARED marks every shard. */
+	/* Prepared transactions with events (worker_dirty.c). */
 	PcPreparedShards prepared[PC_MAX_PREPARED];
-	bool		prepared_overflow;
 	int			nslots;
 	PcWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } PcWorkerShared;

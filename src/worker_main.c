@@ -273,6 +273,9 @@ WorkerRound(bool notify, bool retry_follows, PcFailures *failures, int64 *count)
 			outcome = PC_ROUND_ABSENT;
 		PopActiveSnapshot();
 		CommitTransactionCommand();
+		/* Only a committed round numbered what it took (a NOTIFY can still fail at commit). */
+		if (pc_round_distributed)
+			pc_worker_shards_settled();
 	}
 	PG_CATCH();
 	{
@@ -434,6 +437,13 @@ pc_worker_main(Datum main_arg)
 	pc_wait_event = WaitEventExtensionNew("ProviderConnectionsWorker");
 #endif
 	/* So that pg_stat_activity and %a in log_line_prefix name it. */
+	/*
+	 * Read committed whatever default_transaction_isolation says: each
+	 * statement of a round must see what committed before it started, as
+	 * the dirty shards a round takes before its statements (worker_dirty.c)
+	 * assume.
+	 */
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("application_name", "provider_connections worker",
 					PGC_USERSET, PGC_S_SESSION);
 

@@ -188,7 +188,6 @@ WorkerShmemStartup(void)
 		pc_shared->launcher_latch = NULL;
 		for (i = 0; i < PC_MAX_PREPARED; i++)
 			pc_shared->prepared[i].dboid = InvalidOid;
-		pc_shared->prepared_overflow = false;
 		pc_shared->nslots = SlotCount();
 		for (i = 0; i < pc_shared->nslots; i++)
 		{

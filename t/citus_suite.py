@@ -727,8 +727,13 @@ def _():
             c.execute("SELECT * FROM provider_connect(%s, %s, 'dirty-2pc', %s)", (a, PROV, b"x"))
             c.execute("SELECT * FROM provider_connect(%s, %s, 'dirty-2pc', %s)", (b, PROV, b"y"))
             c.commit()
-        connect_user(DUSERS[0])
-        users = (a, b, DUSERS[0])
+        # A routed call for a user in a third shard: its commit marks that
+        # shard only, so a's and b's rows depend on their COMMIT PREPARED.
+        def shard_id(x):
+            return val(C, "SELECT get_shard_id_for_distribution_column('provider_audit_log', %s)", (x,))
+        third = next(x for x in DUSERS if shard_id(x) not in (shard_id(a), shard_id(b)))
+        connect_user(third)
+        users = (a, b, third)
 
         def unnumbered():
             return val(C, """SELECT count(*) FROM provider_audit_log l
@@ -1154,6 +1159,47 @@ def _():
         for lc in listeners.values():
             lc.close()
         set_everywhere({"provider_connections.notify": "commit"})
+
+
+@check("distributed: notify = worker: a round that numbers more than a batch (10,000) notifies the rest in the rounds after, each event once")
+def _():
+    # One statement writes 10,050 events into one user's shard: the round
+    # that numbers them notifies 10,000 and leaves the rest pending, and
+    # must visit that shard again at once (with worker_naptime at one
+    # minute nothing else brings it back: no commit marks the shard).
+    set_everywhere({"provider_connections.notify": "worker", "provider_connections.worker_naptime": "1min"})
+    u = DUSERS[3]
+    w = next(n for n in WORKERS if PORTS[n] == shard_port(u))
+    lc = psycopg.connect(host=DIR, port=PORTS[w], user="postgres", dbname="postgres", autocommit=True)
+    try:
+        heard = []
+        lc.execute("LISTEN provider_events")
+        lc.add_notify_handler(lambda n: heard.append(json.loads(n.payload)["event_id"]))
+        marker = "overflow-" + secrets.token_hex(4)
+        C.execute("""INSERT INTO provider_audit_log (event_id, event_type, action, user_id, provider_slug,
+                                                     occurred_at, context)
+                     SELECT gen_random_uuid(), 'ProviderConnectionAttempted', 'connect', %s, %s,
+                            clock_timestamp(), '{}'
+                       FROM generate_series(1, 10050)""", (u, marker))
+        want = {str(e) for (e,) in C.execute("SELECT event_id FROM provider_audit_log WHERE user_id = %s"
+                                             " AND provider_slug = %s", (u, marker)).fetchall()}
+        expect(len(want) == 10050, f"{len(want)} events written")
+
+        def all_heard():
+            lc.execute("SELECT 1")
+            return want <= set(heard)
+        try:
+            poll(all_heard, "every event notified", timeout=30)
+        except CheckFailed:
+            pass
+        got = [e for e in heard if e in want]
+        expect(len(set(got)) == len(want) and len(got) == len(want),
+               f"heard {len(set(got))} of {len(want)} events, {len(got) - len(set(got))} twice")
+        pending = val(C, "SELECT count(*) FROM provider_event_positions WHERE user_id = %s AND notify_pending", (u,))
+        expect(pending == 0, f"{pending} positions still notify_pending")
+    finally:
+        lc.close()
+        set_everywhere({"provider_connections.notify": "commit", "provider_connections.worker_naptime": "1s"})
 
 
 @check("distributed: provider_stats() counts every shard")
