@@ -53,6 +53,7 @@ provider_audit_log_stamp(PG_FUNCTION_ARGS)
 		return PointerGetDatum(trigdata->tg_trigtuple);
 	value = FullTransactionIdGetDatum(GetTopFullTransactionId());
 	pc_worker_note_shard(RelationGetRelid(trigdata->tg_relation));
+	pc_worker_note_event(true);
 	return PointerGetDatum(heap_modify_tuple_by_cols(trigdata->tg_trigtuple, desc,
 													 1, &attnum, &value, &isnull));
 }

@@ -35,7 +35,6 @@ typedef struct PcDirtyShards
 	uint32		words[PC_DIRTY_SHARD_WORDS];
 } PcDirtyShards;
 
-extern void pc_worker_dirty_init(void);	/* the COMMIT PREPARED hook, from pc_worker_api_init */
 extern void pc_worker_note_shard(Oid relid);	/* backends: the stamp trigger */
 extern bool pc_worker_take_dirty_shards(PcDirtyShards *set);	/* the worker's rounds */
 extern bool pc_worker_shard_dirty(const PcDirtyShards *set, Oid relid);

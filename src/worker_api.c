@@ -1,6 +1,8 @@
 /*
  * worker_api.c
- *		What backends call of the background workers: the wake at commit,
+ *		What backends call of the background workers: the wake at commit
+ *		(with the audit shards it wrote on Citus, and those of a COMMIT
+ *		PREPARED, through the utility hook here),
  *		the wait for a round before reading the feed (pc_worker_sync), and
  *		whether a worker serves this database. The design is in
  *		src/README.md.
@@ -17,10 +19,13 @@
 #include "miscadmin.h"
 #include "storage/condition_variable.h"
 #include "storage/latch.h"
+#include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
 #include "worker_internal.h"
+
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
 /* The slot of MyDatabaseId last found. */
 static int	pc_my_slot = -1;
@@ -280,10 +285,47 @@ WakeXactCallback(XactEvent event, void *arg)
 	}
 }
 
-/* Install the commit callback; called from _PG_init. */
+/*
+ * The statements of two-phase commit: PREPARE TRANSACTION names the GID
+ * PcDirtyPrepared keeps the transaction's audit shards under (Citus
+ * commits a transaction that wrote on several nodes this way; its
+ * connections run these statements); a COMMIT PREPARED that succeeded
+ * marks them and wakes the worker at its commit, a ROLLBACK PREPARED
+ * forgets them (worker_dirty.c).
+ */
+static void
+TwoPhaseProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+					   ProcessUtilityContext context, ParamListInfo params,
+					   QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *stmt = pstmt->utilityStmt;
+	TransactionStmtKind kind = TRANS_STMT_BEGIN;
+	char		gid[GIDSIZE];
+
+	/* Copied before running the statement, which owns its tree. */
+	gid[0] = '\0';
+	if (IsA(stmt, TransactionStmt))
+	{
+		kind = ((TransactionStmt *) stmt)->kind;
+		if (((TransactionStmt *) stmt)->gid != NULL)
+			strlcpy(gid, ((TransactionStmt *) stmt)->gid, GIDSIZE);
+	}
+	if (kind == TRANS_STMT_PREPARE)
+		PcDirtyPreparing(gid);
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+	if ((kind == TRANS_STMT_COMMIT_PREPARED || kind == TRANS_STMT_ROLLBACK_PREPARED) &&
+		PcDirtyFinishPrepared(gid, kind == TRANS_STMT_COMMIT_PREPARED))
+		pc_worker_note_event(true);
+}
+
+/* Install the commit callback and the two-phase commit hook; called from _PG_init. */
 void
 pc_worker_api_init(void)
 {
 	RegisterXactCallback(WakeXactCallback, NULL);
-	pc_worker_dirty_init();
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = TwoPhaseProcessUtility;
 }

@@ -51,7 +51,6 @@
 #include "access/xact.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
-#include "tcop/utility.h"
 #include "utils/timestamp.h"
 
 #include "worker_internal.h"
@@ -69,7 +68,6 @@ static TimestampTz pc_last_sweep = 0;
 /* The GID of the PREPARE TRANSACTION this backend runs, until the transaction is prepared. */
 static char pc_prepare_gid[GIDSIZE];
 
-static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
 /* Set the bit of relid in set. */
 static inline void
@@ -81,23 +79,29 @@ DirtySet(PcDirtyShards *set, Oid relid)
 }
 
 /* Fill set: every shard is to be visited. */
-void
-PcDirtyFill(PcDirtyShards *set)
+static void
+DirtyFill(PcDirtyShards *set)
 {
 	memset(set->words, 0xff, sizeof(set->words));
 }
 
 /*
  * Note that the current transaction wrote an audit row into shard table
- * relid (the stamp trigger, on the node that stores it): its commit marks
- * the shard for the worker's next round.
+ * relid (the stamp trigger, on the node that stores it, which also wakes
+ * the worker at commit): its commit marks the shard for the next round.
  */
 void
 pc_worker_note_shard(Oid relid)
 {
 	DirtySet(&pc_my_dirty, relid);
 	pc_my_dirty_any = true;
-	pc_worker_note_event(true);
+}
+
+/* PREPARE TRANSACTION gid runs: PcDirtyPrepared keeps this transaction's shards under gid. */
+void
+PcDirtyPreparing(const char *gid)
+{
+	strlcpy(pc_prepare_gid, gid, GIDSIZE);
 }
 
 /*
@@ -152,7 +156,7 @@ pc_worker_take_dirty_shards(PcDirtyShards *set)
 
 	if (sweep)
 	{
-		PcDirtyFill(set);
+		DirtyFill(set);
 		pc_last_sweep = now;
 	}
 	if (pc_carry_valid)
@@ -228,16 +232,17 @@ PcDirtyPrepared(void)
  * take the entry PcDirtyPrepared kept (called once the statement
  * succeeded, so a COMMIT PREPARED that failed leaves it for the retry). On
  * commit its shards are marked when this statement's own transaction
- * commits, as the prepared transaction's rows are visible by then.
+ * commits, as the prepared transaction's rows are visible by then; returns
+ * whether there are any (the caller then wakes the worker at that commit).
  */
-static void
-FinishPrepared(const char *gid, bool commit)
+bool
+PcDirtyFinishPrepared(const char *gid, bool commit)
 {
 	bool		found = false;
 	int			i;
 
 	if (pc_shared == NULL || gid == NULL)
-		return;
+		return false;
 	LWLockAcquire(pc_shared->lock, LW_EXCLUSIVE);
 	for (i = 0; i < PC_MAX_PREPARED && !found; i++)
 	{
@@ -254,46 +259,7 @@ FinishPrepared(const char *gid, bool commit)
 	}
 	LWLockRelease(pc_shared->lock);
 	if (!commit || !found)
-		return;
+		return false;
 	pc_my_dirty_any = true;
-	pc_worker_note_event(true);
-}
-
-/*
- * The statements of two-phase commit: PREPARE TRANSACTION names the GID
- * PcDirtyPrepared keeps the shards under; COMMIT PREPARED publishes them
- * (Citus commits a transaction that wrote on several nodes this way; its
- * connections run these statements), ROLLBACK PREPARED forgets them.
- */
-static void
-DirtyProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
-					ProcessUtilityContext context, ParamListInfo params,
-					QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
-{
-	Node	   *stmt = pstmt->utilityStmt;
-	TransactionStmt *ts = IsA(stmt, TransactionStmt) ? (TransactionStmt *) stmt : NULL;
-	char		gid[GIDSIZE];
-
-	/* The statement's tree may be freed or changed by running it: keep what we need. */
-	gid[0] = '\0';
-	if (ts != NULL && ts->gid != NULL)
-		strlcpy(gid, ts->gid, GIDSIZE);
-	if (ts != NULL && ts->kind == TRANS_STMT_PREPARE)
-		strlcpy(pc_prepare_gid, gid, GIDSIZE);
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
-	if (ts != NULL && ts->kind == TRANS_STMT_COMMIT_PREPARED)
-		FinishPrepared(gid, true);
-	else if (ts != NULL && ts->kind == TRANS_STMT_ROLLBACK_PREPARED)
-		FinishPrepared(gid, false);
-}
-
-/* Install the utility hook; called from pc_worker_api_init (_PG_init). */
-void
-pc_worker_dirty_init(void)
-{
-	prev_ProcessUtility = ProcessUtility_hook;
-	ProcessUtility_hook = DirtyProcessUtility;
+	return true;
 }

@@ -132,7 +132,8 @@ extern PcWorkerSlot *PcSlotFindOrAlloc(Oid dboid, bool *allocated);
 /* worker_dirty.c: the shards a commit wrote, under the lock. */
 extern void PcDirtyPublish(PcWorkerSlot *slot);
 extern void PcDirtyPrepared(void);
-extern void PcDirtyFill(PcDirtyShards *set);
+extern void PcDirtyPreparing(const char *gid);
+extern bool PcDirtyFinishPrepared(const char *gid, bool commit);
 
 /* launcher.c and worker_main.c: the processes. */
 extern PGDLLEXPORT void pc_launcher_main(Datum main_arg);

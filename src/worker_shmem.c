@@ -160,7 +160,7 @@ PcSlotReset(PcWorkerSlot *slot, Oid dboid)
 	slot->missing = false;
 	slot->notified_upto = -1;
 	/* A new worker's first round visits every shard (worker_dirty.c). */
-	PcDirtyFill(&slot->dirty);
+	memset(&slot->dirty, 0xff, sizeof(slot->dirty));
 	/* What provider_stats() shows belongs to the database, not the slot. */
 	slot->last_round_at = 0;
 	slot->last_error_at = 0;
