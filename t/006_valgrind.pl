@@ -97,9 +97,11 @@ my $ours_re = qr/provider_connections\.so|\((?:${\ join('|', map { quotemeta } @
 # background worker commits and connects, so such writes happen with our
 # code lower on the stack. Debian's postgres has no symbols for the static
 # functions the suppressions name (XLogWrite, write_relcache_init_file), so
-# they are recognised by their nearest exported callers.
+# they are recognised by their nearest exported callers: XLogInsertRecord
+# too, which writes WAL out when the buffers are full (a CREATE DATABASE
+# WAL-logging the pages it copies does, under our utility hooks).
 my $padding_re = qr/\A[^\n]*Syscall param (?:write|pwrite64|pwritev)\(buf\) points to uninitialised byte/;
-my $padding_callers_re = qr/\b(?:XLogWrite|XLogFlush|XLogBackgroundFlush|write_relcache_init_file|RelationCacheInitializePhase3)\b/;
+my $padding_callers_re = qr/\b(?:XLogWrite|XLogFlush|XLogBackgroundFlush|XLogInsertRecord|write_relcache_init_file|RelationCacheInitializePhase3)\b/;
 
 # ours_in(TEXT): the reports in TEXT that pass through our code, less
 # PostgreSQL's known padding writes (counted in $padding_through_ours).
