@@ -79,8 +79,8 @@
 #   (and the same VACUUM ANALYZE and CHECKPOINT in scale_small).
 #
 # Cluster: start_cluster's configuration (fsync = off) plus, by ALTER
-# SYSTEM, synchronous_commit = off for everything, shared_buffers = 512MB
-# (as bench/run.sh), max_wal_size = 16GB and checkpoint_timeout = 1d (no
+# SYSTEM, synchronous_commit = off for everything, shared_buffers = SCALE_SHARED_BUFFERS
+# (512MB, as bench/run.sh), max_wal_size = 16GB and checkpoint_timeout = 1d (no
 # timed or WAL-triggered checkpoint during the runs; the DROP DATABASE of
 # each small copy forces one, before the large run that follows),
 # full_page_writes = off (after a checkpoint the first write to each page
@@ -96,6 +96,7 @@
 #   SCALE_SECONDS       per pgbench run (default 10)
 #   SCALE_ROUNDS        rounds of the latency runs, median reported (default 3)
 #   SCALE_FUNCTIONS     (default "credentials events_since refresh reconnect connect")
+#   SCALE_SHARED_BUFFERS (default 512MB: the large database's indexes do not fit)
 #   SCALE_ASSIGN_CALLS  connects per assignment round, 2 events each (default 10000)
 #   SCALE_ASSIGN_ROUNDS assignment rounds per database (default 5)
 #   SCALE_CHUNK         audit rows per INSERT while growing (default 1000000)
@@ -119,6 +120,7 @@ SMALL=${SCALE_SMALL:-10000}
 SECS=${SCALE_SECONDS:-10}
 ROUNDS=${SCALE_ROUNDS:-3}
 FUNCTIONS=${SCALE_FUNCTIONS:-"credentials events_since refresh reconnect connect"}
+SHARED_BUFFERS=${SCALE_SHARED_BUFFERS:-512MB}
 ASSIGN_CALLS=${SCALE_ASSIGN_CALLS:-10000}
 ASSIGN_ROUNDS=${SCALE_ASSIGN_ROUNDS:-5}
 CHUNK=${SCALE_CHUNK:-1000000}
@@ -169,10 +171,10 @@ set_conf() {	# set_conf NAME VALUE: ALTER SYSTEM, reload, wait until new session
 	return 1
 }
 
-log "configuring: synchronous_commit off, shared_buffers 512MB, full_page_writes off, no checkpoints"
-q -d postgres >/dev/null <<-'SQL'
+log "configuring: synchronous_commit off, shared_buffers $SHARED_BUFFERS, full_page_writes off, no checkpoints"
+q -d postgres -v sb="$SHARED_BUFFERS" >/dev/null <<-'SQL'
 	ALTER SYSTEM SET synchronous_commit = off;
-	ALTER SYSTEM SET shared_buffers = '512MB';
+	ALTER SYSTEM SET shared_buffers = :'sb';
 	ALTER SYSTEM SET max_wal_size = '16GB';
 	ALTER SYSTEM SET checkpoint_timeout = '1d';
 	ALTER SYSTEM SET full_page_writes = off;
