@@ -126,6 +126,25 @@ FailNotActive(PcCall *call)
 }
 
 /*
+ * The refresh UPDATE's parameters but the user (the last, which the
+ * by-id statement does not take): the id, the new credentials sealed, their
+ * expiry and type, and the clock.
+ */
+static void
+SealRefreshParams(RefreshArgs *a, Datum *values, char *nulls)
+{
+	memset(nulls, ' ', Natts_pc_refresh - 1);
+	values[Anum_pc_refresh_id - 1] = UUIDPGetDatum(a->connection_id);
+	values[Anum_pc_refresh_credentials - 1] = PointerGetDatum(pc_seal(a->credentials));
+	values[Anum_pc_refresh_expires_at - 1] = a->expires_at;
+	nulls[Anum_pc_refresh_expires_at - 1] = a->expires_at_null ? 'n' : ' ';
+	values[Anum_pc_refresh_credential_type - 1] =
+		a->credential_type ? CStringGetTextDatum(a->credential_type) : (Datum) 0;
+	nulls[Anum_pc_refresh_credential_type - 1] = a->credential_type ? ' ' : 'n';
+	values[Anum_pc_refresh_now - 1] = TimestampTzGetDatum(pc_now());
+}
+
+/*
  * Inside the guarded subtransaction. With a lease token, the fence first.
  * The UPDATE only touches an active row; after waiting for a lock it
  * re-checks the newest version, so a refresh that loses to a concurrent
@@ -141,16 +160,9 @@ StoreCredentials(PcCall *call, void *arg)
 
 	if (!pc_check_lease(call, a->connection_id, a->user_id, a->lease_token))
 		return;
-	memset(nulls, ' ', sizeof(nulls));
-	values[Anum_pc_refresh_id - 1] = UUIDPGetDatum(a->connection_id);
+	SealRefreshParams(a, values, nulls);
 	values[Anum_pc_refresh_user_id - 1] = UUIDPGetDatum(a->user_id);
-	values[Anum_pc_refresh_credentials - 1] = PointerGetDatum(pc_seal(a->credentials));
-	values[Anum_pc_refresh_expires_at - 1] = a->expires_at;
-	nulls[Anum_pc_refresh_expires_at - 1] = a->expires_at_null ? 'n' : ' ';
-	values[Anum_pc_refresh_credential_type - 1] =
-		a->credential_type ? CStringGetTextDatum(a->credential_type) : (Datum) 0;
-	nulls[Anum_pc_refresh_credential_type - 1] = a->credential_type ? ' ' : 'n';
-	values[Anum_pc_refresh_now - 1] = TimestampTzGetDatum(pc_now());
+	nulls[Anum_pc_refresh_user_id - 1] = ' ';
 
 	if (SPI_execute_plan(pc_statement_plan(RefreshStatement()), values, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update provider connection");
@@ -177,15 +189,7 @@ StoreCredentialsById(PcCall *call, void *arg)
 	TupleDesc	desc;
 	bool		isnull;
 
-	memset(nulls, ' ', sizeof(nulls));
-	values[Anum_pc_refresh_id - 1] = UUIDPGetDatum(a->connection_id);
-	values[Anum_pc_refresh_credentials - 1] = PointerGetDatum(pc_seal(a->credentials));
-	values[Anum_pc_refresh_expires_at - 1] = a->expires_at;
-	nulls[Anum_pc_refresh_expires_at - 1] = a->expires_at_null ? 'n' : ' ';
-	values[Anum_pc_refresh_credential_type - 1] =
-		a->credential_type ? CStringGetTextDatum(a->credential_type) : (Datum) 0;
-	nulls[Anum_pc_refresh_credential_type - 1] = a->credential_type ? ' ' : 'n';
-	values[Anum_pc_refresh_now - 1] = TimestampTzGetDatum(pc_now());
+	SealRefreshParams(a, values, nulls);
 
 	if (SPI_execute_plan(pc_statement_plan(&pc_refresh_returning), values, nulls, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not update provider connection");
