@@ -311,44 +311,25 @@ IsCallerKey(const char *key, int len)
 	return false;
 }
 
-/*
- * Who made the call (the role outside any SECURITY DEFINER function) and
- * who notifies its events (notify: the mode's name); then the event's
- * details, if any (the same for every event of a call).
- */
-static char *
-ContextJson(const char *details, PcNotifyMode notify)
+/* Push a member's key into a jsonb object being built. */
+static void
+PushKey(JsonbParseState **state, const char *key)
 {
-	StringInfoData buf;
+	JsonbValue	k;
 
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '{');
-	pc_json_text_member(&buf, "current_user", GetUserNameFromId(GetOuterUserId(), true));
-	pc_json_text_member(&buf, "session_user", GetUserNameFromId(GetSessionUserId(), true));
-	pc_json_text_member(&buf, "application_name", application_name);
-	JsonKey(&buf, "backend_pid");
-	appendStringInfo(&buf, "%d", MyProcPid);
-	JsonKey(&buf, "transaction_id");
-	appendStringInfo(&buf, UINT64_FORMAT,
-					 U64FromFullTransactionId(GetTopFullTransactionId()));
-	pc_json_text_member(&buf, "notify", pc_notify_options[notify].name);
-	if (details != NULL)
-		appendStringInfo(&buf, ",%s", details);
-	appendStringInfoChar(&buf, '}');
-	return buf.data;
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	pushJsonbValue(state, WJB_KEY, &k);
 }
 
 /* Push "key": value (a JSON string, null for NULL) into a jsonb being built. */
 static void
 PushTextMember(JsonbParseState **state, const char *key, const char *value)
 {
-	JsonbValue	k;
 	JsonbValue	v;
 
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	pushJsonbValue(state, WJB_KEY, &k);
+	PushKey(state, key);
 	if (value == NULL)
 		v.type = jbvNull;
 	else
@@ -364,13 +345,9 @@ PushTextMember(JsonbParseState **state, const char *key, const char *value)
 static void
 PushNumberMember(JsonbParseState **state, const char *key, const char *digits)
 {
-	JsonbValue	k;
 	JsonbValue	v;
 
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	pushJsonbValue(state, WJB_KEY, &k);
+	PushKey(state, key);
 	v.type = jbvNumeric;
 	v.val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(digits),
 														ObjectIdGetDatum(InvalidOid),
@@ -379,10 +356,13 @@ PushNumberMember(JsonbParseState **state, const char *key, const char *digits)
 }
 
 /*
- * The context of a call's audit rows as jsonb: with details (a JSON
- * fragment) the text ContextJson makes, read by jsonb_in; without, the same
- * members pushed into the jsonb directly, which gives the same value
- * without printing and parsing it (a few percent of a call).
+ * The context of a call's audit rows as jsonb: who made the call (the role
+ * outside any SECURITY DEFINER function) and who notifies its events
+ * (notify: the mode's name), pushed into the jsonb directly (printing and
+ * parsing it cost a few percent of a call); then the event's details, if
+ * any (a JSON fragment, the same for every event of a call, read by
+ * jsonb_in), whose members win over ours on a shared key as the last
+ * member does in jsonb_in.
  */
 static Datum
 ContextJsonb(const char *details, PcNotifyMode notify)
@@ -390,8 +370,6 @@ ContextJsonb(const char *details, PcNotifyMode notify)
 	JsonbParseState *state = NULL;
 	JsonbValue *object;
 
-	if (details != NULL)
-		return DirectFunctionCall1(jsonb_in, CStringGetDatum(ContextJson(details, notify)));
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	PushTextMember(&state, "current_user", GetUserNameFromId(GetOuterUserId(), true));
 	PushTextMember(&state, "session_user", GetUserNameFromId(GetSessionUserId(), true));
@@ -400,6 +378,19 @@ ContextJsonb(const char *details, PcNotifyMode notify)
 	PushNumberMember(&state, "transaction_id",
 					 psprintf(UINT64_FORMAT, U64FromFullTransactionId(GetTopFullTransactionId())));
 	PushTextMember(&state, "notify", pc_notify_options[notify].name);
+	if (details != NULL)
+	{
+		Jsonb	   *extra = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+															   CStringGetDatum(psprintf("{%s}", details))));
+		JsonbIterator *it = JsonbIteratorInit(&extra->root);
+		JsonbIteratorToken token;
+		JsonbValue	v;
+
+		/* Its members, nested values whole, without its own braces. */
+		(void) JsonbIteratorNext(&it, &v, false);
+		while ((token = JsonbIteratorNext(&it, &v, false)) != WJB_END_OBJECT)
+			(void) pushJsonbValue(&state, token, token < WJB_BEGIN_ARRAY ? &v : NULL);
+	}
 	object = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	return JsonbPGetDatum(JsonbValueToJsonb(object));
 }
