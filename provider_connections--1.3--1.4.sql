@@ -43,7 +43,14 @@ COMMENT ON FUNCTION @extschema@.provider_connections_guard() IS
  * node too. What the old keys guaranteed still holds: a connection id is a
  * UUIDv7 (62 random bits), an audit id comes from its sequence (offset by
  * the node's Citus group, src/events.c), a feed position from the one
- * assigner of its feed. Plain indexes keep the lookups by id alone.
+ * assigner of its feed.
+ *
+ * user_id comes second in every key: the id first keeps the key's order
+ * the id's, so a new row goes to the right edge of the index (ids, event
+ * ids and audit ids grow with time) and the key still serves a lookup by id
+ * alone. With user_id first, every insert landed at a random place in
+ * indexes that outgrow shared_buffers (bench/README.md, "Scale"). A user's
+ * rows are found through the indexes that lead with user_id, as in 1.3.
  *
  * The audit log's user_id joins its key, so it is never NULL: an event of a
  * call made without a user (provider_connect(NULL, ...)) stores the nil
@@ -66,7 +73,7 @@ BEGIN
     IF fks IS NOT NULL THEN
         RAISE EXCEPTION 'provider_connections 1.4 changes the primary keys its tables'' foreign keys refer to: %', fks
             USING ERRCODE = 'dependent_objects_still_exist',
-                  HINT = 'Drop those foreign keys, update, and create them again on (user_id, id).';
+                  HINT = 'Drop those foreign keys, update, and create them again on (id, user_id).';
     END IF;
 END
 $$;
@@ -77,17 +84,13 @@ ALTER TABLE @extschema@.provider_audit_log ENABLE ALWAYS TRIGGER provider_audit_
 ALTER TABLE @extschema@.provider_audit_log
     ALTER COLUMN user_id SET NOT NULL,
     DROP CONSTRAINT provider_audit_log_pkey,
-    ADD CONSTRAINT provider_audit_log_pkey PRIMARY KEY (user_id, id),
+    ADD CONSTRAINT provider_audit_log_pkey PRIMARY KEY (id, user_id),
     DROP CONSTRAINT provider_audit_log_event_id_key,
-    ADD CONSTRAINT provider_audit_log_event_id_key UNIQUE (user_id, event_id);
--- The primary key now serves what this index did.
-DROP INDEX @extschema@.provider_audit_log_user_idx;
-CREATE INDEX provider_audit_log_id_idx ON @extschema@.provider_audit_log (id);
+    ADD CONSTRAINT provider_audit_log_event_id_key UNIQUE (event_id, user_id);
 
 ALTER TABLE @extschema@.provider_connections
     DROP CONSTRAINT provider_connections_pkey,
-    ADD CONSTRAINT provider_connections_pkey PRIMARY KEY (user_id, id);
-CREATE INDEX provider_connections_id_idx ON @extschema@.provider_connections (id);
+    ADD CONSTRAINT provider_connections_pkey PRIMARY KEY (id, user_id);
 
 /*
  * The call whose events record the row's latest status change. Our
@@ -112,7 +115,7 @@ ALTER TABLE @extschema@.provider_event_positions
     ALTER COLUMN user_id SET NOT NULL,
     DROP CONSTRAINT provider_event_positions_pkey,
     DROP CONSTRAINT provider_event_positions_audit_id_key,
-    ADD CONSTRAINT provider_event_positions_pkey PRIMARY KEY (user_id, audit_id);
+    ADD CONSTRAINT provider_event_positions_pkey PRIMARY KEY (audit_id, user_id);
 CREATE INDEX provider_event_positions_position_idx
     ON @extschema@.provider_event_positions (global_position);
 COMMENT ON COLUMN @extschema@.provider_event_positions.user_id IS

@@ -32,10 +32,9 @@ CREATE TABLE floor.provider_connections (
     created_at             timestamptz NOT NULL,
     updated_at             timestamptz NOT NULL
 );
--- The extension's keys from 1.4 on (user first, for Citus; commit 93bd8d5).
+-- The extension's keys from 1.4 on (user_id in them, second, for Citus).
 ALTER TABLE floor.provider_connections
-    ADD CONSTRAINT provider_connections_pkey PRIMARY KEY (user_id, id);
-CREATE INDEX provider_connections_id_idx ON floor.provider_connections (id);
+    ADD CONSTRAINT provider_connections_pkey PRIMARY KEY (id, user_id);
 CREATE INDEX provider_connections_user_provider_idx
     ON floor.provider_connections (user_id, provider_id);
 CREATE INDEX provider_connections_active_user_idx
@@ -63,8 +62,9 @@ CREATE TABLE floor.provider_audit_log (
 );
 CREATE INDEX provider_audit_log_connection_idx
     ON floor.provider_audit_log (connection_id, id);
--- The extension's keys from 1.4 on: user first; "no user" is the nil UUID.
+CREATE INDEX provider_audit_log_user_idx
+    ON floor.provider_audit_log (user_id, id);
+-- The extension's keys from 1.4 on: user_id second; "no user" is the nil UUID.
 ALTER TABLE floor.provider_audit_log
-    ADD CONSTRAINT provider_audit_log_pkey PRIMARY KEY (user_id, id),
-    ADD CONSTRAINT provider_audit_log_event_id_key UNIQUE (user_id, event_id);
-CREATE INDEX provider_audit_log_id_idx ON floor.provider_audit_log (id);
+    ADD CONSTRAINT provider_audit_log_pkey PRIMARY KEY (id, user_id),
+    ADD CONSTRAINT provider_audit_log_event_id_key UNIQUE (event_id, user_id);

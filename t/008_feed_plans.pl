@@ -107,7 +107,7 @@ for my $r (@rounds)
 	  grep { $delta{$_}[0] || $delta{$_}[1] } sort keys %delta;
 	my $entries = 0;
 	$entries += $_->[1] for values %delta;
-	# Each candidate: its xid index entry, then one (user_id, audit_id)
+	# Each candidate: its xid index entry, then one (audit_id, user_id)
 	# probe of provider_event_positions_pkey that finds nothing (not
 	# numbered yet); the page read finds none (0 asked). is(), not
 	# cmp_ok('=='): a renamed index would read as undef, which must fail.
