@@ -104,7 +104,8 @@
 #   SCALE_MAX_RATIO     the target's ratio (default 1.2)
 #   SCALE_PURGE_EVENTS  events purged in the large database (default 1000000;
 #                       0 skips the purge; less than SCALE_AUDIT_ROWS)
-#   BENCH_NO_BUILD=1    use the installed build instead of building this tree
+#   BENCH_NO_BUILD=1    use the installed build instead of building this tree;
+#                       BENCH_PG_BIN another PostgreSQL's bin
 #   PGPORT              the throwaway cluster's port (default: random, 49152-65151)
 # Exits non-zero if a target is missed or a run fails. Logs: bench/results/scale/.
 #
@@ -113,6 +114,10 @@
 set -euo pipefail
 BENCH=$(cd "$(dirname "$0")" && pwd)
 . "$BENCH/../scripts/common.sh"
+# bench/all.sh passes the private PostgreSQL it built into: without this,
+# BENCH_NO_BUILD=1 ran whatever build the system's PostgreSQL last had.
+PG_BIN=${BENCH_PG_BIN:-$PG_BIN}
+[ -z "${BENCH_PG_BIN:-}" ] || PC_PG_BIN_GIVEN=1
 
 CONNS=${SCALE_CONNECTIONS:-1000000}
 AUDIT=${SCALE_AUDIT_ROWS:-10000000}
@@ -142,7 +147,7 @@ OUT=$BENCH/results/scale
 rm -rf "$OUT"
 mkdir -p "$OUT"
 RESULTS=$OUT/latency.tsv
-printf 'round\tfunction\tdb\tconnections\taudit_rows\tlatency_ms\ttps\tpgbench_rc\tfailed_events\tevents\n' >"$RESULTS"
+printf 'round\tfunction\tdb\tconnections\taudit_rows\tlatency_ms\ttps\tpgbench_rc\tfailed_events\tevents\treads_per_call\tbackend_writes_per_call\n' >"$RESULTS"
 ASSIGN=$OUT/assign.tsv
 printf 'round\tdb\taudit_rows\tevents\tms\tus_per_event\n' >"$ASSIGN"
 T0=$SECONDS
@@ -344,6 +349,10 @@ drop_copy() { q -d postgres -c "DROP DATABASE $1" >/dev/null; }
 
 ### Latency: each function in both databases, one right after the other.
 FAILURES=0
+buffer_counts() {	# buffer_counts DB: "blocks read into DB's buffers, buffers written by backends"
+	q -d postgres -F ' ' -c "SELECT (SELECT blks_read FROM pg_stat_database WHERE datname = '$1'),
+	                                (SELECT buffers_backend FROM pg_stat_bgwriter)"
+}
 bench_one() {	# bench_one ROUND FUNCTION LABEL [DB]: LABEL scale_small or scale_large, DB where to run
 	local round=$1 fn=$2 label=$3 db=${4:-$3} script nseed head before conns audit rc=0 log
 	case $fn in
@@ -359,6 +368,13 @@ bench_one() {	# bench_one ROUND FUNCTION LABEL [DB]: LABEL scale_small or scale_
 		       (SELECT coalesce(max(id), 0) FROM provider_audit_log),
 		       (SELECT count(*) FROM provider_connections), (SELECT count(*) FROM provider_audit_log)" -F ' ')
 	log=$OUT/$round-$fn-$label.pgbench
+	# Where a call's time goes when it grows: blocks the run read from
+	# outside shared_buffers (the database's backends and worker together)
+	# and buffers backends had to write out themselves to make room
+	# (cluster-wide), each per pgbench transaction. A backend's counts reach
+	# the statistics when it exits, as pgbench's connection does.
+	local reads0 writes0
+	read -r reads0 writes0 < <(buffer_counts "$db")
 	"$PG_BIN/pgbench" -n -M prepared -c 1 -T "$SECS" -D nseed="$nseed" -D head="$head" -f "$script" "$db" \
 		>"$log" 2>&1 || rc=$?
 	local lat tps failed_tx events failed_events
@@ -367,12 +383,18 @@ bench_one() {	# bench_one ROUND FUNCTION LABEL [DB]: LABEL scale_small or scale_
 	failed_tx=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$log")
 	[ -n "$lat" ] || { lat=0; [ "$rc" != 0 ] || rc=99; }
 	[ "${failed_tx:-0}" = 0 ] || [ "$rc" != 0 ] || rc=98
+	local reads1 writes1 xacts reads_per writes_per
+	sleep 0.5	# the worker's counts of the run: flushed within its next second
+	read -r reads1 writes1 < <(buffer_counts "$db")
+	xacts=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$log")
+	read -r reads_per writes_per < <(awk -v r0="$reads0" -v r1="$reads1" -v w0="$writes0" -v w1="$writes1" -v n="${xacts:-0}" \
+		'BEGIN { if (n > 0) printf "%.2f %.2f\n", (r1 - r0) / n, (w1 - w0) / n; else print "- -" }')
 	read -r events failed_events < <(q -d "$db" -F ' ' -c "
 		SELECT count(*), count(*) FILTER (WHERE event_type LIKE '%Failed') FROM provider_audit_log WHERE id > $before")
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$fn" "$label" "$conns" "$audit" "$lat" "$tps" \
-		"$rc" "$failed_events" "$events" >>"$RESULTS"
-	printf '  %-13s %-12s %9s conns %10s audit rows  %7s ms  %8.0f tps  worker %s\n' "$fn" "$label" "$conns" "$audit" \
-		"$lat" "$tps" "$(workers_for "$db")" >&2
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$fn" "$label" "$conns" "$audit" "$lat" "$tps" \
+		"$rc" "$failed_events" "$events" "$reads_per" "$writes_per" >>"$RESULTS"
+	printf '  %-13s %-12s %9s conns %10s audit rows  %7s ms  %8.0f tps  %6s reads %6s backend writes per call  worker %s\n' \
+		"$fn" "$label" "$conns" "$audit" "$lat" "$tps" "$reads_per" "$writes_per" "$(workers_for "$db")" >&2
 	if [ "$rc" != 0 ]; then
 		log "PROBLEM: pgbench failed (rc $rc), see $log"
 		FAILURES=$((FAILURES + 1))
@@ -523,11 +545,12 @@ MISSED=0
 	echo "| small, before the runs | $sc | $sa | $ss |"
 	echo "| large, before the runs | $lc | $la | $ls |"
 	echo
-	echo "| function | small ms | large ms | large / small | target | verdict |"
-	echo "|---|---:|---:|---:|---|---|"
+	echo "| function | small ms | large ms | large / small | target | verdict | blocks read from outside shared_buffers per call, small / large |"
+	echo "|---|---:|---:|---:|---|---|---:|"
 	for fn in $FUNCTIONS; do
 		s=$(col "$RESULTS" function="$fn" db=scale_small latency_ms | median)
 		l=$(col "$RESULTS" function="$fn" db=scale_large latency_ms | median)
+		reads="$(col "$RESULTS" function="$fn" db=scale_small reads_per_call | median) / $(col "$RESULTS" function="$fn" db=scale_large reads_per_call | median)"
 		r=$(awk -v s="$s" -v l="$l" 'BEGIN { if (s > 0) printf "%.2f", l / s; else print "-" }')
 		case $fn in
 		credentials) name='`provider_credentials`' ;;
@@ -538,12 +561,12 @@ MISSED=0
 		esac
 		v=ok
 		awk -v r="$r" -v m="$MAX_RATIO" 'BEGIN { exit !(r != "-" && r <= m) }' || v=MISSED
-		echo "| $name | $s | $l | $r | <= $MAX_RATIO | $v |"
+		echo "| $name | $s | $l | $r | <= $MAX_RATIO | $v | $reads |"
 		[ "$v" = ok ] || MISSED=$((MISSED + 1))
 		if [ "$fn" = events_since ]; then
 			v=ok
 			awk -v l="$l" 'BEGIN { exit !(l > 0 && l < 1) }' || v=MISSED
-			echo "| \`provider_events_since\` at the head, large | | $l | | < 1 ms | $v |"
+			echo "| \`provider_events_since\` at the head, large | | $l | | < 1 ms | $v | |"
 			[ "$v" = ok ] || MISSED=$((MISSED + 1))
 		fi
 	done
@@ -554,14 +577,14 @@ MISSED=0
 	r=$(awk -v s="$s" -v l="$l" 'BEGIN { if (s > 0) printf "%.2f", l / s; else print "-" }')
 	v=ok
 	awk -v r="$r" -v m="$MAX_RATIO" 'BEGIN { exit !(r != "-" && r <= m) }' || v=MISSED
-	echo "| position assignment, us per event, fastest of $ASSIGN_ROUNDS rounds of $((2 * ASSIGN_CALLS)) events (median: $sm / $lm) | $s | $l | $r | <= $MAX_RATIO (flat) | $v |"
+	echo "| position assignment, us per event, fastest of $ASSIGN_ROUNDS rounds of $((2 * ASSIGN_CALLS)) events (median: $sm / $lm) | $s | $l | $r | <= $MAX_RATIO (flat) | $v | |"
 	[ "$v" = ok ] || MISSED=$((MISSED + 1))
 	echo
 	echo "Every run (connections and audit rows when it started; tps; Failed outcomes / events written):"
 	echo
-	echo "| round | function | database | connections | audit rows | latency ms | tps | failed / events |"
-	echo "|---:|---|---|---:|---:|---:|---:|---:|"
-	awk -F '\t' 'NR > 1 { printf "| %s | %s | %s | %s | %s | %s | %.0f | %s / %s |\n", $1, $2, $3, $4, $5, $6, $7, $9, $10 }' "$RESULTS"
+	echo "| round | function | database | connections | audit rows | latency ms | tps | failed / events | blocks read per call | backend writes per call |"
+	echo "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"
+	awk -F '\t' 'NR > 1 { printf "| %s | %s | %s | %s | %s | %s | %.0f | %s / %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $9, $10, $11, $12 }' "$RESULTS"
 	echo
 	echo "Assignment rounds: $(awk -F '\t' 'NR > 1 { printf "%s%s %s events in %s ms", sep, $2, $4, $5; sep = "; " }' "$ASSIGN")."
 	echo
