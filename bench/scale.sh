@@ -80,7 +80,8 @@
 #
 # Cluster: start_cluster's configuration (fsync = off) plus, by ALTER
 # SYSTEM, synchronous_commit = off for everything, shared_buffers = SCALE_SHARED_BUFFERS
-# (512MB, as bench/run.sh), max_wal_size = 16GB and checkpoint_timeout = 1d (no
+# (a quarter of the machine's memory, PostgreSQL's documented starting point
+# for a dedicated server), max_wal_size = 16GB and checkpoint_timeout = 1d (no
 # timed or WAL-triggered checkpoint during the runs; the DROP DATABASE of
 # each small copy forces one, before the large run that follows),
 # full_page_writes = off (after a checkpoint the first write to each page
@@ -96,7 +97,13 @@
 #   SCALE_SECONDS       per pgbench run (default 10)
 #   SCALE_ROUNDS        rounds of the latency runs, median reported (default 3)
 #   SCALE_FUNCTIONS     (default "credentials events_since refresh reconnect connect")
-#   SCALE_SHARED_BUFFERS (default 512MB: the large database's indexes do not fit)
+#   SCALE_SHARED_BUFFERS (default a quarter of MemTotal; with 512MB, as
+#                       bench/run.sh, the large database's connections and
+#                       indexes do not fit: see bench/README.md, "Scale")
+#   SCALE_PREWARM       1 (default) or 0: pg_prewarm the large database's
+#                       connections, its lookup table and every index of the
+#                       extension's tables after growing it, so that both
+#                       databases are measured warm, as far as they fit
 #   SCALE_ASSIGN_CALLS  connects per assignment round, 2 events each (default 10000)
 #   SCALE_ASSIGN_ROUNDS assignment rounds per database (default 5)
 #   SCALE_CHUNK         audit rows per INSERT while growing (default 1000000)
@@ -125,7 +132,8 @@ SMALL=${SCALE_SMALL:-10000}
 SECS=${SCALE_SECONDS:-10}
 ROUNDS=${SCALE_ROUNDS:-3}
 FUNCTIONS=${SCALE_FUNCTIONS:-"credentials events_since refresh reconnect connect"}
-SHARED_BUFFERS=${SCALE_SHARED_BUFFERS:-512MB}
+SHARED_BUFFERS=${SCALE_SHARED_BUFFERS:-$(awk '/^MemTotal:/ { printf "%dMB", $2 / 4096 }' /proc/meminfo)}
+PREWARM=${SCALE_PREWARM:-1}
 ASSIGN_CALLS=${SCALE_ASSIGN_CALLS:-10000}
 ASSIGN_ROUNDS=${SCALE_ASSIGN_ROUNDS:-5}
 CHUNK=${SCALE_CHUNK:-1000000}
@@ -312,6 +320,26 @@ TV=$SECONDS
 for db in scale_small scale_large; do q -d $db -c "VACUUM ANALYZE" >/dev/null; done
 q -d postgres -c "CHECKPOINT" >/dev/null
 T_VACUUM=$((SECONDS - TV))
+# The small database is warm from its seeding and each copy of it small;
+# the large one was just written through a buffer ring. Warm what calls
+# touch at random: without it, the first runs in the large database read
+# the rows they pick from outside shared_buffers and compare a cold cache
+# with a warm one. The audit log's heap is left out: calls only append to
+# it, and read what they have just written.
+PREWARMED=none
+if [ "$PREWARM" = 1 ]; then
+	PREWARMED=$(q -d scale_large <<-'SQL'
+		CREATE EXTENSION IF NOT EXISTS pg_prewarm;
+		SELECT pg_size_pretty(8192 * sum(pg_prewarm(c.oid)))
+		  FROM pg_class c
+		 WHERE c.oid IN ('provider_connections'::regclass, 'ext_ids'::regclass)
+		    OR c.oid IN (SELECT indexrelid FROM pg_index
+		                  WHERE indrelid IN ('provider_connections'::regclass, 'provider_audit_log'::regclass,
+		                                     'provider_event_positions'::regclass, 'ext_ids'::regclass));
+	SQL
+	)
+	log "  prewarmed $PREWARMED of scale_large (shared_buffers $SHARED_BUFFERS)"
+fi
 T_LOAD=$((SECONDS - TL))
 log "  grown in ${T_LOAD}s (connections ${T_CONNS}s, audit rows and positions ${T_AUDIT}s, VACUUM ANALYZE + CHECKPOINT ${T_VACUUM}s)"
 got=$(q -d scale_large -c "SELECT (SELECT count(*) FROM provider_connections) || ' ' || (SELECT count(*) FROM provider_audit_log)
@@ -535,7 +563,9 @@ MISSED=0
 	echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC'): PostgreSQL $("$PG_BIN/postgres" -V | awk '{print $3}'), $(nproc) cores;"
 	echo "provider_connections $(q -d scale_large -c "SELECT extversion FROM pg_extension WHERE extname = 'provider_connections'"),"
 	if [ "${BENCH_NO_BUILD:-0}" = 1 ]; then echo "the installed build;"; else echo "built from commit $(git -C "$BENCH/.." rev-parse --short HEAD 2>/dev/null || echo '?');"; fi
-	echo "synchronous_commit = off, fsync = off, full_page_writes = off, notify = commit; pgbench -n -M prepared -c 1 -T $SECS, $ROUNDS round(s), median;"
+	echo "synchronous_commit = off, fsync = off, full_page_writes = off, notify = commit, shared_buffers = $SHARED_BUFFERS;"
+	echo "prewarmed in the large database before the runs (SCALE_PREWARM): $PREWARMED;"
+	echo "pgbench -n -M prepared -c 1 -T $SECS, $ROUNDS round(s), median;"
 	echo "the large database's added audit rows have $BULK_XID xids (SCALE_BULK_XID)."
 	echo
 	read -r sc sa ss <<<"$SIZE_SMALL"
