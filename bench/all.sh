@@ -12,8 +12,9 @@
 #        durable, 8 and 16 clients: connect and mix: extension in worker
 #          mode and the floor without NOTIFY, the fair mix floor for the
 #          mix (targets 2 and 3);
-#   3. with ALL_SCALE=1, bench/scale.sh (target 4; about an hour at its
-#      default size, so not run unless asked).
+#   3. with ALL_SCALE=1, bench/scale.sh (target 4; about 10 minutes at its
+#      default size, so not run unless asked), its targets in the same table
+#      (bench/results/scale/targets.tsv, read by report.awk).
 # The extension is built once from this tree into a private copy of
 # PostgreSQL (scripts/common.sh), unless BENCH_PG_BIN names an installation
 # it is already installed in (then with BENCH_NO_BUILD=1).
@@ -59,6 +60,7 @@ export BENCH_CATCHUP_RESULT=$BENCH/results/catchup/result.txt
 if [ "${ALL_SCALE:-0}" = 1 ]; then
 	log "scale (bench/scale.sh)"
 	bash "$BENCH/scale.sh" || rc=$?
+	export BENCH_SCALE_RESULT=$BENCH/results/scale/targets.tsv
 fi
 log "2/2: throughput and delivery (bench/run.sh)"
 bash "$BENCH/run.sh" || rc=$?

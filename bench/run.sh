@@ -28,6 +28,7 @@
 #   BENCH_PLAN      the groups to run instead of that matrix, space-separated
 #                   SYNC:CLIENTS:WORKLOAD:TARGET,TARGET,... (bench/all.sh)
 #   BENCH_CATCHUP_RESULT  bench/catchup.sh's result.txt, for the targets table
+#   BENCH_SCALE_RESULT    bench/scale.sh's targets.tsv, likewise
 #   BENCH_REPRO     the command shown as the one that reproduces the results
 #   BENCH_NO_BUILD=1  use the installed build instead of building this tree
 #   BENCH_PG_BIN    another PostgreSQL installation's bin directory (default
@@ -454,7 +455,7 @@ REPORT=$OUT/report.md
 	echo
 	echo "$INDEXES"
 	echo
-	awk -v catchup="${BENCH_CATCHUP_RESULT:-}" -f "$BENCH/report.awk" "$RESULTS"
+	awk -v catchup="${BENCH_CATCHUP_RESULT:-}" -v scale="${BENCH_SCALE_RESULT:-}" -f "$BENCH/report.awk" "$RESULTS"
 } >"$REPORT"
 echo >&2
 cat "$REPORT" >&2

@@ -559,10 +559,16 @@ col() {	# col FILE FILTER_COLUMN=VALUE... VALUE_COLUMN: the values of one column
 		{ ok = 1; for (j = 1; j <= n; j++) { split(s[j], kv, "="); if ($(idx[kv[1]]) != kv[2]) ok = 0 } if (ok) print $(idx[vc]) }' "$file"
 }
 MISSED=0
+# The targets alone, for bench/all.sh's table (bench/report.awk): what,
+# required, measured, ok or MISSED.
+TARGETS=$OUT/targets.tsv
+: >"$TARGETS"
+target() { printf '%s\t%s\t%s\t%s\n' "$@" >>"$TARGETS"; }
 {
 	echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC'): PostgreSQL $("$PG_BIN/postgres" -V | awk '{print $3}'), $(nproc) cores;"
 	echo "provider_connections $(q -d scale_large -c "SELECT extversion FROM pg_extension WHERE extname = 'provider_connections'"),"
-	if [ "${BENCH_NO_BUILD:-0}" = 1 ]; then echo "the installed build;"; else echo "built from commit $(git -C "$BENCH/.." rev-parse --short HEAD 2>/dev/null || echo '?');"; fi
+	if [ -n "${BENCH_BUILT_NOTE:-}" ]; then echo "$BENCH_BUILT_NOTE;"	# bench/all.sh built it
+	elif [ "${BENCH_NO_BUILD:-0}" = 1 ]; then echo "the installed build;"; else echo "built from commit $(git -C "$BENCH/.." rev-parse --short HEAD 2>/dev/null || echo '?');"; fi
 	echo "synchronous_commit = off, fsync = off, full_page_writes = off, notify = commit, shared_buffers = $SHARED_BUFFERS;"
 	echo "prewarmed in the large database before the runs (SCALE_PREWARM): $PREWARMED;"
 	echo "pgbench -n -M prepared -c 1 -T $SECS, $ROUNDS round(s), median;"
@@ -592,11 +598,13 @@ MISSED=0
 		v=ok
 		awk -v r="$r" -v m="$MAX_RATIO" 'BEGIN { exit !(r != "-" && r <= m) }' || v=MISSED
 		echo "| $name | $s | $l | $r | <= $MAX_RATIO | $v | $reads |"
+		target "$name, large / small" "<= $MAX_RATIO" "$r ($s / $l ms)" "$v"
 		[ "$v" = ok ] || MISSED=$((MISSED + 1))
 		if [ "$fn" = events_since ]; then
 			v=ok
 			awk -v l="$l" 'BEGIN { exit !(l > 0 && l < 1) }' || v=MISSED
 			echo "| \`provider_events_since\` at the head, large | | $l | | < 1 ms | $v | |"
+			target "\`provider_events_since\` at the head, large, ms" "< 1" "$l" "$v"
 			[ "$v" = ok ] || MISSED=$((MISSED + 1))
 		fi
 	done
@@ -608,6 +616,7 @@ MISSED=0
 	v=ok
 	awk -v r="$r" -v m="$MAX_RATIO" 'BEGIN { exit !(r != "-" && r <= m) }' || v=MISSED
 	echo "| position assignment, us per event, fastest of $ASSIGN_ROUNDS rounds of $((2 * ASSIGN_CALLS)) events (median: $sm / $lm) | $s | $l | $r | <= $MAX_RATIO (flat) | $v | |"
+	target "position assignment per event, large / small" "<= $MAX_RATIO" "$r ($s / $l us)" "$v"
 	[ "$v" = ok ] || MISSED=$((MISSED + 1))
 	echo
 	echo "Every run (connections and audit rows when it started; tps; Failed outcomes / events written):"
@@ -628,6 +637,9 @@ MISSED=0
 		echo "| before the purge | $(mb "$PA0") | $(mb "$PP0") |"
 		echo "| after the purge | $(mb "$PA1") | $(mb "$PP1") |"
 		echo "| after VACUUM (${T_PURGE_VACUUM}s) | $(mb "$PA2") | $(mb "$PP2") |"
+		target "purge of $PURGED events" "timed" "$PURGE_LINE" ""
+		target "audit log / positions on disk: before the purge; after it; after VACUUM" "reported" \
+			"$(mb "$PA0") / $(mb "$PP0"); $(mb "$PA1") / $(mb "$PP1"); $(mb "$PA2") / $(mb "$PP2")" ""
 		echo
 	fi
 	echo "Time: seeding ${T_SEED}s, growing ${T_LOAD}s (connections ${T_CONNS}s, audit rows and positions ${T_AUDIT}s,"
