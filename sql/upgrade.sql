@@ -188,8 +188,24 @@ DROP EXTENSION IF EXISTS provider_connections CASCADE;
 CREATE EXTENSION provider_connections VERSION '1.3' CASCADE;
 RESET client_min_messages;
 CREATE TABLE app_sync_jobs (connection_id uuid REFERENCES provider_connections (id));
+\set VERBOSITY default
 ALTER EXTENSION provider_connections UPDATE TO '1.4';
+\set VERBOSITY terse
 SELECT extversion FROM pg_extension WHERE extname = 'provider_connections';
 DROP TABLE app_sync_jobs;
 ALTER EXTENSION provider_connections UPDATE TO '1.4';
 SELECT extversion FROM pg_extension WHERE extname = 'provider_connections';
+-- The hint's advice holds: the key is (id, user_id), in that order, so a
+-- foreign key on both goes through and a lookup by id alone uses the key.
+CREATE TABLE app_sync_jobs (connection_id uuid, user_id uuid,
+    FOREIGN KEY (connection_id, user_id) REFERENCES provider_connections (id, user_id));
+DROP TABLE app_sync_jobs;
+SELECT pg_get_indexdef(i) FROM unnest(ARRAY['provider_connections_pkey'::regclass,
+    'provider_audit_log_pkey', 'provider_audit_log_event_id_key', 'provider_event_positions_pkey']) i;
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+EXPLAIN (COSTS OFF) SELECT status FROM provider_connections WHERE id = '01890a5d-ac96-774b-bcce-b302099a8057';
+EXPLAIN (COSTS OFF) SELECT event_type FROM provider_audit_log WHERE id = 1;
+EXPLAIN (COSTS OFF) SELECT global_position FROM provider_event_positions WHERE audit_id = 1;
+RESET enable_seqscan;
+RESET enable_bitmapscan;
