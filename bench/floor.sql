@@ -5,7 +5,7 @@
  * when it writes the same rows as one successful provider_connect. Schema
  * floor holds copies of the connections table and the audit log with the
  * same columns, keys and secondary indexes as the PL/pgSQL reference (the
- * extension's from 1.4 on, user_id first), but no triggers and no functions: the
+ * extension's from 1.4 on, user_id second in the keys), but no triggers and no functions: the
  * benchmark writes them with a single prepared statement
  * (floor_connect.sql, floor_connect_nonotify.sql), using only built-in
  * functions and a ciphertext computed once before the run.

@@ -27,12 +27,13 @@
  *   - a status state machine trigger (PL/pgSQL), ENABLE ALWAYS, and an
  *     append-only trigger on the audit log;
  *   - the keys and secondary indexes the extension's tables have from 1.4
- *     on (commit 93bd8d5: user_id first in the keys, for Citus): on the
- *     connections, PRIMARY KEY (user_id, id), (id), (user_id, provider_id),
+ *     on (user_id in every key, for Citus, as its second column): on the
+ *     connections, PRIMARY KEY (id, user_id), (user_id, provider_id),
  *     active-by-user, the expiring partial index and the pending partial
- *     index; on the audit log, PRIMARY KEY (user_id, id), UNIQUE (user_id,
- *     event_id), (id) and (connection_id, id), with "no user" stored as the
- *     nil UUID (the payload still says null), as the extension stores it.
+ *     index; on the audit log, PRIMARY KEY (id, user_id), UNIQUE (event_id,
+ *     user_id), (user_id, id) and (connection_id, id), with "no user" stored
+ *     as the nil UUID (the payload still says null), as the extension
+ *     stores it.
  *     The extension's xid index and feed positions are its own (below).
  *
  * It does not have what the extension adds beyond the three handlers: the
