@@ -188,8 +188,11 @@ DROP EXTENSION IF EXISTS provider_connections CASCADE;
 CREATE EXTENSION provider_connections VERSION '1.3' CASCADE;
 RESET client_min_messages;
 CREATE TABLE app_sync_jobs (connection_id uuid REFERENCES provider_connections (id));
+-- The hint, without the context lines (PostgreSQL 18 adds the script's text).
 \set VERBOSITY default
+\set SHOW_CONTEXT never
 ALTER EXTENSION provider_connections UPDATE TO '1.4';
+\set SHOW_CONTEXT errors
 \set VERBOSITY terse
 SELECT extversion FROM pg_extension WHERE extname = 'provider_connections';
 DROP TABLE app_sync_jobs;
