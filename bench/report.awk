@@ -36,6 +36,7 @@ NR == 1 { next }
 	if ($19 != "" && $19 != "-") wcpu[k, ++nwcpu[k]] = $19
 	if ($22 != "" && $22 != "-" && $7 + 0 > 0) epr[k, ++nepr[k]] = $7 / ($22 > 0 ? $22 : 1)
 	if ($21 != "" && $21 != "-") { wsps[k, ++nws[k]] = $20; wsms[k, nws[k]] = $21 }
+	if ($23 != "" && $23 != "-") wbytes[k, ++nwb[k]] = $23
 	expected[k] += $7; received[k] += $8; missed[k] += $9
 	duplicated[k] += $10; unexpected[k] += $11; failed[k] += $12
 	if ($7 == "-") nolistener[k] = 1
@@ -125,6 +126,10 @@ function worker_cpu(g, t,    k) {
 	k = g SUBSEP t
 	return (nwcpu[k] ? sprintf("%.1f", median(wcpu, k, nwcpu[k])) : "") " | " \
 		(nepr[k] ? sprintf("%.1f", median(epr, k, nepr[k])) : "")
+}
+# WAL bytes per pgbench transaction, median of the runs of target k.
+function wal_bytes(k) {
+	return nwb[k] ? sprintf("%.0f", median(wbytes, k, nwb[k])) : ""
 }
 function split_group(g, parts) { return split(g, parts, SUBSEP) }
 
@@ -292,8 +297,8 @@ END {
 
 	print "<details><summary>Every target's listener figures</summary>"
 	print ""
-	print "| workload | clients | sync commit | target | tps | audit rows | received | missed | duplicated | unexpected | Failed outcomes | p50 ms | p99 ms | commit p50 ms | commit p99 ms | worker CPU % | events per round | WAL flushes/s | ms per WAL flush | checkpoints |"
-	print "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	print "| workload | clients | sync commit | target | tps | audit rows | received | missed | duplicated | unexpected | Failed outcomes | p50 ms | p99 ms | commit p50 ms | commit p99 ms | worker CPU % | events per round | WAL flushes/s | ms per WAL flush | WAL bytes per transaction | checkpoints |"
+	print "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	split("ext plref floor ext-worker floor-nonotify", ts, " ")
 	for (i = 1; i <= ngroups; i++) {
 		g = groups[i]
@@ -303,18 +308,18 @@ END {
 			if (!has(g, t)) continue
 			k = g SUBSEP t
 			if (nolistener[k])
-				printf "| %s | %s | %s | %s | %s | (no report) | | | | | | | | | | %s | %s | %d |\n",
-					workload_name(p[1]), p[2], p[3], t, fmt(tps_of(g, t)), worker_cpu(g, t), wal_syncs(g, t), checkpointed[k]
+				printf "| %s | %s | %s | %s | %s | (no report) | | | | | | | | | | %s | %s | %s | %d |\n",
+					workload_name(p[1]), p[2], p[3], t, fmt(tps_of(g, t)), worker_cpu(g, t), wal_syncs(g, t), wal_bytes(k), checkpointed[k]
 			else
-				printf "| %s | %s | %s | %s | %s | %d | %d | %s | %d | %d | %d | %s | %s | %s | %s | %s | %s | %d |\n",
+				printf "| %s | %s | %s | %s | %s | %d | %d | %s | %d | %d | %d | %s | %s | %s | %s | %s | %s | %s | %d |\n",
 					workload_name(p[1]), p[2], p[3], t, fmt(tps_of(g, t)), expected[k], received[k],
 					(t == "floor-nonotify") ? "n/a" : missed[k], duplicated[k], unexpected[k], failed[k],
 					received[k] ? sprintf("%.1f", median(p50, k, runs[k])) : "",
 					received[k] ? sprintf("%.1f", p99[k]) : "",
 					received[k] && ncommit[k] ? sprintf("%.1f", median(cp50, k, ncommit[k])) : "",
 					received[k] && ncommit[k] ? sprintf("%.1f", cp99[k]) : "",
-					worker_cpu(g, t), wal_syncs(g, t), checkpointed[k]
-			if (bad[k]) printf "| | | | %s: a pgbench run failed | | | | | | | | | | | | | | | | |\n", t
+					worker_cpu(g, t), wal_syncs(g, t), wal_bytes(k), checkpointed[k]
+			if (bad[k]) printf "| | | | %s: a pgbench run failed | | | | | | | | | | | | | | | | | |\n", t
 		}
 	}
 	print ""

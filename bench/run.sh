@@ -78,7 +78,7 @@ OUT=$BENCH/results/last
 rm -rf "$OUT"
 mkdir -p "$OUT"
 RESULTS=$OUT/results.tsv
-printf 'round\tworkload\tclients\tsync\ttarget\ttps\texpected\treceived\tmissed\tduplicated\tunexpected\tfailed\tp50_ms\tp99_ms\tpgbench_rc\tcheckpoints\tcommit_p50_ms\tcommit_p99_ms\tworker_cpu_pct\twal_syncs_per_s\twal_sync_ms\tworker_rounds\n' >"$RESULTS"
+printf 'round\tworkload\tclients\tsync\ttarget\ttps\texpected\treceived\tmissed\tduplicated\tunexpected\tfailed\tp50_ms\tp99_ms\tpgbench_rc\tcheckpoints\tcommit_p50_ms\tcommit_p99_ms\tworker_cpu_pct\twal_syncs_per_s\twal_sync_ms\tworker_rounds\twal_bytes_per_tx\n' >"$RESULTS"
 
 ### Build: the extension (common.sh) and the listener (libpq).
 install_deps
@@ -334,8 +334,9 @@ run_one() {
 		worker_pid=$(q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'provider_connections worker' AND datname = current_database() LIMIT 1")
 		cpu0=$(proc_cpu_ticks "$worker_pid")
 	fi
-	local rc=0 jobs=$((clients < NPROC ? clients : NPROC)) t0 wal0 wal_sync="- -"
+	local rc=0 jobs=$((clients < NPROC ? clients : NPROC)) t0 wal0 lsn0 wal_sync="- -"
 	wal0=$(q -c "SELECT wal_sync || ' ' || wal_sync_time FROM pg_stat_wal")
+	lsn0=$(q -c "SELECT pg_current_wal_lsn()")
 	t0=$(date +%s.%N)
 	"$PG_BIN/pgbench" -n -M prepared -T "$SECS" -c "$clients" -j "$jobs" \
 		-D nseed="$SEED" -D cipher="$CIPHER" "${files[@]}" >"$log.pgbench" 2>&1 || rc=$?
@@ -348,6 +349,14 @@ run_one() {
 	wal_sync=$(awk -v w0="$wal0" -v w1="$(q -c "SELECT wal_sync || ' ' || wal_sync_time FROM pg_stat_wal")" \
 		-v t0="$t0" -v t1="$(date +%s.%N)" 'BEGIN { split(w0, a, " "); split(w1, b, " "); n = b[1] - a[1]
 			printf "%.0f %s", n / (t1 - t0), (n > 0 ? sprintf("%.2f", (b[2] - a[2]) / n) : "-") }')
+	# WAL bytes per pgbench transaction: the cluster's WAL over the run (the
+	# worker's rounds included, but for the last one's), divided by the
+	# transactions pgbench made; the floors write the same rows without the
+	# feed, so the difference is what the feed and the checks cost in WAL.
+	local wal_per_tx
+	wal_per_tx=$(awk -v b="$(q -c "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$lsn0')")" \
+		-v n="$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$log.pgbench")" \
+		'BEGIN { if (n > 0) printf "%.0f", b / n; else print "-" }')
 	kill -TERM "$LISTENER_PID"
 	wait "$LISTENER_PID" || true
 	LISTENER_PID=
@@ -369,13 +378,13 @@ run_one() {
 	if [ -n "$worker_pid" ]; then
 		rounds=$(q -c "SELECT count(DISTINCT xmin::text) FROM provider_event_positions WHERE audit_id > $id0")
 	fi
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
 		"$round" "$workload" "$clients" "$sync" "$target" "$tps" \
 		"${f[expected]:--}" "${f[received]:--}" "${f[missed]:--}" "${f[duplicated]:--}" \
 		"${f[unexpected]:--}" "${f[failed]:--}" "${f[p50_ms]:--}" "${f[p99_ms]:--}" "$rc" "$checkpoints" \
-		"${f[commit_p50_ms]:--}" "${f[commit_p99_ms]:--}" "$worker_cpu" ${wal_sync% *} ${wal_sync#* } "$rounds" >>"$RESULTS"
-	printf '%-9s %2s clients  sync %-3s  %-14s %9.0f tps  worker: cpu %s%%, %s rounds  WAL flushes/s, ms: %s  %s\n' \
-		"$workload" "$clients" "$sync" "$target" "$tps" "$worker_cpu" "$rounds" "$wal_sync" "${report:-(no listener report)}" >&2
+		"${f[commit_p50_ms]:--}" "${f[commit_p99_ms]:--}" "$worker_cpu" ${wal_sync% *} ${wal_sync#* } "$rounds" "$wal_per_tx" >>"$RESULTS"
+	printf '%-9s %2s clients  sync %-3s  %-14s %9.0f tps  worker: cpu %s%%, %s rounds  WAL flushes/s, ms: %s  WAL bytes per transaction: %s  %s\n' \
+		"$workload" "$clients" "$sync" "$target" "$tps" "$worker_cpu" "$rounds" "$wal_sync" "$wal_per_tx" "${report:-(no listener report)}" >&2
 
 	local problem=""
 	[ "$rc" = 0 ] || problem+=" pgbench failed (rc $rc, see $log.pgbench)"
