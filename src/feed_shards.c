@@ -253,9 +253,6 @@ static HTAB *pc_shard_plans = NULL;
 static uint64 pc_shard_pass = 0;
 static uint64 pc_last_full_pass = 0;	/* the last pass that visited every placement */
 
-/* Whether the last ShardRound left work for the next round (worker_dirty.c keeps its shard). */
-static bool pc_shard_left_work = false;
-
 /*
  * provider_connections.test_hold_shard_notifications: tests only. The
  * worker's rounds then number each shard's feed without notifying, as
@@ -500,10 +497,20 @@ FlagPending(PcShardStmt kind, Oid nsp, const PcShardPlacement *pl, int64 at)
 	PG_END_TRY();
 }
 
+/* The OID of audit shard shard_id's table in schema nsp (InvalidOid: none here). */
+static Oid
+AuditShardRelid(Oid nsp, int64 shard_id)
+{
+	return get_relname_relid(psprintf("provider_audit_log_" INT64_FORMAT, shard_id), nsp);
+}
+
 /*
  * Number one shard's committed events and, when notify, queue the
  * notifications of those left to the worker. Returns how many events it
- * numbered and went through; 0 for a placement that left this node.
+ * numbered and went through; 0 for a placement that left this node. Sets
+ * *left_work when the shard has work for the next round (xids it left, a
+ * full notification batch, or notifications not sent): worker_dirty.c
+ * then keeps the shard in the next round's set.
  *
  * What a round numbers without notifying it is left notify_pending; so is
  * what a notifying round numbered beyond the notifications it sends (more
@@ -512,7 +519,7 @@ FlagPending(PcShardStmt kind, Oid nsp, const PcShardPlacement *pl, int64 at)
  * this node, or the first round) starts before the first pending one.
  */
 static int64
-ShardRound(Oid nsp, const PcShardPlacement *pl, bool notify)
+ShardRound(Oid nsp, const PcShardPlacement *pl, bool notify, bool *left_work)
 {
 	Datum		values[7];
 	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
@@ -532,7 +539,8 @@ ShardRound(Oid nsp, const PcShardPlacement *pl, bool notify)
 	if (!LockShardHere(nsp, pl))
 		return 0;
 
-	relid = get_relname_relid(psprintf("provider_audit_log_" INT64_FORMAT, pl->shard_id), nsp);
+	/* Looked up again under the lock: a move may have replaced the table meanwhile. */
+	relid = AuditShardRelid(nsp, pl->shard_id);
 	if (!OidIsValid(relid))
 		elog(ERROR, "the table of audit shard " INT64_FORMAT " is missing", pl->shard_id);
 	state = LockShardState(nsp, pl, relid);
@@ -568,7 +576,7 @@ ShardRound(Oid nsp, const PcShardPlacement *pl, bool notify)
 	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)))
 	{
 		SetLatch(MyLatch);
-		pc_shard_left_work = true;
+		*left_work = true;
 	}
 
 	/*
@@ -577,7 +585,7 @@ ShardRound(Oid nsp, const PcShardPlacement *pl, bool notify)
 	 * visit this shard again.
 	 */
 	if (!notify)
-		pc_shard_left_work = true;
+		*left_work = true;
 
 	if (notify)
 	{
@@ -599,7 +607,7 @@ ShardRound(Oid nsp, const PcShardPlacement *pl, bool notify)
 		if (notified >= PC_FEED_NOTIFY_BATCH)
 		{
 			FlagPending(PC_SS_PENDING_MARK, nsp, pl, upto);
-			pc_shard_left_work = true;	/* ... which must visit this shard again */
+			*left_work = true;	/* ... which must visit this shard again */
 		}
 	}
 
@@ -763,15 +771,14 @@ pc_feed_shards_assign(Oid nsp, bool notify)
 	notify = notify && !pc_test_hold_notifications;
 	for (i = 0; i < n; i++)
 	{
-		Oid			relid = get_relname_relid(psprintf("provider_audit_log_" INT64_FORMAT,
-													   shards[i].shard_id), nsp);
+		Oid			relid = AuditShardRelid(nsp, shards[i].shard_id);
+		bool		left_work = false;
 
 		/* Nothing committed there since its last round (worker_dirty.c). */
 		if (!every && OidIsValid(relid) && !pc_worker_shard_dirty(&dirty, relid))
 			continue;
-		pc_shard_left_work = false;
-		total += ShardRound(nsp, &shards[i], notify);
-		if (pc_shard_left_work)
+		total += ShardRound(nsp, &shards[i], notify, &left_work);
+		if (left_work)
 			pc_worker_keep_shard(relid);
 	}
 	if (!every)

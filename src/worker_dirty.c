@@ -78,6 +78,14 @@ DirtySet(PcDirtyShards *set, Oid relid)
 	set->words[bit / 32] |= UINT32_C(1) << (bit % 32);
 }
 
+/* Add the shards of src to dst. */
+static inline void
+DirtyUnion(PcDirtyShards *dst, const PcDirtyShards *src)
+{
+	for (int i = 0; i < PC_DIRTY_SHARD_WORDS; i++)
+		dst->words[i] |= src->words[i];
+}
+
 /* Fill set: every shard is to be visited. */
 static void
 DirtyFill(PcDirtyShards *set)
@@ -112,13 +120,10 @@ PcDirtyPreparing(const char *gid)
 void
 PcDirtyPublish(PcWorkerSlot *slot)
 {
-	int			i;
-
 	if (!pc_my_dirty_any)
 		return;
 	if (slot != NULL)
-		for (i = 0; i < PC_DIRTY_SHARD_WORDS; i++)
-			slot->dirty.words[i] |= pc_my_dirty.words[i];
+		DirtyUnion(&slot->dirty, &pc_my_dirty);
 	memset(&pc_my_dirty, 0, sizeof(pc_my_dirty));
 	pc_my_dirty_any = false;
 }
@@ -160,8 +165,7 @@ pc_worker_take_dirty_shards(PcDirtyShards *set)
 		pc_last_sweep = now;
 	}
 	if (pc_carry_valid)
-		for (i = 0; i < PC_DIRTY_SHARD_WORDS; i++)
-			set->words[i] |= pc_carry.words[i];
+		DirtyUnion(set, &pc_carry);
 	pc_carry = *set;
 	pc_carry_valid = true;
 	memset(&pc_keep, 0, sizeof(pc_keep));
@@ -252,8 +256,7 @@ PcDirtyFinishPrepared(const char *gid, bool commit)
 		{
 			found = true;
 			if (commit)
-				for (int w = 0; w < PC_DIRTY_SHARD_WORDS; w++)
-					pc_my_dirty.words[w] |= entry->shards.words[w];
+				DirtyUnion(&pc_my_dirty, &entry->shards);
 			entry->dboid = InvalidOid;
 		}
 	}

@@ -436,7 +436,6 @@ pc_worker_main(Datum main_arg)
 #if PG_VERSION_NUM >= 170000
 	pc_wait_event = WaitEventExtensionNew("ProviderConnectionsWorker");
 #endif
-	/* So that pg_stat_activity and %a in log_line_prefix name it. */
 	/*
 	 * Read committed whatever default_transaction_isolation says: each
 	 * statement of a round must see what committed before it started, as
@@ -444,6 +443,7 @@ pc_worker_main(Datum main_arg)
 	 * assume.
 	 */
 	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
+	/* So that pg_stat_activity and %a in log_line_prefix name it. */
 	SetConfigOption("application_name", "provider_connections worker",
 					PGC_USERSET, PGC_S_SESSION);
 

@@ -159,7 +159,7 @@ PcSlotReset(PcWorkerSlot *slot, Oid dboid)
 	slot->retry_pending = false;
 	slot->missing = false;
 	slot->notified_upto = -1;
-	/* A new worker's first round visits every shard (worker_dirty.c). */
+	/* A new worker's first round visits every shard: a full set (worker_dirty.c). */
 	memset(&slot->dirty, 0xff, sizeof(slot->dirty));
 	/* What provider_stats() shows belongs to the database, not the slot. */
 	slot->last_round_at = 0;
