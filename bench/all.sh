@@ -64,8 +64,7 @@ if [ "${ALL_SCALE:-0}" = 1 ]; then
 	[ "$src" = 0 ] || rc=$src
 	export BENCH_SCALE_RESULT=$BENCH/results/scale/targets.tsv
 	# Stopped before its report: say so in the table, not "not part of this run".
-	[ -s "$BENCH_SCALE_RESULT" ] || printf 'bench/scale.sh stopped before its report (exit %s; see its output)		-	MISSED
-' "$src" \
+	[ -s "$BENCH_SCALE_RESULT" ] || printf 'bench/scale.sh stopped before its report (exit %s; see its output)\t\t-\tMISSED\n' "$src" \
 		>"$BENCH_SCALE_RESULT"
 fi
 log "2/2: throughput and delivery (bench/run.sh)"
